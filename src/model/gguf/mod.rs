@@ -1,0 +1,1 @@
+//! GGUF files: parsing, dequantisation and the embedded tokenizer.

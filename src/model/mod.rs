@@ -1,0 +1,3 @@
+//! Model description, weight loading and the forward pass.
+
+pub mod gguf;

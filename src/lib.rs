@@ -1,7 +1,44 @@
 //! hooklens: a GPT-style inference engine with every TransformerLens hook point as an explicit,
 //! zero-cost callback slot, built for interpretability work at speed.
+//!
+//! ```no_run
+//! use hooklens::{Model, Hooks, NamesFilter, RunOptions};
+//! # fn main() -> hooklens::Result<()> {
+//! let model = Model::load(std::path::Path::new("path/to/gpt2"))?;
+//! let tokens = model.to_tokens("The Eiffel Tower is in", true)?;
+//! // Cache every default hook point.
+//! let (out, cache) = model.run_with_cache(&tokens, &NamesFilter::All, &RunOptions::default())?;
+//! println!("{:?}", cache.get(("pattern", 0))?.shape);
+//! // Zero-ablate head 1 of the last layer.
+//! let mut hooks = Hooks::new();
+//! hooks.add(("z", -1), |act, _ctx| {
+//!     let [b, p, _, _] = act.shape().try_into().unwrap();
+//!     for (bi, pi) in (0..b).flat_map(|bi| (0..p).map(move |pi| (bi, pi))) {
+//!         act.slice_mut(&[bi, pi, 1])?.fill(0.0);
+//!     }
+//!     Ok(())
+//! });
+//! let ablated = model.run_with_hooks(&tokens, &mut hooks, &RunOptions::default())?;
+//! # let _ = (out, ablated);
+//! # Ok(())
+//! # }
+//! ```
 
+pub mod backend;
 pub mod error;
+pub mod hooks;
 pub mod model;
+pub mod tensor;
+pub mod tokenizer;
 
+pub use backend::cpu::threads::set_num_threads;
 pub use error::{HookLensError, Result};
+pub use hooks::{
+    ActivationCache, ActivationMut, HookContext, HookKind, HookPoint, HookSelector, Hooks,
+    NamesFilter,
+};
+pub use model::config::ModelConfig;
+pub use model::input::{Input, LogitPositions, Output, ReturnType, RunOptions, TokenBatch};
+pub use model::Model;
+pub use tensor::Tensor;
+pub use tokenizer::Tokenizer;

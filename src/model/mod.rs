@@ -1,3 +1,199 @@
 //! Model description, weight loading and the forward pass.
 
+pub mod arena;
+pub mod config;
+pub mod forward;
 pub mod gguf;
+pub mod hf_config;
+pub mod input;
+pub mod load_gguf;
+pub mod load_gpt2;
+pub mod load_llama;
+pub mod loss;
+pub mod safetensors_dir;
+pub mod weights;
+
+use std::path::{Path, PathBuf};
+
+use self::config::{Architecture, ModelConfig};
+use self::input::{Input, Output, RunOptions, TokenBatch};
+use self::weights::{check_sizes, Weights};
+use crate::error::{HookLensError, Result};
+use crate::hooks::cache::{ActivationCache, NamesFilter};
+use crate::hooks::point::{hook_points, HookPoint};
+use crate::hooks::registry::{Hooks, SlotTable};
+use crate::tokenizer::Tokenizer;
+
+/// A loaded model: configuration, f32 weights and (usually) a tokenizer.
+pub struct Model {
+    config: ModelConfig,
+    weights: Weights,
+    tokenizer: Option<Tokenizer>,
+    source: PathBuf,
+}
+
+impl Model {
+    /// Assembles a model from parts, checking that the weights fit the configuration.
+    pub fn from_parts(
+        config: ModelConfig,
+        weights: Weights,
+        tokenizer: Option<Tokenizer>,
+        source: PathBuf,
+    ) -> Result<Self> {
+        config.validate()?;
+        check_sizes(&weights, &config)?;
+        Ok(Model {
+            config,
+            weights,
+            tokenizer,
+            source,
+        })
+    }
+
+    /// Loads an HF checkpoint directory (`config.json`, safetensors weights, tokenizer files).
+    pub fn from_hf_dir(dir: &Path) -> Result<Self> {
+        if !dir.is_dir() {
+            return Err(HookLensError::input(format!(
+                "{} is not a directory with an HF checkpoint",
+                dir.display()
+            )));
+        }
+        let hf = hf_config::read_hf_config(&dir.join("config.json"))?;
+        let cfg = hf.config;
+        let src = safetensors_dir::SafetensorsDir::open(dir)?;
+        let weights = match cfg.architecture {
+            Architecture::Gpt2 => load_gpt2::load_gpt2(&src, &cfg, hf.tie_word_embeddings)?,
+            Architecture::Llama => load_llama::load_llama(
+                &src,
+                &cfg,
+                hf.tie_word_embeddings,
+                load_llama::hf_llama_names,
+                false,
+            )?,
+        };
+        let tokenizer = Tokenizer::from_hf_dir(dir, cfg.bos_token_id)?;
+        Model::from_parts(cfg, weights, tokenizer, dir.to_path_buf())
+    }
+
+    /// Loads a model from a path: an HF directory, or a `.gguf` file.
+    pub fn load(path: &Path) -> Result<Self> {
+        if path.is_dir() {
+            return Model::from_hf_dir(path);
+        }
+        if !path.exists() {
+            return Err(HookLensError::io(
+                path,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory"),
+            ));
+        }
+        if path.extension().is_some_and(|e| e == "gguf") {
+            return load_gguf::load_gguf_model(path);
+        }
+        Err(HookLensError::input(format!(
+            "{}: expected an HF checkpoint directory or a .gguf file",
+            path.display()
+        )))
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// The weights.
+    pub fn weights(&self) -> &Weights {
+        &self.weights
+    }
+
+    /// Where the model was loaded from.
+    pub fn source(&self) -> &Path {
+        &self.source
+    }
+
+    /// The tokenizer, or an error saying the model has none.
+    pub fn tokenizer(&self) -> Result<&Tokenizer> {
+        self.tokenizer.as_ref().ok_or_else(|| {
+            HookLensError::input(format!(
+                "{} has no tokenizer files; pass token ids instead of text",
+                self.source.display()
+            ))
+        })
+    }
+
+    /// Every hook point in firing order; opt-in points (`attn.hook_result`) when asked.
+    pub fn hook_points(&self, with_opt_in: bool) -> Vec<HookPoint> {
+        hook_points(&self.config, with_opt_in)
+    }
+
+    /// Every hook name in firing order, opt-in points included.
+    pub fn hook_names(&self) -> Vec<String> {
+        self.hook_points(true).iter().map(HookPoint::name).collect()
+    }
+
+    /// TL's `to_tokens` for one text, as a batch of one.
+    pub fn to_tokens(&self, text: &str, prepend_bos: bool) -> Result<TokenBatch> {
+        TokenBatch::single(self.tokenizer()?.to_tokens(text, prepend_bos)?)
+    }
+
+    /// TL's `to_str_tokens`.
+    pub fn to_str_tokens(&self, ids: &[u32]) -> Result<Vec<String>> {
+        self.tokenizer()?.to_str_tokens(ids)
+    }
+
+    /// A plain pass.
+    pub fn forward<'i>(&self, input: impl Into<Input<'i>>, opts: &RunOptions) -> Result<Output> {
+        self.run(input.into(), None, None, opts).map(|(out, _)| out)
+    }
+
+    /// A pass with hooks that read and may edit activations in place.
+    pub fn run_with_hooks<'i>(
+        &self,
+        input: impl Into<Input<'i>>,
+        hooks: &mut Hooks<'_>,
+        opts: &RunOptions,
+    ) -> Result<Output> {
+        self.run(input.into(), Some(hooks), None, opts)
+            .map(|(out, _)| out)
+    }
+
+    /// A pass that caches the activations the filter selects.
+    pub fn run_with_cache<'i>(
+        &self,
+        input: impl Into<Input<'i>>,
+        filter: &NamesFilter,
+        opts: &RunOptions,
+    ) -> Result<(Output, ActivationCache)> {
+        let (out, cache) = self.run(input.into(), None, Some(filter), opts)?;
+        Ok((
+            out,
+            cache.unwrap_or_else(|| ActivationCache::new(Vec::new(), self.config.clone())),
+        ))
+    }
+
+    /// The general pass: hooks and a cache together (the cache records values after the
+    /// hooks at the same point ran).
+    pub fn run(
+        &self,
+        input: Input<'_>,
+        hooks: Option<&mut Hooks<'_>>,
+        cache: Option<&NamesFilter>,
+        opts: &RunOptions,
+    ) -> Result<(Output, Option<ActivationCache>)> {
+        input.validate(&self.config)?;
+        let (start, _) = opts.layer_range(self.config.n_layers)?;
+        if start > 0 && matches!(input, Input::Tokens(_)) {
+            return Err(HookLensError::input(
+                "start_at_layer needs a residual-stream input, not tokens",
+            ));
+        }
+        let cache_points = match cache {
+            Some(filter) => filter.resolve(&self.config)?,
+            None => Vec::new(),
+        };
+        let (batch, seq) = input.batch_seq();
+        let mut slots = SlotTable::build(&self.config, hooks, &cache_points, batch, seq)?;
+        let out = forward::forward(&self.config, &self.weights, &input, opts, &mut slots)?;
+        let cache = cache.map(|_| ActivationCache::new(slots.cached, self.config.clone()));
+        Ok((out, cache))
+    }
+}

@@ -1,0 +1,9 @@
+//! CPU kernels (plain Rust written so that the compiler vectorises the inner loops).
+//! Each kernel is small and has one job; shapes are row-major and given in comments.
+
+pub mod activation;
+pub mod attention;
+pub mod matmul;
+pub mod norm;
+pub mod rotary;
+pub mod threads;

@@ -1,0 +1,89 @@
+//! LayerNorm / RMSNorm in three steps, so that `hook_scale` and `hook_normalized` can fire
+//! between them and a hook that edits the scale changes the normalised values, as in TL.
+
+/// First step: writes the row to normalise into `out` (centred for LayerNorm, copied for
+/// RMSNorm) and `scale = sqrt(mean(out²) + eps)` per row.
+/// x, out: // [rows, d]   scale: // [rows]
+pub fn norm_scale(x: &[f32], out: &mut [f32], scale: &mut [f32], d: usize, eps: f32, center: bool) {
+    for ((xr, or), s) in x
+        .chunks_exact(d)
+        .zip(out.chunks_exact_mut(d))
+        .zip(scale.iter_mut())
+    {
+        let mean = if center {
+            (xr.iter().map(|&v| v as f64).sum::<f64>() / d as f64) as f32
+        } else {
+            0.0
+        };
+        let mut sq = 0.0f64;
+        for (o, &v) in or.iter_mut().zip(xr) {
+            *o = v - mean;
+            sq += (*o as f64) * (*o as f64);
+        }
+        *s = ((sq / d as f64) as f32 + eps).sqrt();
+    }
+}
+
+/// Second step: `out /= scale` per row. out: // [rows, d]   scale: // [rows]
+pub fn divide_by_scale(out: &mut [f32], scale: &[f32], d: usize) {
+    for (or, &s) in out.chunks_exact_mut(d).zip(scale) {
+        for o in or.iter_mut() {
+            *o /= s;
+        }
+    }
+}
+
+/// Third step: `out = out * w (+ b)` per row. out: // [rows, d]   w, b: // [d]
+pub fn affine(out: &mut [f32], w: &[f32], b: Option<&[f32]>, d: usize) {
+    for or in out.chunks_exact_mut(d) {
+        match b {
+            Some(b) => {
+                for ((o, &wv), &bv) in or.iter_mut().zip(w).zip(b) {
+                    *o = *o * wv + bv;
+                }
+            }
+            None => {
+                for (o, &wv) in or.iter_mut().zip(w) {
+                    *o *= wv;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layer_norm_of_a_hand_row() {
+        // x = [1, 2, 3, 6]: mean 3, centred [-2, -1, 0, 3], mean square 14/4 = 3.5.
+        let x = [1.0f32, 2.0, 3.0, 6.0];
+        let mut out = [0.0f32; 4];
+        let mut scale = [0.0f32; 1];
+        norm_scale(&x, &mut out, &mut scale, 4, 0.0, true);
+        assert!((scale[0] - 3.5f32.sqrt()).abs() < 1e-6);
+        divide_by_scale(&mut out, &scale, 4);
+        affine(
+            &mut out,
+            &[1.0, 2.0, 1.0, 1.0],
+            Some(&[0.0, 0.0, 0.5, 0.0]),
+            4,
+        );
+        let s = 3.5f32.sqrt();
+        let want = [-2.0 / s, -2.0 / s, 0.5, 3.0 / s];
+        for (o, w) in out.iter().zip(want) {
+            assert!((o - w).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn rms_norm_does_not_center() {
+        let x = [3.0f32, 4.0];
+        let mut out = [0.0f32; 2];
+        let mut scale = [0.0f32; 1];
+        norm_scale(&x, &mut out, &mut scale, 2, 1e-5, false);
+        assert!((scale[0] - (12.5f32 + 1e-5).sqrt()).abs() < 1e-6);
+        assert_eq!(out, x);
+    }
+}

@@ -1,0 +1,74 @@
+//! Rotary position embeddings in HF's half-rotation layout: within each head the pairs are
+//! `(x[i], x[i + d_head/2])`.
+
+/// cos/sin tables for positions `0..seq`. Each is // [seq, d_head / 2]
+pub struct RotaryTables {
+    cos: Vec<f32>,
+    sin: Vec<f32>,
+    half: usize,
+}
+
+impl RotaryTables {
+    /// Tables for `seq` positions, head width `d_head`, base `theta`. Angles are formed in f64
+    /// and rounded once, so they match HF's f32 tables to rounding.
+    pub fn new(seq: usize, d_head: usize, theta: f32) -> Self {
+        let half = d_head / 2;
+        let mut cos = Vec::with_capacity(seq * half);
+        let mut sin = Vec::with_capacity(seq * half);
+        for p in 0..seq {
+            for i in 0..half {
+                // HF: inv_freq = 1 / theta^(2i / d_head), computed in f32.
+                let inv_freq = 1.0f32 / (theta as f64).powf((2 * i) as f64 / d_head as f64) as f32;
+                let angle = p as f64 * inv_freq as f64;
+                cos.push(angle.cos() as f32);
+                sin.push(angle.sin() as f32);
+            }
+        }
+        RotaryTables { cos, sin, half }
+    }
+
+    /// Rotates every head of `x` in place. x: // [batch, seq, heads, d_head]
+    pub fn apply(&self, x: &mut [f32], batch: usize, seq: usize, heads: usize) {
+        let d_head = 2 * self.half;
+        for b in 0..batch {
+            for p in 0..seq {
+                let cos = &self.cos[p * self.half..(p + 1) * self.half];
+                let sin = &self.sin[p * self.half..(p + 1) * self.half];
+                for h in 0..heads {
+                    let start = ((b * seq + p) * heads + h) * d_head;
+                    let (lo, hi) = x[start..start + d_head].split_at_mut(self.half);
+                    for i in 0..self.half {
+                        let (a, c) = (lo[i], hi[i]);
+                        lo[i] = a * cos[i] - c * sin[i];
+                        hi[i] = c * cos[i] + a * sin[i];
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn position_zero_is_identity_and_norm_is_kept() {
+        let t = RotaryTables::new(3, 4, 10000.0);
+        let mut x = vec![
+            1.0f32, 2.0, 3.0, 4.0, 1.0, 2.0, 3.0, 4.0, 0.5, -1.0, 2.0, 0.25,
+        ];
+        let orig = x.clone();
+        t.apply(&mut x, 1, 3, 1);
+        assert_eq!(&x[..4], &orig[..4]);
+        for p in 1..3 {
+            let n0: f32 = orig[p * 4..p * 4 + 4].iter().map(|v| v * v).sum();
+            let n1: f32 = x[p * 4..p * 4 + 4].iter().map(|v| v * v).sum();
+            assert!((n0 - n1).abs() < 1e-5);
+        }
+        // Position 1, pair 0 rotates by angle 1 rad (inv_freq = 1 for i = 0).
+        let (a, c) = (orig[4], orig[6]);
+        assert!((x[4] - (a * 1f32.cos() - c * 1f32.sin())).abs() < 1e-6);
+        assert!((x[6] - (c * 1f32.cos() + a * 1f32.sin())).abs() < 1e-6);
+    }
+}

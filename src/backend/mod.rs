@@ -1,0 +1,3 @@
+//! Compute backends. The forward pass calls kernels through these modules only.
+
+pub mod cpu;

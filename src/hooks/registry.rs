@@ -1,0 +1,214 @@
+//! Hook functions and the per-pass slot table that the forward pass fires into.
+//!
+//! Selectors are resolved to slot indices once per pass ([`SlotTable::build`]); firing an empty
+//! slot is one indexed load and a length check: no allocation, no copy, no string compare.
+
+use super::point::{slot_count, HookKind, HookPoint};
+use super::select::HookSelector;
+use crate::error::{HookLensError, Result};
+use crate::model::config::ModelConfig;
+use crate::tensor::{sub_range, Tensor};
+
+/// A mutable view of an activation in the engine's own buffer.
+pub struct ActivationMut<'a> {
+    data: &'a mut [f32],
+    shape: &'a [usize],
+    name: &'a str,
+}
+
+impl<'a> ActivationMut<'a> {
+    /// The values, row-major in [`ActivationMut::shape`].
+    pub fn data(&self) -> &[f32] {
+        self.data
+    }
+
+    /// The values, writable: edits change the rest of the pass.
+    pub fn data_mut(&mut self) -> &mut [f32] {
+        self.data
+    }
+
+    /// The TL shape, batch first.
+    pub fn shape(&self) -> &[usize] {
+        self.shape
+    }
+
+    /// The contiguous block at a leading index, writable (e.g. `[b, p, h]` of `hook_z` is one
+    /// head's `d_head` values).
+    pub fn slice_mut(&mut self, index: &[usize]) -> Result<&mut [f32]> {
+        let (start, len) = sub_range(self.shape, index)?;
+        Ok(&mut self.data[start..start + len])
+    }
+
+    /// Replaces the whole activation; the shape must be the activation's own.
+    pub fn set(&mut self, values: &[f32], shape: &[usize]) -> Result<()> {
+        if shape != self.shape || values.len() != self.data.len() {
+            return Err(HookLensError::HookShape {
+                name: self.name.to_string(),
+                expected: self.shape.to_vec(),
+                found: shape.to_vec(),
+            });
+        }
+        self.data.copy_from_slice(values);
+        Ok(())
+    }
+
+    /// Replaces the whole activation with a tensor of the same shape.
+    pub fn set_tensor(&mut self, t: &Tensor) -> Result<()> {
+        self.set(&t.data, &t.shape)
+    }
+}
+
+/// Where a hook is firing.
+pub struct HookContext<'a> {
+    /// The TL name, e.g. `blocks.0.attn.hook_z`.
+    pub name: &'a str,
+    /// The typed point.
+    pub point: HookPoint,
+    /// The activation's shape.
+    pub shape: &'a [usize],
+}
+
+/// A hook function: reads and may edit the activation in place.
+pub type HookFn<'a> = Box<dyn FnMut(&mut ActivationMut<'_>, &HookContext<'_>) -> Result<()> + 'a>;
+
+/// A set of hooks to run a pass with, in registration order per point.
+#[derive(Default)]
+pub struct Hooks<'a> {
+    pub(crate) entries: Vec<(HookSelector, HookFn<'a>)>,
+}
+
+impl<'a> Hooks<'a> {
+    /// No hooks.
+    pub fn new() -> Self {
+        Hooks {
+            entries: Vec::new(),
+        }
+    }
+
+    /// Adds a hook at every point the selector names (`"blocks.0.hook_resid_pre"`,
+    /// `("z", 3)`, `("scale", 2, "ln1")`, a [`HookPoint`] or [`HookSelector::predicate`]).
+    pub fn add<S, F>(&mut self, selector: S, f: F) -> &mut Self
+    where
+        S: Into<HookSelector>,
+        F: FnMut(&mut ActivationMut<'_>, &HookContext<'_>) -> Result<()> + 'a,
+    {
+        self.entries.push((selector.into(), Box::new(f)));
+        self
+    }
+
+    /// True when no hook is registered.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// One slot's registrations.
+#[derive(Default)]
+struct Slot {
+    hooks: Vec<usize>,
+    cache: bool,
+    name: String,
+}
+
+/// What the forward pass fires into: hooks and cache requests resolved to dense slots.
+pub(crate) struct SlotTable<'h, 'a> {
+    slots: Vec<Slot>,
+    hooks: Option<&'h mut Hooks<'a>>,
+    n_layers: usize,
+    cfg: &'h ModelConfig,
+    batch: usize,
+    seq: usize,
+    /// Copies made for the cache, in firing order.
+    pub(crate) cached: Vec<(HookPoint, Tensor)>,
+}
+
+impl<'h, 'a> SlotTable<'h, 'a> {
+    /// Resolves every hook selector and every point to cache, failing before the pass on an
+    /// unknown name.
+    pub(crate) fn build(
+        cfg: &'h ModelConfig,
+        hooks: Option<&'h mut Hooks<'a>>,
+        cache_points: &[HookPoint],
+        batch: usize,
+        seq: usize,
+    ) -> Result<Self> {
+        let n_layers = cfg.n_layers;
+        let mut slots: Vec<Slot> = (0..slot_count(n_layers)).map(|_| Slot::default()).collect();
+        if let Some(h) = hooks.as_deref() {
+            for (i, (selector, _)) in h.entries.iter().enumerate() {
+                for point in selector.resolve(cfg)? {
+                    let slot = &mut slots[point.slot(n_layers)];
+                    slot.hooks.push(i);
+                    slot.name = point.name();
+                }
+            }
+        }
+        for point in cache_points {
+            let slot = &mut slots[point.slot(n_layers)];
+            slot.cache = true;
+            slot.name = point.name();
+        }
+        Ok(SlotTable {
+            slots,
+            hooks,
+            n_layers,
+            cfg,
+            batch,
+            seq,
+            cached: Vec::new(),
+        })
+    }
+
+    /// True when anything is registered at this point.
+    #[inline]
+    pub(crate) fn active(&self, point: HookPoint) -> bool {
+        let s = &self.slots[point.slot(self.n_layers)];
+        s.cache || !s.hooks.is_empty()
+    }
+
+    /// True when the opt-in per-head result is wanted in this layer.
+    pub(crate) fn wants_result(&self, layer: usize) -> bool {
+        self.active(HookPoint::layer(HookKind::Result, layer))
+    }
+
+    /// Runs the hooks registered at `point` on `data`, then copies it into the cache if asked.
+    #[inline]
+    pub(crate) fn fire(&mut self, point: HookPoint, data: &mut [f32]) -> Result<()> {
+        let slot = &self.slots[point.slot(self.n_layers)];
+        if !slot.cache && slot.hooks.is_empty() {
+            return Ok(());
+        }
+        self.fire_slow(point, data)
+    }
+
+    #[cold]
+    fn fire_slow(&mut self, point: HookPoint, data: &mut [f32]) -> Result<()> {
+        let shape = point.shape(self.cfg, self.batch, self.seq);
+        let slot = &self.slots[point.slot(self.n_layers)];
+        if let Some(hooks) = self.hooks.as_deref_mut() {
+            let ctx = HookContext {
+                name: &slot.name,
+                point,
+                shape: &shape,
+            };
+            for &i in &slot.hooks {
+                let mut act = ActivationMut {
+                    data: &mut *data,
+                    shape: &shape,
+                    name: &slot.name,
+                };
+                (hooks.entries[i].1)(&mut act, &ctx)?;
+            }
+        }
+        if slot.cache {
+            self.cached.push((
+                point,
+                Tensor {
+                    data: data.to_vec(),
+                    shape,
+                },
+            ));
+        }
+        Ok(())
+    }
+}

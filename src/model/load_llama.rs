@@ -1,0 +1,154 @@
+//! Llama-family weights, from any source whose tensor names a [`LlamaNames`] table gives
+//! (HF safetensors, GGUF). Linear weights arrive `[out, in]` and are transposed to `[in, out]`.
+
+use super::config::ModelConfig;
+use super::weights::{transpose, LayerWeights, TensorSource, Weights};
+use crate::error::Result;
+
+/// One Llama tensor, independent of the file format's naming.
+#[derive(Clone, Copy, Debug)]
+pub enum LlamaTensor {
+    /// Token embedding.
+    Embed,
+    /// Final RMSNorm weight.
+    FinalNorm,
+    /// Untied unembedding.
+    LmHead,
+    /// Attention RMSNorm weight of a layer.
+    AttnNorm(usize),
+    /// Query projection weight.
+    Q(usize),
+    /// Key projection weight.
+    K(usize),
+    /// Value projection weight.
+    V(usize),
+    /// Attention output weight.
+    O(usize),
+    /// Query bias (Qwen2-style).
+    QBias(usize),
+    /// Key bias.
+    KBias(usize),
+    /// Value bias.
+    VBias(usize),
+    /// MLP RMSNorm weight.
+    FfnNorm(usize),
+    /// Gate projection.
+    Gate(usize),
+    /// Up projection (`W_in`).
+    Up(usize),
+    /// Down projection (`W_out`).
+    Down(usize),
+}
+
+/// Maps a [`LlamaTensor`] to a file's tensor name.
+pub type LlamaNames = fn(LlamaTensor) -> String;
+
+/// Tensor names of HF `LlamaForCausalLM` checkpoints.
+pub fn hf_llama_names(t: LlamaTensor) -> String {
+    use LlamaTensor::*;
+    let layer = |l: usize, s: &str| format!("model.layers.{l}.{s}");
+    match t {
+        Embed => "model.embed_tokens.weight".into(),
+        FinalNorm => "model.norm.weight".into(),
+        LmHead => "lm_head.weight".into(),
+        AttnNorm(l) => layer(l, "input_layernorm.weight"),
+        Q(l) => layer(l, "self_attn.q_proj.weight"),
+        K(l) => layer(l, "self_attn.k_proj.weight"),
+        V(l) => layer(l, "self_attn.v_proj.weight"),
+        O(l) => layer(l, "self_attn.o_proj.weight"),
+        QBias(l) => layer(l, "self_attn.q_proj.bias"),
+        KBias(l) => layer(l, "self_attn.k_proj.bias"),
+        VBias(l) => layer(l, "self_attn.v_proj.bias"),
+        FfnNorm(l) => layer(l, "post_attention_layernorm.weight"),
+        Gate(l) => layer(l, "mlp.gate_proj.weight"),
+        Up(l) => layer(l, "mlp.up_proj.weight"),
+        Down(l) => layer(l, "mlp.down_proj.weight"),
+    }
+}
+
+/// Undoes llama.cpp's converter permutation of q/k rows (adjacent-pair rotary layout back to
+/// HF's half-rotation layout). `data` is `[n_heads * d_head, cols]`.
+pub fn unpermute_rows(data: &[f32], n_heads: usize, d_head: usize, cols: usize) -> Vec<f32> {
+    let half = d_head / 2;
+    let mut out = vec![0.0; data.len()];
+    for h in 0..n_heads {
+        for i in 0..half {
+            for j in 0..2 {
+                let src_row = h * d_head + 2 * i + j;
+                let dst_row = h * d_head + j * half + i;
+                out[dst_row * cols..(dst_row + 1) * cols]
+                    .copy_from_slice(&data[src_row * cols..(src_row + 1) * cols]);
+            }
+        }
+    }
+    out
+}
+
+/// Loads Llama weights. `unpermute_qk` is true for GGUF files written by llama.cpp's converter.
+pub fn load_llama(
+    src: &dyn TensorSource,
+    cfg: &ModelConfig,
+    tied: bool,
+    names: LlamaNames,
+    unpermute_qk: bool,
+) -> Result<Weights> {
+    let d = cfg.d_model;
+    let q_out = cfg.n_heads * cfg.d_head;
+    let kv_out = cfg.n_kv_heads * cfg.d_head;
+    // Reads an [out, in] linear weight and returns it as [in, out].
+    let linear = |t: LlamaTensor, out: usize, inp: usize| -> Result<Vec<f32>> {
+        let w = src.read_shaped(&names(t), &[out, inp])?;
+        Ok(transpose(&w, out, inp))
+    };
+    let qk = |t: LlamaTensor, heads: usize| -> Result<Vec<f32>> {
+        let mut w = src.read_shaped(&names(t), &[heads * cfg.d_head, d])?;
+        if unpermute_qk {
+            w = unpermute_rows(&w, heads, cfg.d_head, d);
+        }
+        Ok(transpose(&w, heads * cfg.d_head, d))
+    };
+    let qk_bias = |t: LlamaTensor, heads: usize| -> Result<Option<Vec<f32>>> {
+        let b = src.read_optional(&names(t), &[heads * cfg.d_head])?;
+        Ok(match (b, unpermute_qk) {
+            (Some(b), true) => Some(unpermute_rows(&b, heads, cfg.d_head, 1)),
+            (b, _) => b,
+        })
+    };
+    let mut layers = Vec::with_capacity(cfg.n_layers);
+    for l in 0..cfg.n_layers {
+        use LlamaTensor::*;
+        layers.push(LayerWeights {
+            ln1_w: src.read_shaped(&names(AttnNorm(l)), &[d])?,
+            ln1_b: None,
+            w_q: qk(Q(l), cfg.n_heads)?,
+            b_q: qk_bias(QBias(l), cfg.n_heads)?,
+            w_k: qk(K(l), cfg.n_kv_heads)?,
+            b_k: qk_bias(KBias(l), cfg.n_kv_heads)?,
+            w_v: linear(V(l), kv_out, d)?,
+            b_v: src.read_optional(&names(VBias(l)), &[kv_out])?,
+            w_o: linear(O(l), d, q_out)?,
+            b_o: None,
+            ln2_w: src.read_shaped(&names(FfnNorm(l)), &[d])?,
+            ln2_b: None,
+            w_in: linear(Up(l), cfg.d_mlp, d)?,
+            b_in: None,
+            w_gate: Some(linear(Gate(l), cfg.d_mlp, d)?),
+            w_out: linear(Down(l), d, cfg.d_mlp)?,
+            b_out: None,
+        });
+    }
+    let unembed = if tied {
+        None
+    } else {
+        Some(src.read_shaped(&names(LlamaTensor::LmHead), &[cfg.d_vocab, d])?)
+    };
+    Ok(Weights {
+        w_e: src.read_shaped(&names(LlamaTensor::Embed), &[cfg.d_vocab, d])?,
+        w_pos: None,
+        layers,
+        ln_final_w: src.read_shaped(&names(LlamaTensor::FinalNorm), &[d])?,
+        ln_final_b: None,
+        unembed,
+        b_u: None,
+    })
+}

@@ -1,0 +1,34 @@
+//! Next-token cross-entropy, as TL's `return_type="loss"`.
+
+use super::input::TokenBatch;
+use crate::error::{HookLensError, Result};
+use crate::tensor::Tensor;
+
+/// `-log softmax(logits[b, i])[tokens[b, i + 1]]` for every position but the last.
+/// logits: // [b, p, vocab]   returns // [b, p - 1]
+pub fn next_token_loss(logits: &Tensor, tokens: &TokenBatch) -> Result<Tensor> {
+    let (batch, seq) = (tokens.batch(), tokens.seq());
+    let vocab = *logits.shape.last().unwrap_or(&0);
+    if logits.shape != [batch, seq, vocab] {
+        return Err(HookLensError::input(format!(
+            "loss needs logits at every position: got shape {:?} for {batch}x{seq} tokens",
+            logits.shape
+        )));
+    }
+    let mut out = Vec::with_capacity(batch * seq.saturating_sub(1));
+    for b in 0..batch {
+        for i in 0..seq.saturating_sub(1) {
+            let row = &logits.data[(b * seq + i) * vocab..][..vocab];
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+            let lse = row
+                .iter()
+                .map(|&v| (v as f64 - max).exp())
+                .sum::<f64>()
+                .ln()
+                + max;
+            let target = tokens.ids()[b * seq + i + 1] as usize;
+            out.push((lse - row[target] as f64) as f32);
+        }
+    }
+    Tensor::new(out, vec![batch, seq.saturating_sub(1)])
+}

@@ -1,0 +1,69 @@
+//! A plain owned f32 tensor, row-major, used for inputs and outputs that leave the engine.
+
+use crate::error::{HookLensError, Result};
+
+/// An owned row-major f32 tensor.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tensor {
+    /// The values, row-major.
+    pub data: Vec<f32>,
+    /// The shape; `data.len()` is its product.
+    pub shape: Vec<usize>,
+}
+
+impl Tensor {
+    /// A tensor from values and a shape whose product must equal `data.len()`.
+    pub fn new(data: Vec<f32>, shape: Vec<usize>) -> Result<Self> {
+        let numel: usize = shape.iter().product();
+        if numel != data.len() {
+            return Err(HookLensError::input(format!(
+                "{} values do not fill shape {shape:?} ({numel} elements)",
+                data.len()
+            )));
+        }
+        Ok(Tensor { data, shape })
+    }
+
+    /// Number of elements.
+    pub fn numel(&self) -> usize {
+        self.data.len()
+    }
+
+    /// The contiguous sub-tensor at a leading index (e.g. `[b, p]` of a `[b, p, d]` tensor).
+    pub fn slice(&self, index: &[usize]) -> Result<&[f32]> {
+        let (start, len) = sub_range(&self.shape, index)?;
+        Ok(&self.data[start..start + len])
+    }
+
+    /// The element at a full index.
+    pub fn at(&self, index: &[usize]) -> Result<f32> {
+        if index.len() != self.shape.len() {
+            return Err(HookLensError::input(format!(
+                "index {index:?} has {} axes, the tensor has {}",
+                index.len(),
+                self.shape.len()
+            )));
+        }
+        Ok(self.slice(index)?[0])
+    }
+}
+
+/// Start and length of the contiguous block at a leading `index` into `shape`.
+pub fn sub_range(shape: &[usize], index: &[usize]) -> Result<(usize, usize)> {
+    if index.len() > shape.len() {
+        return Err(HookLensError::input(format!(
+            "index {index:?} has more axes than shape {shape:?}"
+        )));
+    }
+    let mut start = 0;
+    for (axis, (&i, &n)) in index.iter().zip(shape).enumerate() {
+        if i >= n {
+            return Err(HookLensError::input(format!(
+                "index {i} is out of range for axis {axis} of shape {shape:?}"
+            )));
+        }
+        start = start * n + i;
+    }
+    let len: usize = shape[index.len()..].iter().product();
+    Ok((start * len, len))
+}

@@ -1,0 +1,125 @@
+//! Text <-> token ids, through the `tokenizers` crate, with an explicit BOS choice.
+
+use std::path::Path;
+
+use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
+use tokenizers::models::bpe::BPE;
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::AddedToken;
+
+use crate::error::{HookLensError, Result};
+
+/// A tokenizer and the model's BOS id.
+pub struct Tokenizer {
+    inner: tokenizers::Tokenizer,
+    bos_id: Option<u32>,
+}
+
+fn tok_err(e: impl std::fmt::Display) -> HookLensError {
+    HookLensError::Tokenizer {
+        message: e.to_string(),
+    }
+}
+
+/// GPT-2's end-of-text token, which is also its BOS.
+const GPT2_SPECIAL: &str = "<|endoftext|>";
+
+impl Tokenizer {
+    /// Wraps a ready `tokenizers::Tokenizer`; it must not add special tokens by itself, since
+    /// BOS is hooklens' explicit choice.
+    pub fn new(inner: tokenizers::Tokenizer, bos_id: Option<u32>) -> Self {
+        Tokenizer { inner, bos_id }
+    }
+
+    /// Loads an HF `tokenizer.json`.
+    pub fn from_file(path: &Path, bos_id: Option<u32>) -> Result<Self> {
+        let inner = tokenizers::Tokenizer::from_file(path)
+            .map_err(|e| HookLensError::format(path, format!("cannot load tokenizer: {e}")))?;
+        Ok(Tokenizer::new(inner, bos_id))
+    }
+
+    /// Builds GPT-2's byte-level BPE from `vocab.json` + `merges.txt`.
+    pub fn from_vocab_merges(vocab: &Path, merges: &Path, bos_id: Option<u32>) -> Result<Self> {
+        let (vs, ms) = (vocab.to_string_lossy(), merges.to_string_lossy());
+        let bpe = BPE::from_file(&vs, &ms).build().map_err(|e| {
+            HookLensError::format(vocab, format!("cannot build BPE from vocab + merges: {e}"))
+        })?;
+        let has_special = bpe.get_vocab().contains_key(GPT2_SPECIAL);
+        let mut inner = tokenizers::Tokenizer::new(bpe);
+        inner.with_pre_tokenizer(Some(ByteLevel::default().add_prefix_space(false)));
+        inner.with_decoder(Some(ByteLevelDecoder::default()));
+        if has_special {
+            inner.add_special_tokens(&[AddedToken::from(GPT2_SPECIAL, true)]);
+        }
+        Ok(Tokenizer::new(inner, bos_id))
+    }
+
+    /// Loads the tokenizer of an HF model directory: `tokenizer.json`, else `vocab.json` +
+    /// `merges.txt`. `Ok(None)` when the directory has neither.
+    pub fn from_hf_dir(dir: &Path, bos_id: Option<u32>) -> Result<Option<Self>> {
+        let json = dir.join("tokenizer.json");
+        if json.exists() {
+            return Self::from_file(&json, bos_id).map(Some);
+        }
+        let (vocab, merges) = (dir.join("vocab.json"), dir.join("merges.txt"));
+        if vocab.exists() && merges.exists() {
+            return Self::from_vocab_merges(&vocab, &merges, bos_id).map(Some);
+        }
+        Ok(None)
+    }
+
+    /// The BOS id prepended by `to_tokens(.., true)`.
+    pub fn bos_id(&self) -> Option<u32> {
+        self.bos_id
+    }
+
+    /// Number of ids, special tokens included.
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    /// Encodes text without any special tokens added.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        let enc = self.inner.encode(text, false).map_err(tok_err)?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    /// TL's `to_tokens` for one text: the ids, with BOS first when `prepend_bos`.
+    pub fn to_tokens(&self, text: &str, prepend_bos: bool) -> Result<Vec<u32>> {
+        let mut ids = Vec::new();
+        if prepend_bos {
+            ids.push(self.bos_id.ok_or_else(|| {
+                HookLensError::input(
+                    "this model has no BOS token; run without prepending BOS (--no-bos)",
+                )
+            })?);
+        }
+        ids.extend(self.encode(text)?);
+        Ok(ids)
+    }
+
+    /// Decodes ids to text (special tokens kept).
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.inner.decode(ids, false).map_err(tok_err)
+    }
+
+    /// TL's `to_str_tokens`: each id decoded on its own.
+    pub fn to_str_tokens(&self, ids: &[u32]) -> Result<Vec<String>> {
+        ids.iter().map(|&id| self.decode(&[id])).collect()
+    }
+
+    /// TL's `to_single_token`: the one id a text encodes to, or an error showing its tokens.
+    pub fn to_single_token(&self, text: &str) -> Result<u32> {
+        let ids = self.encode(text)?;
+        match ids.as_slice() {
+            [id] => Ok(*id),
+            _ => {
+                let pieces = self.to_str_tokens(&ids)?;
+                Err(HookLensError::input(format!(
+                    "{text:?} is not a single token: it encodes to {} tokens {ids:?} = {pieces:?}",
+                    ids.len()
+                )))
+            }
+        }
+    }
+}

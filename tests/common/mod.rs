@@ -1,0 +1,114 @@
+//! Shared helpers for the integration tests: reading the reference fixtures written by
+//! `scripts/golden/make_fixtures.py` (TransformerLens / HF transformers outputs).
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use hooklens::{Tensor, TokenBatch};
+use safetensors::{Dtype, SafeTensors};
+
+/// The fixtures directory.
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// A reference file: f32 tensors by name, the tokens, and the string metadata.
+pub struct Reference {
+    pub tensors: HashMap<String, Tensor>,
+    pub tokens: TokenBatch,
+    pub metadata: HashMap<String, String>,
+}
+
+impl Reference {
+    pub fn tensor(&self, name: &str) -> &Tensor {
+        self.tensors
+            .get(name)
+            .unwrap_or_else(|| panic!("reference has no tensor {name}"))
+    }
+
+    pub fn meta(&self, key: &str) -> &str {
+        self.metadata
+            .get(key)
+            .unwrap_or_else(|| panic!("reference has no metadata {key}"))
+    }
+}
+
+/// Reads `<dir>/reference.safetensors`.
+pub fn load_reference(dir: &Path) -> Reference {
+    let bytes = std::fs::read(dir.join("reference.safetensors")).expect("read reference");
+    let (_, meta) = SafeTensors::read_metadata(&bytes).expect("reference header");
+    let metadata = meta.metadata().clone().unwrap_or_default();
+    let st = SafeTensors::deserialize(&bytes).expect("reference file");
+    let mut tensors = HashMap::new();
+    let mut tokens = None;
+    for (name, view) in st.tensors() {
+        let shape = view.shape().to_vec();
+        match view.dtype() {
+            Dtype::F32 => {
+                let data = view
+                    .data()
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect();
+                tensors.insert(name, Tensor::new(data, shape).unwrap());
+            }
+            Dtype::I64 => {
+                assert_eq!(name, "tokens");
+                let ids: Vec<u32> = view
+                    .data()
+                    .chunks_exact(8)
+                    .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as u32)
+                    .collect();
+                let rows: Vec<Vec<u32>> = ids.chunks(shape[1]).map(<[u32]>::to_vec).collect();
+                tokens = Some(TokenBatch::from_rows(&rows).unwrap());
+            }
+            other => panic!("unexpected dtype {other:?} for {name}"),
+        }
+    }
+    Reference {
+        tensors,
+        tokens: tokens.expect("reference has tokens"),
+        metadata,
+    }
+}
+
+/// Max |a - b| over two tensors of the same shape; equal infinities count as 0.
+pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    assert_eq!(a.shape, b.shape, "shape mismatch");
+    a.data
+        .iter()
+        .zip(&b.data)
+        .map(|(&x, &y)| {
+            if x == y {
+                0.0
+            } else if x.is_nan() || y.is_nan() {
+                f32::INFINITY
+            } else {
+                (x - y).abs()
+            }
+        })
+        .fold(0.0, f32::max)
+}
+
+/// A fresh empty directory under the system temp dir.
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "hooklens-test-{tag}-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Copies every file of `src` into a fresh temp dir.
+pub fn copy_fixture(name: &str, tag: &str) -> PathBuf {
+    let dst = temp_dir(tag);
+    for entry in std::fs::read_dir(fixtures().join(name)).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dst.join(entry.file_name())).unwrap();
+    }
+    dst
+}

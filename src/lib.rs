@@ -24,6 +24,7 @@
 //! # }
 //! ```
 
+pub mod analysis;
 pub mod backend;
 pub mod error;
 pub mod hooks;

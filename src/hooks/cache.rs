@@ -137,3 +137,28 @@ impl ActivationCache {
         self.entries
     }
 }
+
+impl ActivationCache {
+    /// Writes the cache as a safetensors file: one f32 tensor per hook point, named by its TL
+    /// name, with the batch axis first (readable by numpy / torch `safetensors.load_file`).
+    pub fn save_safetensors(&self, path: &std::path::Path) -> Result<()> {
+        let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = self
+            .entries
+            .iter()
+            .map(|(p, t)| {
+                let bytes: &[u8] = bytemuck::cast_slice(&t.data);
+                safetensors::tensor::TensorView::new(
+                    safetensors::Dtype::F32,
+                    t.shape.clone(),
+                    bytes,
+                )
+                .map(|v| (p.name(), v))
+                .map_err(|e| HookLensError::input(format!("cache tensor {}: {e}", p.name())))
+            })
+            .collect::<Result<_>>()?;
+        safetensors::serialize_to_file(views, None, path).map_err(|e| match e {
+            safetensors::SafeTensorError::IoError(io) => HookLensError::io(path, io),
+            other => HookLensError::format(path, other.to_string()),
+        })
+    }
+}

@@ -6,6 +6,7 @@ pub mod forward;
 pub mod gguf;
 pub mod hf_config;
 pub mod input;
+pub mod known;
 pub mod load_gguf;
 pub mod load_gpt2;
 pub mod load_llama;

@@ -1,0 +1,16 @@
+//! `hooklens hooks`: every hook point with its shape, in firing order.
+
+use hooklens::Model;
+
+/// Prints the listing.
+pub fn run(model: &Model) {
+    let cfg = model.config();
+    for point in model.hook_points(true) {
+        let opt_in = if point.kind.is_opt_in() {
+            "  (opt-in)"
+        } else {
+            ""
+        };
+        println!("{:<34} {}{opt_in}", point.name(), point.shape_label(cfg));
+    }
+}

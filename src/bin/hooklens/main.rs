@@ -1,0 +1,79 @@
+//! The `hooklens` command line.
+
+mod cmd_hooks;
+mod cmd_run;
+mod input;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use hooklens::model::known::{hooklens_home, resolve_model_arg, DEFAULT_MODEL};
+use hooklens::{Model, Result};
+
+/// TransformerLens hook points at native speed.
+#[derive(Parser, Debug)]
+#[command(name = "hooklens", version, about, long_about = None)]
+struct Cli {
+    /// Model: an HF checkpoint directory, a .gguf file, or a known name (smollm2-135m).
+    /// Default: smollm2-135m from $HOOKLENS_HOME (fetch it with scripts/fetch-model).
+    #[arg(long, global = true)]
+    model: Option<String>,
+    /// CPU threads (default: $HOOKLENS_THREADS, else all cores).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// List every hook point with its shape, in firing order.
+    Hooks,
+    /// Run a prompt: print the top next tokens; optionally cache activations.
+    Run(cmd_run::RunArgs),
+}
+
+fn load_model(arg: Option<&str>) -> Result<Model> {
+    let path = resolve_model_arg(arg)?;
+    let started = std::time::Instant::now();
+    let model = Model::load(&path)?;
+    let cfg = model.config();
+    eprintln!(
+        "loaded {} ({:?}, {} layers, d_model {}, {} heads) in {:.2}s",
+        path.display(),
+        cfg.architecture,
+        cfg.n_layers,
+        cfg.d_model,
+        cfg.n_heads,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(model)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(n) = cli.threads {
+        hooklens::set_num_threads(n);
+    }
+    let result = load_model(cli.model.as_deref()).and_then(|model| match &cli.command {
+        Command::Hooks => {
+            cmd_hooks::run(&model);
+            Ok(())
+        }
+        Command::Run(args) => cmd_run::run(&model, args),
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            if cli.model.is_none() {
+                eprintln!(
+                    "(no --model given: the default is {} in {})",
+                    DEFAULT_MODEL.name,
+                    hooklens_home().display()
+                );
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -111,14 +111,14 @@ impl ModelConfig {
                 )));
             }
         }
-        if self.n_heads % self.n_kv_heads != 0 {
+        if !self.n_heads.is_multiple_of(self.n_kv_heads) {
             return Err(HookLensError::config(format!(
                 "n_heads ({}) must be a multiple of n_kv_heads ({})",
                 self.n_heads, self.n_kv_heads
             )));
         }
         if let PositionKind::Rotary { theta } = self.positions {
-            if self.d_head % 2 != 0 {
+            if !self.d_head.is_multiple_of(2) {
                 return Err(HookLensError::config(format!(
                     "rotary embeddings need an even d_head, got {}",
                     self.d_head

@@ -16,6 +16,13 @@ struct OutPtr(*mut f32);
 unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
+impl OutPtr {
+    /// The pointer; a method (not a field read) so closures capture the whole `Send` wrapper.
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
 /// Splits `0..n` into at most `parts` contiguous ranges, each a multiple of 16 wide except the
 /// last, and runs `f(j0, j1)` for each on its own scoped thread.
 fn for_column_ranges(n: usize, work: usize, f: impl Fn(usize, usize) + Sync) {
@@ -52,7 +59,6 @@ pub fn matmul(
     }
     let ptr = OutPtr(out.as_mut_ptr());
     for_column_ranges(n, m * k * n, |j0, j1| {
-        let ptr = ptr;
         let width = j1 - j0;
         // Four rows of x share each streamed row of w.
         for i0 in (0..m).step_by(4) {
@@ -61,7 +67,7 @@ pub fn matmul(
             // OutPtr); the ranges are in bounds by the assert above, and the slices do not overlap.
             let mut out_rows: Vec<&mut [f32]> = (0..rows)
                 .map(|r| unsafe {
-                    std::slice::from_raw_parts_mut(ptr.0.add((i0 + r) * n + j0), width)
+                    std::slice::from_raw_parts_mut(ptr.get().add((i0 + r) * n + j0), width)
                 })
                 .collect();
             for row in out_rows.iter_mut() {
@@ -117,7 +123,6 @@ pub fn matmul_transposed(
     }
     let ptr = OutPtr(out.as_mut_ptr());
     for_column_ranges(n, m * k * n, |j0, j1| {
-        let ptr = ptr;
         for j in j0..j1 {
             let w_row = &w[j * k..(j + 1) * k];
             let b = bias.map_or(0.0, |b| b[j]);
@@ -125,7 +130,7 @@ pub fn matmul_transposed(
                 let v = dot(&x[i * k..(i + 1) * k], w_row) + b;
                 // SAFETY: column j lies in this thread's range j0..j1 (see OutPtr), and i * n + j
                 // is in bounds by the assert above.
-                unsafe { *ptr.0.add(i * n + j) = v };
+                unsafe { *ptr.get().add(i * n + j) = v };
             }
         }
     });

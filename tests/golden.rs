@@ -12,9 +12,16 @@ use hooklens::{HookSelector, Hooks, Input, Model, NamesFilter, ReturnType, RunOp
 /// The tolerance of DESIGN.md invariant 7 (f32 reference numerics).
 const TOL: f32 = 1e-4;
 
+/// Loads a fixture model (a checkpoint directory, or a file inside one) and the TL reference
+/// stored in its directory.
 fn load(name: &str) -> (Model, Reference) {
-    let dir = fixtures().join(name);
-    let model = Model::load(&dir).unwrap_or_else(|e| panic!("loading {name}: {e}"));
+    let path = fixtures().join(name);
+    let model = Model::load(&path).unwrap_or_else(|e| panic!("loading {name}: {e}"));
+    let dir = if path.is_file() {
+        path.parent().unwrap().to_path_buf()
+    } else {
+        path
+    };
     (model, load_reference(&dir))
 }
 
@@ -270,4 +277,7 @@ golden_tests! {
     gpt2_tiny_f16 => "gpt2_tiny_f16",
     llama_gqa => "llama_gqa",
     llama_odd => "llama_odd",
+    // The same weights as llama_gqa, converted to GGUF with llama.cpp's q/k permutation
+    // (scripts/golden/make_llama_gguf.py): checks the GGUF config, names and un-permutation.
+    llama_gqa_gguf => "llama_gqa/model.gguf",
 }

@@ -1,15 +1,135 @@
-//! A whole model from a GGUF file: configuration from the metadata, weights dequantised to
-//! f32, tokenizer from `tokenizer.ggml.*`.
+//! A whole model from a GGUF file: configuration from the `llama.*` metadata, weights
+//! dequantised to f32 (q/k un-permuted back to HF's layout), tokenizer from
+//! `tokenizer.ggml.*`.
 
 use std::path::Path;
 
+use super::config::{Architecture, MlpKind, ModelConfig, NormKind, PositionKind};
+use super::gguf::tokenizer::tokenizer_from_gguf;
+use super::gguf::GgufFile;
+use super::load_llama::{load_llama, LlamaTensor};
+use super::weights::TensorSource;
 use super::Model;
 use crate::error::{HookLensError, Result};
+use crate::tokenizer::Tokenizer;
+
+impl TensorSource for GgufFile {
+    fn path(&self) -> &Path {
+        GgufFile::path(self)
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        self.tensor_info(name).is_some()
+    }
+
+    fn read_f32(&self, name: &str) -> Result<(Vec<f32>, Vec<usize>)> {
+        let shape = self.tensor_info(name).map(|t| t.shape()).ok_or_else(|| {
+            HookLensError::MissingTensor {
+                path: self.path().to_path_buf(),
+                name: name.to_string(),
+            }
+        })?;
+        Ok((self.tensor_f32(name)?, shape))
+    }
+}
+
+/// Tensor names written by llama.cpp's converter.
+pub fn gguf_llama_names(t: LlamaTensor) -> String {
+    use LlamaTensor::*;
+    let layer = |l: usize, s: &str| format!("blk.{l}.{s}");
+    match t {
+        Embed => "token_embd.weight".into(),
+        FinalNorm => "output_norm.weight".into(),
+        LmHead => "output.weight".into(),
+        AttnNorm(l) => layer(l, "attn_norm.weight"),
+        Q(l) => layer(l, "attn_q.weight"),
+        K(l) => layer(l, "attn_k.weight"),
+        V(l) => layer(l, "attn_v.weight"),
+        O(l) => layer(l, "attn_output.weight"),
+        QBias(l) => layer(l, "attn_q.bias"),
+        KBias(l) => layer(l, "attn_k.bias"),
+        VBias(l) => layer(l, "attn_v.bias"),
+        FfnNorm(l) => layer(l, "ffn_norm.weight"),
+        Gate(l) => layer(l, "ffn_gate.weight"),
+        Up(l) => layer(l, "ffn_up.weight"),
+        Down(l) => layer(l, "ffn_down.weight"),
+    }
+}
+
+/// The model configuration from a Llama-architecture GGUF's metadata.
+pub fn gguf_llama_config(file: &GgufFile) -> Result<ModelConfig> {
+    let arch = file.architecture()?;
+    if arch != "llama" {
+        return Err(HookLensError::unsupported(format!(
+            "{}: GGUF architecture `{arch}` (hooklens loads `llama` GGUF files)",
+            file.path().display()
+        )));
+    }
+    let key = |k: &str| format!("llama.{k}");
+    let d_model = file.get_usize(&key("embedding_length"))?;
+    let n_heads = file.get_usize(&key("attention.head_count"))?;
+    if n_heads == 0 || d_model % n_heads != 0 {
+        return Err(HookLensError::format(
+            file.path(),
+            format!("embedding_length {d_model} is not a multiple of head_count {n_heads}"),
+        ));
+    }
+    let d_head = d_model / n_heads;
+    if let Ok(rot) = file.get_usize(&key("rope.dimension_count")) {
+        if rot != d_head {
+            return Err(HookLensError::unsupported(format!(
+                "partial rotary (rope.dimension_count {rot} != head dim {d_head})"
+            )));
+        }
+    }
+    let vocab_from_tokens = file
+        .get_str_array("tokenizer.ggml.tokens")
+        .map(<[String]>::len);
+    let d_vocab = match file.get_usize(&key("vocab_size")) {
+        Ok(v) => v,
+        Err(_) => vocab_from_tokens?,
+    };
+    let config = ModelConfig {
+        architecture: Architecture::Llama,
+        n_layers: file.get_usize(&key("block_count"))?,
+        d_model,
+        n_heads,
+        n_kv_heads: file
+            .get_usize(&key("attention.head_count_kv"))
+            .unwrap_or(n_heads),
+        d_head,
+        d_mlp: file.get_usize(&key("feed_forward_length"))?,
+        d_vocab,
+        n_ctx: file.get_usize(&key("context_length"))?,
+        norm: NormKind::RmsNorm,
+        norm_eps: file.get_f32(&key("attention.layer_norm_rms_epsilon"))?,
+        positions: PositionKind::Rotary {
+            theta: file.get_f32(&key("rope.freq_base")).unwrap_or(10000.0),
+        },
+        mlp: MlpKind::GatedSilu,
+        bos_token_id: file.get_u32("tokenizer.ggml.bos_token_id").ok(),
+        eos_token_id: file.get_u32("tokenizer.ggml.eos_token_id").ok(),
+    };
+    config.validate().map_err(|e| match e {
+        HookLensError::Config { message } => HookLensError::format(file.path(), message),
+        other => other,
+    })?;
+    Ok(config)
+}
 
 /// Loads a Llama-architecture GGUF file.
 pub fn load_gguf_model(path: &Path) -> Result<Model> {
-    Err(HookLensError::unsupported(format!(
-        "{}: GGUF loading is not wired in yet",
-        path.display()
-    )))
+    let file = GgufFile::open(path)?;
+    let config = gguf_llama_config(&file)?;
+    let tied = !file.contains(&gguf_llama_names(LlamaTensor::LmHead));
+    let weights = load_llama(&file, &config, tied, gguf_llama_names, true)?;
+    // A GGUF without tokenizer metadata is still usable with token ids.
+    let tokenizer = match file.metadata("tokenizer.ggml.model") {
+        Some(_) => Some(Tokenizer::new(
+            tokenizer_from_gguf(&file)?.tokenizer,
+            config.bos_token_id,
+        )),
+        None => None,
+    };
+    Model::from_parts(config, weights, tokenizer, path.to_path_buf())
 }

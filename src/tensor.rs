@@ -1,9 +1,11 @@
 //! A plain owned f32 tensor, row-major, used for inputs and outputs that leave the engine.
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::{HookLensError, Result};
 
 /// An owned row-major f32 tensor.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Tensor {
     /// The values, row-major.
     pub data: Vec<f32>,

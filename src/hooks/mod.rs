@@ -1,11 +1,13 @@
 //! Hook points, selection by name, hook functions and the activation cache.
 
 pub mod cache;
+pub mod intervention;
 pub mod point;
 pub mod registry;
 pub mod select;
 
 pub use cache::{ActivationCache, NamesFilter};
+pub use intervention::{Intervention, Op};
 pub use point::{hook_points, HookKind, HookPoint};
 pub use registry::{ActivationMut, HookContext, Hooks};
 pub use select::HookSelector;

@@ -3,10 +3,12 @@
 //! Selectors are resolved to slot indices once per pass ([`SlotTable::build`]); firing an empty
 //! slot is one indexed load and a length check: no allocation, no copy, no string compare.
 
+use super::intervention::ResolvedIntervention;
 use super::point::{slot_count, HookKind, HookPoint};
 use super::select::HookSelector;
 use crate::error::{HookLensError, Result};
 use crate::model::config::ModelConfig;
+use crate::model::layout::RowLayout;
 use crate::tensor::{sub_range, Tensor};
 
 /// A mutable view of an activation in the engine's own buffer.
@@ -107,30 +109,38 @@ impl<'a> Hooks<'a> {
 struct Slot {
     hooks: Vec<usize>,
     cache: bool,
+    /// (sequence, index into `SlotTable::interventions`).
+    interventions: Vec<(usize, usize)>,
     name: String,
 }
 
-/// What the forward pass fires into: hooks and cache requests resolved to dense slots.
+impl Slot {
+    fn is_empty(&self) -> bool {
+        !self.cache && self.hooks.is_empty() && self.interventions.is_empty()
+    }
+}
+
+/// What the forward pass fires into: hooks, cache requests and built-in interventions,
+/// resolved to dense slots.
 pub(crate) struct SlotTable<'h, 'a> {
     slots: Vec<Slot>,
     hooks: Option<&'h mut Hooks<'a>>,
+    interventions: &'h [ResolvedIntervention],
     n_layers: usize,
     cfg: &'h ModelConfig,
-    batch: usize,
-    seq: usize,
     /// Copies made for the cache, in firing order.
     pub(crate) cached: Vec<(HookPoint, Tensor)>,
 }
 
 impl<'h, 'a> SlotTable<'h, 'a> {
     /// Resolves every hook selector and every point to cache, failing before the pass on an
-    /// unknown name.
+    /// unknown name. `interventions[i]` applies to sequence `intervention_seqs[i]`.
     pub(crate) fn build(
         cfg: &'h ModelConfig,
         hooks: Option<&'h mut Hooks<'a>>,
         cache_points: &[HookPoint],
-        batch: usize,
-        seq: usize,
+        interventions: &'h [ResolvedIntervention],
+        intervention_seqs: &[usize],
     ) -> Result<Self> {
         let n_layers = cfg.n_layers;
         let mut slots: Vec<Slot> = (0..slot_count(n_layers)).map(|_| Slot::default()).collect();
@@ -148,13 +158,17 @@ impl<'h, 'a> SlotTable<'h, 'a> {
             slot.cache = true;
             slot.name = point.name();
         }
+        for (i, (iv, &seq)) in interventions.iter().zip(intervention_seqs).enumerate() {
+            let slot = &mut slots[iv.point.slot(n_layers)];
+            slot.interventions.push((seq, i));
+            slot.name = iv.point.name();
+        }
         Ok(SlotTable {
             slots,
             hooks,
+            interventions,
             n_layers,
             cfg,
-            batch,
-            seq,
             cached: Vec::new(),
         })
     }
@@ -162,8 +176,7 @@ impl<'h, 'a> SlotTable<'h, 'a> {
     /// True when anything is registered at this point.
     #[inline]
     pub(crate) fn active(&self, point: HookPoint) -> bool {
-        let s = &self.slots[point.slot(self.n_layers)];
-        s.cache || !s.hooks.is_empty()
+        !self.slots[point.slot(self.n_layers)].is_empty()
     }
 
     /// True when the opt-in per-head result is wanted in this layer.
@@ -171,20 +184,32 @@ impl<'h, 'a> SlotTable<'h, 'a> {
         self.active(HookPoint::layer(HookKind::Result, layer))
     }
 
-    /// Runs the hooks registered at `point` on `data`, then copies it into the cache if asked.
+    /// Runs the hooks registered at `point` on `data` (laid out as `layout`), applies the
+    /// built-in interventions, then copies the value into the cache if asked.
     #[inline]
-    pub(crate) fn fire(&mut self, point: HookPoint, data: &mut [f32]) -> Result<()> {
-        let slot = &self.slots[point.slot(self.n_layers)];
-        if !slot.cache && slot.hooks.is_empty() {
+    pub(crate) fn fire(
+        &mut self,
+        point: HookPoint,
+        data: &mut [f32],
+        layout: &RowLayout,
+    ) -> Result<()> {
+        if self.slots[point.slot(self.n_layers)].is_empty() {
             return Ok(());
         }
-        self.fire_slow(point, data)
+        self.fire_slow(point, data, layout)
     }
 
     #[cold]
-    fn fire_slow(&mut self, point: HookPoint, data: &mut [f32]) -> Result<()> {
-        let shape = point.shape(self.cfg, self.batch, self.seq);
+    fn fire_slow(&mut self, point: HookPoint, data: &mut [f32], layout: &RowLayout) -> Result<()> {
         let slot = &self.slots[point.slot(self.n_layers)];
+        let observed = slot.cache || !slot.hooks.is_empty();
+        if observed && !layout.is_full() {
+            return Err(HookLensError::input(format!(
+                "hooks and caches need every position computed; `{}` is in a partial pass",
+                slot.name
+            )));
+        }
+        let shape = point.shape(self.cfg, layout.batch(), layout.seq_len);
         if let Some(hooks) = self.hooks.as_deref_mut() {
             let ctx = HookContext {
                 name: &slot.name,
@@ -199,6 +224,9 @@ impl<'h, 'a> SlotTable<'h, 'a> {
                 };
                 (hooks.entries[i].1)(&mut act, &ctx)?;
             }
+        }
+        for &(seq, i) in &slot.interventions {
+            self.interventions[i].apply(data, layout, seq);
         }
         if slot.cache {
             self.cached.push((

@@ -1,62 +1,90 @@
-//! The activation arena: every intermediate of one block, sized once per (batch, seq) and
-//! reused by every layer. Hooks see these buffers in place.
+//! The activation arena: every intermediate of one block, sized once per pass and reused by
+//! every layer. Hooks see these buffers in place. Rows are the packed rows of the pass's
+//! [`RowLayout`](super::layout::RowLayout): `batch * seq` of them in a plain pass.
 
 use super::config::ModelConfig;
 
-/// Buffers for one pass. Rows are `batch * seq` token positions.
+/// Buffers for one pass.
 pub(crate) struct Arena {
-    /// Residual stream. // [b, p, d_model]
+    /// Residual stream. // [rows, d_model]
     pub resid: Vec<f32>,
-    /// Norm output (and `hook_normalized`). // [b, p, d_model]
+    /// Norm output (and `hook_normalized`). // [rows, d_model]
     pub normed: Vec<f32>,
-    /// Norm scale. // [b, p, 1]
+    /// Norm scale. // [rows, 1]
     pub scale: Vec<f32>,
-    /// Queries, rotated in place for rotary models. // [b, p, n_heads, d_head]
+    /// Queries, rotated in place for rotary models. // [rows, n_heads, d_head]
     pub q: Vec<f32>,
-    /// Keys, rotated in place for rotary models. // [b, p, n_kv_heads, d_head]
+    /// Keys of the computed rows, rotated in place. // [kv_rows, n_kv_heads, d_head]
     pub k: Vec<f32>,
-    /// Values. // [b, p, n_kv_heads, d_head]
+    /// Values of the computed rows. // [kv_rows, n_kv_heads, d_head]
     pub v: Vec<f32>,
-    /// Scores, then the pattern (softmax in place). // [b, n_heads, p, p]
+    /// Keys at every position (computed rows + base prefix). // [batch, seq, n_kv_heads, d_head]
+    pub k_full: Vec<f32>,
+    /// Values at every position. // [batch, seq, n_kv_heads, d_head]
+    pub v_full: Vec<f32>,
+    /// Scores, then the pattern (softmax in place); per sequence // [n_heads, rows_s, seq]
     pub scores: Vec<f32>,
-    /// Per-head mixed values. // [b, p, n_heads, d_head]
+    /// Per-head mixed values. // [rows, n_heads, d_head]
     pub z: Vec<f32>,
-    /// Per-head outputs; empty until a layer asks for `hook_result`. // [b, p, n_heads, d_model]
+    /// Per-head outputs; empty until a layer asks for `hook_result`. // [rows, n_heads, d_model]
     pub result: Vec<f32>,
-    /// Attention output (also the position embedding before block 0). // [b, p, d_model]
+    /// Attention output (also the position embedding before block 0). // [rows, d_model]
     pub attn_out: Vec<f32>,
-    /// MLP pre-activation, then post-activation for ungated MLPs. // [b, p, d_mlp]
+    /// MLP pre-activation, then post-activation for ungated MLPs. // [rows, d_mlp]
     pub mlp_pre: Vec<f32>,
-    /// Gated MLPs: the linear branch, then the post-activation. // [b, p, d_mlp]
+    /// Gated MLPs: the linear branch, then the post-activation. // [rows, d_mlp]
     pub mlp_linear: Vec<f32>,
-    /// MLP output. // [b, p, d_model]
+    /// MLP output. // [rows, d_model]
     pub mlp_out: Vec<f32>,
+    seq: usize,
 }
 
 impl Arena {
-    /// Allocates the buffers for `batch` sequences of `seq` tokens.
-    pub fn new(cfg: &ModelConfig, batch: usize, seq: usize) -> Self {
-        let rows = batch * seq;
-        let d = cfg.d_model;
-        Arena {
-            resid: vec![0.0; rows * d],
-            normed: vec![0.0; rows * d],
-            scale: vec![0.0; rows],
-            q: vec![0.0; rows * cfg.n_heads * cfg.d_head],
-            k: vec![0.0; rows * cfg.n_kv_heads * cfg.d_head],
-            v: vec![0.0; rows * cfg.n_kv_heads * cfg.d_head],
-            scores: vec![0.0; batch * cfg.n_heads * seq * seq],
-            z: vec![0.0; rows * cfg.n_heads * cfg.d_head],
+    /// Allocates the buffers for `rows` packed rows of `batch` sequences of `seq` positions.
+    pub fn new(cfg: &ModelConfig, batch: usize, seq: usize, rows: usize) -> Self {
+        let kv = cfg.n_kv_heads * cfg.d_head;
+        let mut a = Arena {
+            resid: vec![0.0; rows * cfg.d_model],
+            normed: vec![0.0; rows * cfg.d_model],
+            scale: Vec::new(),
+            q: Vec::new(),
+            k: vec![0.0; rows * kv],
+            v: vec![0.0; rows * kv],
+            k_full: vec![0.0; batch * seq * kv],
+            v_full: vec![0.0; batch * seq * kv],
+            scores: Vec::new(),
+            z: Vec::new(),
             result: Vec::new(),
-            attn_out: vec![0.0; rows * d],
-            mlp_pre: vec![0.0; rows * cfg.d_mlp],
-            mlp_linear: if cfg.gated_mlp() {
-                vec![0.0; rows * cfg.d_mlp]
-            } else {
-                Vec::new()
-            },
-            mlp_out: vec![0.0; rows * d],
-        }
+            attn_out: Vec::new(),
+            mlp_pre: Vec::new(),
+            mlp_linear: Vec::new(),
+            mlp_out: Vec::new(),
+            seq,
+        };
+        a.resize_rows(cfg, rows);
+        a
+    }
+
+    /// Sizes the per-row buffers after the query-side rows change (`resid` and `normed` are
+    /// the caller's; keys and values keep their rows).
+    pub fn resize_rows(&mut self, cfg: &ModelConfig, rows: usize) {
+        let q = cfg.n_heads * cfg.d_head;
+        let sized = |v: &mut Vec<f32>, len: usize| {
+            v.clear();
+            v.resize(len, 0.0);
+        };
+        sized(&mut self.scale, rows);
+        sized(&mut self.q, rows * q);
+        sized(&mut self.scores, rows * cfg.n_heads * self.seq);
+        sized(&mut self.z, rows * q);
+        sized(&mut self.attn_out, rows * cfg.d_model);
+        sized(&mut self.mlp_pre, rows * cfg.d_mlp);
+        sized(
+            &mut self.mlp_linear,
+            if cfg.gated_mlp() { rows * cfg.d_mlp } else { 0 },
+        );
+        sized(&mut self.mlp_out, rows * cfg.d_model);
+        self.result.clear();
     }
 
     /// Sizes the per-head result buffer on first use.

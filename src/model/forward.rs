@@ -1,21 +1,76 @@
-//! The forward pass, written once for every architecture, with a hook slot between kernels.
+//! The forward pass, written once for every architecture and for both kinds of pass: a plain
+//! pass over every position (hooks see TL shapes), and a sweep pass over packed suffix rows
+//! that reuses a base run's keys and values for the unchanged prefix. A hook slot sits
+//! between every pair of kernels.
 
 use super::arena::Arena;
 use super::config::{ModelConfig, NormKind, PositionKind};
-use super::input::{Input, LogitPositions, Output, ReturnType, RunOptions};
-use super::loss::next_token_loss;
+use super::input::TokenBatch;
+use super::layout::RowLayout;
 use super::weights::Weights;
 use crate::backend::cpu::activation::{add_inplace, gelu_new_inplace, silu_mul_inplace};
-use crate::backend::cpu::attention::{attention_scores, attention_values, softmax_rows, AttnDims};
+use crate::backend::cpu::attention::{attention_scores, attention_values, softmax_rows, HeadDims};
 use crate::backend::cpu::matmul::{matmul, matmul_transposed};
 use crate::backend::cpu::norm::{affine, divide_by_scale, norm_scale};
 use crate::backend::cpu::rotary::RotaryTables;
 use crate::error::{HookLensError, Result};
 use crate::hooks::point::{HookKind, HookPoint};
 use crate::hooks::registry::SlotTable;
-use crate::tensor::Tensor;
 
-/// A norm with its two hook points, applied from `x` into `out`.
+/// Keys and values of base runs, reused for the positions a sweep pass does not recompute.
+pub(crate) struct KvPrefix {
+    /// Per base run, per layer: (keys after rotary, values), each // [seq_len, n_kv_heads * d_head]
+    pub bases: Vec<Vec<(Vec<f32>, Vec<f32>)>>,
+    /// The base run each sequence of the pass continues.
+    pub seq_base: Vec<usize>,
+}
+
+/// What enters the first computed layer.
+pub(crate) enum PassInput<'a> {
+    /// Token ids, one row of `seq_len` per sequence; embedded at the layout's positions.
+    Tokens(&'a TokenBatch),
+    /// The residual stream for the layout's rows. // [rows, d_model]
+    Residual(&'a [f32]),
+}
+
+/// Which rows get logits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LogitRows {
+    /// None: stop after the final norm.
+    None,
+    /// Every computed row.
+    All,
+    /// The last computed row of each sequence.
+    LastOfEachSeq,
+}
+
+/// A pass to run.
+pub(crate) struct PassPlan<'a> {
+    /// The input.
+    pub input: PassInput<'a>,
+    /// The rows computed.
+    pub layout: RowLayout,
+    /// Blocks `start..stop`.
+    pub layers: (usize, usize),
+    /// Base keys/values for the positions the layout leaves out.
+    pub kv_prefix: Option<&'a KvPrefix>,
+    /// In the last block, compute queries, MLP and logits only at these positions.
+    pub final_positions: Option<&'a [usize]>,
+    /// Where logits are computed (after the last block only).
+    pub logits: LogitRows,
+}
+
+/// What a pass produced.
+pub(crate) struct PassOutput {
+    /// The rows of the outputs below (the plan's layout, restricted in the last block).
+    pub layout: RowLayout,
+    /// The residual stream when the pass stopped before the last block. // [rows, d_model]
+    pub resid: Option<Vec<f32>>,
+    /// Logits and, for each logit row, its row in `layout`. // [n, d_vocab]
+    pub logits: Option<(Vec<f32>, Vec<usize>)>,
+}
+
+/// A norm with its two hook points.
 struct NormStep<'w> {
     scale_hook: HookPoint,
     normalized_hook: HookPoint,
@@ -29,67 +84,116 @@ fn apply_norm(
     x: &[f32],
     out: &mut [f32],
     scale: &mut [f32],
+    layout: &RowLayout,
     slots: &mut SlotTable<'_, '_>,
 ) -> Result<()> {
     let d = cfg.d_model;
     let layer_norm = cfg.norm == NormKind::LayerNorm;
     norm_scale(x, out, scale, d, cfg.norm_eps, layer_norm);
-    slots.fire(step.scale_hook, scale)?;
+    slots.fire(step.scale_hook, scale, layout)?;
     divide_by_scale(out, scale, d);
     if layer_norm {
-        // TL reports LayerNorm's hook_normalized after the affine.
+        // TL reports LayerNorm's hook_normalized after the affine...
         affine(out, step.w, step.b, d);
-        slots.fire(step.normalized_hook, out)?;
+        slots.fire(step.normalized_hook, out, layout)?;
     } else {
         // ...and RMSNorm's before the weight.
-        slots.fire(step.normalized_hook, out)?;
+        slots.fire(step.normalized_hook, out, layout)?;
         affine(out, step.w, None, d);
     }
     Ok(())
 }
 
-/// Runs the pass. `slots` holds the hooks and cache requests, already resolved.
-pub(crate) fn forward(
+/// Absolute position of every packed row.
+fn row_positions(layout: &RowLayout) -> Vec<usize> {
+    layout
+        .seqs
+        .iter()
+        .flat_map(|s| s.positions.iter().copied())
+        .collect()
+}
+
+/// Copies `rows` of `src` (each `width` wide) into a new packed buffer.
+fn gather_rows(src: &[f32], rows: &[usize], width: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(rows.len() * width);
+    for &r in rows {
+        out.extend_from_slice(&src[r * width..(r + 1) * width]);
+    }
+    out
+}
+
+/// Writes a layer's keys (or values) for every position into `full` // [batch, seq_len, width]:
+/// computed rows from `rows` // [rows, width], the others from the base run.
+fn assemble_kv<'b>(
+    full: &mut [f32],
+    rows: &[f32],
+    layout: &RowLayout,
+    width: usize,
+    base: impl Fn(usize) -> Option<&'b [f32]>,
+) -> Result<()> {
+    let p = layout.seq_len;
+    for (s, seq) in layout.seqs.iter().enumerate() {
+        let dst = &mut full[s * p * width..(s + 1) * p * width];
+        if seq.positions.len() < p {
+            let src = base(s).ok_or_else(|| {
+                HookLensError::input("a partial pass needs the base run's keys and values")
+            })?;
+            dst.copy_from_slice(src);
+        }
+        for (i, &t) in seq.positions.iter().enumerate() {
+            let r = seq.offset + i;
+            dst[t * width..(t + 1) * width].copy_from_slice(&rows[r * width..(r + 1) * width]);
+        }
+    }
+    Ok(())
+}
+
+/// Runs a pass. `slots` holds the hooks, cache requests and interventions, already resolved.
+pub(crate) fn run_pass(
     cfg: &ModelConfig,
     weights: &Weights,
-    input: &Input<'_>,
-    opts: &RunOptions,
+    plan: &PassPlan<'_>,
     slots: &mut SlotTable<'_, '_>,
-) -> Result<Output> {
-    let (batch, seq) = input.batch_seq();
-    let (start, stop) = opts.layer_range(cfg.n_layers)?;
+) -> Result<PassOutput> {
+    let mut layout = plan.layout.clone();
+    let (start, stop) = plan.layers;
     let d = cfg.d_model;
-    let rows = batch * seq;
-    let mut a = Arena::new(cfg, batch, seq);
+    let p = layout.seq_len;
+    let mut rows = layout.rows();
+    let mut a = Arena::new(cfg, layout.batch(), p, rows);
+    let mut positions = row_positions(&layout);
 
-    // Embedding, or the residual given by the caller.
-    match input {
-        Input::Tokens(tokens) => {
-            // [b, p, d_model]
-            for (row, &t) in a.resid.chunks_exact_mut(d).zip(tokens.ids()) {
-                row.copy_from_slice(&weights.w_e[t as usize * d..(t as usize + 1) * d]);
-            }
-            slots.fire(HookPoint::global(HookKind::Embed), &mut a.resid)?;
-            if let (PositionKind::Learned, Some(w_pos)) = (cfg.positions, &weights.w_pos) {
-                // The attention-output buffer holds the position embedding for now. // [b, p, d_model]
-                for (i, row) in a.attn_out.chunks_exact_mut(d).enumerate() {
-                    let p = i % seq;
-                    row.copy_from_slice(&w_pos[p * d..(p + 1) * d]);
+    match plan.input {
+        PassInput::Tokens(tokens) => {
+            for (s, seq) in layout.seqs.iter().enumerate() {
+                for (i, &t) in seq.positions.iter().enumerate() {
+                    let id = tokens.row(s)[t] as usize;
+                    let r = seq.offset + i;
+                    a.resid[r * d..(r + 1) * d].copy_from_slice(&weights.w_e[id * d..(id + 1) * d]);
                 }
-                slots.fire(HookPoint::global(HookKind::PosEmbed), &mut a.attn_out)?;
+            }
+            slots.fire(HookPoint::global(HookKind::Embed), &mut a.resid, &layout)?;
+            if let (PositionKind::Learned, Some(w_pos)) = (cfg.positions, &weights.w_pos) {
+                // The attention-output buffer holds the position embedding for now. // [rows, d_model]
+                for (row, &t) in a.attn_out.chunks_exact_mut(d).zip(&positions) {
+                    row.copy_from_slice(&w_pos[t * d..(t + 1) * d]);
+                }
+                slots.fire(
+                    HookPoint::global(HookKind::PosEmbed),
+                    &mut a.attn_out,
+                    &layout,
+                )?;
                 add_inplace(&mut a.resid, &a.attn_out);
             }
         }
-        Input::Residual { resid, .. } => a.resid.copy_from_slice(&resid.data),
+        PassInput::Residual(resid) => a.resid.copy_from_slice(resid),
     }
 
     let rotary = match cfg.positions {
-        PositionKind::Rotary { theta } => Some(RotaryTables::new(seq, cfg.d_head, theta)),
+        PositionKind::Rotary { theta } => Some(RotaryTables::new(p, cfg.d_head, theta)),
         PositionKind::Learned => None,
     };
-    let dims = AttnDims {
-        batch,
-        seq,
+    let heads = HeadDims {
         n_heads: cfg.n_heads,
         n_kv_heads: cfg.n_kv_heads,
         d_head: cfg.d_head,
@@ -100,22 +204,29 @@ pub(crate) fn forward(
     for layer in start..stop {
         let w = &weights.layers[layer];
         let at = |kind| HookPoint::layer(kind, layer);
-        slots.fire(at(HookKind::ResidPre), &mut a.resid)?;
+        slots.fire(at(HookKind::ResidPre), &mut a.resid, &layout)?;
         let ln1 = NormStep {
             scale_hook: at(HookKind::Ln1Scale),
             normalized_hook: at(HookKind::Ln1Normalized),
             w: &w.ln1_w,
             b: w.ln1_b.as_deref(),
         };
-        apply_norm(cfg, ln1, &a.resid, &mut a.normed, &mut a.scale, slots)?;
+        apply_norm(
+            cfg,
+            ln1,
+            &a.resid,
+            &mut a.normed,
+            &mut a.scale,
+            &layout,
+            slots,
+        )?;
 
-        matmul(
-            &a.normed,
-            &w.w_q,
-            w.b_q.as_deref(),
-            (rows, d, q_width),
-            &mut a.q,
-        );
+        // In the last block of a sweep pass, only the metric's positions need queries and the
+        // rest of the block; keys and values still come from every computed row.
+        let restrict = match plan.final_positions {
+            Some(keep) if layer + 1 == cfg.n_layers => Some(layout.restrict(keep)),
+            _ => None,
+        };
         matmul(
             &a.normed,
             &w.w_k,
@@ -130,27 +241,65 @@ pub(crate) fn forward(
             (rows, d, kv_width),
             &mut a.v,
         );
-        slots.fire(at(HookKind::Q), &mut a.q)?;
-        slots.fire(at(HookKind::K), &mut a.k)?;
-        slots.fire(at(HookKind::V), &mut a.v)?;
-        if let Some(rot) = &rotary {
-            rot.apply(&mut a.q, batch, seq, cfg.n_heads);
-            slots.fire(at(HookKind::RotQ), &mut a.q)?;
-            rot.apply(&mut a.k, batch, seq, cfg.n_kv_heads);
-            slots.fire(at(HookKind::RotK), &mut a.k)?;
+        // Keys and values keep the rows they were computed for.
+        let mut kv_rows: Option<(RowLayout, Vec<usize>)> = None;
+        if let Some((new_layout, sources)) = restrict {
+            a.normed = gather_rows(&a.normed, &sources, d);
+            a.resid = gather_rows(&a.resid, &sources, d);
+            let new_positions = row_positions(&new_layout);
+            kv_rows = Some((
+                std::mem::replace(&mut layout, new_layout),
+                std::mem::replace(&mut positions, new_positions),
+            ));
+            rows = layout.rows();
+            a.resize_rows(cfg, rows);
         }
+        let (kv_layout, kv_positions) = match &kv_rows {
+            Some((l, p)) => (l, p),
+            None => (&layout, &positions),
+        };
+        matmul(
+            &a.normed,
+            &w.w_q,
+            w.b_q.as_deref(),
+            (rows, d, q_width),
+            &mut a.q,
+        );
+        slots.fire(at(HookKind::Q), &mut a.q, &layout)?;
+        slots.fire(at(HookKind::K), &mut a.k, kv_layout)?;
+        slots.fire(at(HookKind::V), &mut a.v, kv_layout)?;
+        if let Some(rot) = &rotary {
+            rot.apply(&mut a.q, &positions, cfg.n_heads);
+            slots.fire(at(HookKind::RotQ), &mut a.q, &layout)?;
+            rot.apply(&mut a.k, kv_positions, cfg.n_kv_heads);
+            slots.fire(at(HookKind::RotK), &mut a.k, kv_layout)?;
+        }
+        let base = |which: usize| {
+            move |s: usize| {
+                plan.kv_prefix.map(|kv| {
+                    let (k, v) = &kv.bases[kv.seq_base[s]][layer];
+                    if which == 0 {
+                        k.as_slice()
+                    } else {
+                        v.as_slice()
+                    }
+                })
+            }
+        };
+        assemble_kv(&mut a.k_full, &a.k, kv_layout, kv_width, base(0))?;
+        assemble_kv(&mut a.v_full, &a.v, kv_layout, kv_width, base(1))?;
 
-        attention_scores(&a.q, &a.k, &mut a.scores, dims);
-        slots.fire(at(HookKind::AttnScores), &mut a.scores)?;
-        softmax_rows(&mut a.scores, seq);
-        slots.fire(at(HookKind::Pattern), &mut a.scores)?;
-        attention_values(&a.scores, &a.v, &mut a.z, dims);
-        slots.fire(at(HookKind::Z), &mut a.z)?;
+        attention_scores(&a.q, &a.k_full, &mut a.scores, &layout, heads);
+        slots.fire(at(HookKind::AttnScores), &mut a.scores, &layout)?;
+        softmax_rows(&mut a.scores, p);
+        slots.fire(at(HookKind::Pattern), &mut a.scores, &layout)?;
+        attention_values(&a.scores, &a.v_full, &mut a.z, &layout, heads);
+        slots.fire(at(HookKind::Z), &mut a.z, &layout)?;
 
         if slots.wants_result(layer) {
             a.ensure_result(cfg);
             per_head_result(cfg, &a.z, &w.w_o, rows, &mut a.result);
-            slots.fire(at(HookKind::Result), &mut a.result)?;
+            slots.fire(at(HookKind::Result), &mut a.result, &layout)?;
             sum_heads(cfg, &a.result, w.b_o.as_deref(), rows, &mut a.attn_out);
         } else {
             matmul(
@@ -161,9 +310,9 @@ pub(crate) fn forward(
                 &mut a.attn_out,
             );
         }
-        slots.fire(at(HookKind::AttnOut), &mut a.attn_out)?;
+        slots.fire(at(HookKind::AttnOut), &mut a.attn_out, &layout)?;
         add_inplace(&mut a.resid, &a.attn_out);
-        slots.fire(at(HookKind::ResidMid), &mut a.resid)?;
+        slots.fire(at(HookKind::ResidMid), &mut a.resid, &layout)?;
 
         let ln2 = NormStep {
             scale_hook: at(HookKind::Ln2Scale),
@@ -171,7 +320,15 @@ pub(crate) fn forward(
             w: &w.ln2_w,
             b: w.ln2_b.as_deref(),
         };
-        apply_norm(cfg, ln2, &a.resid, &mut a.normed, &mut a.scale, slots)?;
+        apply_norm(
+            cfg,
+            ln2,
+            &a.resid,
+            &mut a.normed,
+            &mut a.scale,
+            &layout,
+            slots,
+        )?;
 
         let m = cfg.d_mlp;
         let post: &mut Vec<f32> = match &w.w_gate {
@@ -183,13 +340,13 @@ pub(crate) fn forward(
                     (rows, d, m),
                     &mut a.mlp_pre,
                 );
-                slots.fire(at(HookKind::MlpPre), &mut a.mlp_pre)?;
+                slots.fire(at(HookKind::MlpPre), &mut a.mlp_pre, &layout)?;
                 gelu_new_inplace(&mut a.mlp_pre);
                 &mut a.mlp_pre
             }
             Some(w_gate) => {
                 matmul(&a.normed, w_gate, None, (rows, d, m), &mut a.mlp_pre);
-                slots.fire(at(HookKind::MlpPre), &mut a.mlp_pre)?;
+                slots.fire(at(HookKind::MlpPre), &mut a.mlp_pre, &layout)?;
                 matmul(
                     &a.normed,
                     &w.w_in,
@@ -197,12 +354,12 @@ pub(crate) fn forward(
                     (rows, d, m),
                     &mut a.mlp_linear,
                 );
-                slots.fire(at(HookKind::MlpPreLinear), &mut a.mlp_linear)?;
+                slots.fire(at(HookKind::MlpPreLinear), &mut a.mlp_linear, &layout)?;
                 silu_mul_inplace(&a.mlp_pre, &mut a.mlp_linear);
                 &mut a.mlp_linear
             }
         };
-        slots.fire(at(HookKind::MlpPost), post)?;
+        slots.fire(at(HookKind::MlpPost), post, &layout)?;
         matmul(
             post,
             &w.w_out,
@@ -210,18 +367,16 @@ pub(crate) fn forward(
             (rows, m, d),
             &mut a.mlp_out,
         );
-        slots.fire(at(HookKind::MlpOut), &mut a.mlp_out)?;
+        slots.fire(at(HookKind::MlpOut), &mut a.mlp_out, &layout)?;
         add_inplace(&mut a.resid, &a.mlp_out);
-        slots.fire(at(HookKind::ResidPost), &mut a.resid)?;
+        slots.fire(at(HookKind::ResidPost), &mut a.resid, &layout)?;
     }
 
     if stop < cfg.n_layers {
-        return Ok(Output {
-            residual: Some(Tensor {
-                data: a.resid,
-                shape: vec![batch, seq, d],
-            }),
-            ..Output::default()
+        return Ok(PassOutput {
+            layout,
+            resid: Some(a.resid),
+            logits: None,
         });
     }
 
@@ -231,56 +386,52 @@ pub(crate) fn forward(
         w: &weights.ln_final_w,
         b: weights.ln_final_b.as_deref(),
     };
-    apply_norm(cfg, ln_final, &a.resid, &mut a.normed, &mut a.scale, slots)?;
+    apply_norm(
+        cfg,
+        ln_final,
+        &a.resid,
+        &mut a.normed,
+        &mut a.scale,
+        &layout,
+        slots,
+    )?;
 
-    if opts.return_type == ReturnType::None {
-        return Ok(Output::default());
-    }
-    let needs_all = opts.return_type != ReturnType::Logits || opts.logits_at == LogitPositions::All;
-    let vocab = cfg.d_vocab;
-    let (logit_rows, logits_shape) = if needs_all {
-        (a.normed, vec![batch, seq, vocab])
-    } else {
-        let last: Vec<f32> = (0..batch)
-            .flat_map(|b| {
-                a.normed[((b + 1) * seq - 1) * d..(b + 1) * seq * d]
-                    .iter()
-                    .copied()
+    let logit_rows: Vec<usize> = match plan.logits {
+        LogitRows::None => {
+            return Ok(PassOutput {
+                layout,
+                resid: None,
+                logits: None,
             })
-            .collect();
-        (last, vec![batch, 1, vocab])
+        }
+        LogitRows::All => (0..rows).collect(),
+        LogitRows::LastOfEachSeq => layout
+            .seqs
+            .iter()
+            .filter(|s| !s.positions.is_empty())
+            .map(|s| s.offset + s.positions.len() - 1)
+            .collect(),
     };
-    let n = logit_rows.len() / d;
-    let mut logits = vec![0.0f32; n * vocab]; // [b, p or 1, d_vocab]
+    let selected = if logit_rows.len() == rows {
+        a.normed
+    } else {
+        gather_rows(&a.normed, &logit_rows, d)
+    };
+    let n = logit_rows.len();
+    let vocab = cfg.d_vocab;
+    let mut logits = vec![0.0f32; n * vocab]; // [n, d_vocab]
     matmul_transposed(
-        &logit_rows,
+        &selected,
         weights.unembed_rows(),
         weights.b_u.as_deref(),
         (n, d, vocab),
         &mut logits,
     );
-    let logits = Tensor {
-        data: logits,
-        shape: logits_shape,
-    };
-    let mut out = Output::default();
-    if matches!(opts.return_type, ReturnType::Loss | ReturnType::Both) {
-        let tokens = input.tokens().ok_or_else(|| {
-            HookLensError::input("a loss needs the tokens: pass them with the residual input")
-        })?;
-        let per_token = next_token_loss(&logits, tokens)?;
-        out.loss = Some(
-            per_token.data.iter().map(|&v| v as f64).sum::<f64>() as f32
-                / per_token.numel().max(1) as f32,
-        );
-        if opts.loss_per_token {
-            out.loss_per_token = Some(per_token);
-        }
-    }
-    if matches!(opts.return_type, ReturnType::Logits | ReturnType::Both) {
-        out.logits = Some(logits);
-    }
-    Ok(out)
+    Ok(PassOutput {
+        layout,
+        resid: None,
+        logits: Some((logits, logit_rows)),
+    })
 }
 
 /// `result[r, h, :] = z[r, h, :] @ W_O[h]`, TL's per-head output without `b_O`.

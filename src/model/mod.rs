@@ -7,6 +7,7 @@ pub mod gguf;
 pub mod hf_config;
 pub mod input;
 pub mod known;
+pub mod layout;
 pub mod load_gguf;
 pub mod load_gpt2;
 pub mod load_llama;
@@ -17,12 +18,17 @@ pub mod weights;
 use std::path::{Path, PathBuf};
 
 use self::config::{Architecture, ModelConfig};
-use self::input::{Input, Output, RunOptions, TokenBatch};
+use self::forward::{LogitRows, PassInput, PassPlan};
+use self::input::{Input, LogitPositions, Output, ReturnType, RunOptions, TokenBatch};
+use self::layout::RowLayout;
+use self::loss::next_token_loss;
 use self::weights::{check_sizes, Weights};
 use crate::error::{HookLensError, Result};
 use crate::hooks::cache::{ActivationCache, NamesFilter};
+use crate::hooks::intervention::Intervention;
 use crate::hooks::point::{hook_points, HookPoint};
 use crate::hooks::registry::{Hooks, SlotTable};
+use crate::tensor::Tensor;
 use crate::tokenizer::Tokenizer;
 
 /// A loaded model: configuration, f32 weights and (usually) a tokenizer.
@@ -172,7 +178,7 @@ impl Model {
     }
 
     /// The general pass: hooks and a cache together (the cache records values after the
-    /// hooks at the same point ran).
+    /// hooks at the same point ran), plus built-in interventions for batch rows.
     pub fn run(
         &self,
         input: Input<'_>,
@@ -180,21 +186,91 @@ impl Model {
         cache: Option<&NamesFilter>,
         opts: &RunOptions,
     ) -> Result<(Output, Option<ActivationCache>)> {
-        input.validate(&self.config)?;
-        let (start, _) = opts.layer_range(self.config.n_layers)?;
+        self.run_with_interventions(input, hooks, cache, &[], opts)
+    }
+
+    /// [`Model::run`] with built-in interventions: `(batch row, intervention)` pairs.
+    pub fn run_with_interventions(
+        &self,
+        input: Input<'_>,
+        hooks: Option<&mut Hooks<'_>>,
+        cache: Option<&NamesFilter>,
+        interventions: &[(usize, Intervention)],
+        opts: &RunOptions,
+    ) -> Result<(Output, Option<ActivationCache>)> {
+        let cfg = &self.config;
+        input.validate(cfg)?;
+        let (start, stop) = opts.layer_range(cfg.n_layers)?;
         if start > 0 && matches!(input, Input::Tokens(_)) {
             return Err(HookLensError::input(
                 "start_at_layer needs a residual-stream input, not tokens",
             ));
         }
+        let (batch, seq) = input.batch_seq();
         let cache_points = match cache {
-            Some(filter) => filter.resolve(&self.config)?,
+            Some(filter) => filter.resolve(cfg)?,
             None => Vec::new(),
         };
-        let (batch, seq) = input.batch_seq();
-        let mut slots = SlotTable::build(&self.config, hooks, &cache_points, batch, seq)?;
-        let out = forward::forward(&self.config, &self.weights, &input, opts, &mut slots)?;
-        let cache = cache.map(|_| ActivationCache::new(slots.cached, self.config.clone()));
+        let mut resolved = Vec::with_capacity(interventions.len());
+        let mut rows_of = Vec::with_capacity(interventions.len());
+        for (row, iv) in interventions {
+            if *row >= batch {
+                return Err(HookLensError::input(format!(
+                    "intervention for batch row {row}, but the batch has {batch} rows"
+                )));
+            }
+            resolved.push(iv.resolve(cfg, seq)?);
+            rows_of.push(*row);
+        }
+        let mut slots = SlotTable::build(cfg, hooks, &cache_points, &resolved, &rows_of)?;
+        let logits = match (opts.return_type, opts.logits_at) {
+            (ReturnType::None, _) => LogitRows::None,
+            (ReturnType::Logits, LogitPositions::Last) => LogitRows::LastOfEachSeq,
+            _ => LogitRows::All,
+        };
+        let plan = PassPlan {
+            input: match input {
+                Input::Tokens(t) => PassInput::Tokens(t),
+                Input::Residual { resid, .. } => PassInput::Residual(&resid.data),
+            },
+            layout: RowLayout::full(batch, seq),
+            layers: (start, stop),
+            kv_prefix: None,
+            final_positions: None,
+            logits,
+        };
+        let pass = forward::run_pass(cfg, &self.weights, &plan, &mut slots)?;
+        let mut out = Output {
+            residual: pass.resid.map(|data| Tensor {
+                data,
+                shape: vec![batch, seq, cfg.d_model],
+            }),
+            ..Output::default()
+        };
+        if let Some((data, rows)) = pass.logits {
+            let per_seq = rows.len() / batch;
+            let logits = Tensor {
+                data,
+                shape: vec![batch, per_seq, cfg.d_vocab],
+            };
+            if matches!(opts.return_type, ReturnType::Loss | ReturnType::Both) {
+                let tokens = input.tokens().ok_or_else(|| {
+                    HookLensError::input(
+                        "a loss needs the tokens: pass them with the residual input",
+                    )
+                })?;
+                let per_token = next_token_loss(&logits, tokens)?;
+                let sum: f64 = per_token.data.iter().map(|&v| v as f64).sum();
+                out.loss = Some((sum / per_token.numel().max(1) as f64) as f32);
+                if opts.loss_per_token {
+                    out.loss_per_token = Some(per_token);
+                }
+            }
+            if matches!(opts.return_type, ReturnType::Logits | ReturnType::Both) {
+                out.logits = Some(logits);
+            }
+        }
+        let cache = cache.map(|_| ActivationCache::new(slots.cached, cfg.clone()));
         Ok((out, cache))
     }
 }

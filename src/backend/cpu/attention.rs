@@ -1,44 +1,51 @@
 //! Causal attention in three kernels, one per TL hook: scores, pattern (softmax), z.
 
 use super::matmul::dot;
+use crate::model::layout::RowLayout;
 
-/// Attention dimensions: batch, positions, query heads, key/value heads, head width.
+/// Head dimensions: query heads, key/value heads (query head h reads kv head
+/// h / (n_heads / n_kv_heads)), head width.
 #[derive(Clone, Copy, Debug)]
-pub struct AttnDims {
-    /// Batch size.
-    pub batch: usize,
-    /// Sequence length.
-    pub seq: usize,
+pub struct HeadDims {
     /// Query heads.
     pub n_heads: usize,
-    /// Key/value heads (query head h reads kv head h / (n_heads / n_kv_heads)).
+    /// Key/value heads.
     pub n_kv_heads: usize,
     /// Head width.
     pub d_head: usize,
 }
 
-/// `scores[b,h,i,j] = q[b,i,h]·k[b,j,kv(h)] / sqrt(d_head)` for `j <= i`, `-inf` above the
-/// diagonal. q: // [b, p, n_heads, d_head]   k: // [b, p, n_kv_heads, d_head]
-/// scores: // [b, n_heads, p, p]
-pub fn attention_scores(q: &[f32], k: &[f32], scores: &mut [f32], dims: AttnDims) {
-    let AttnDims {
-        batch,
-        seq,
+/// Scaled, causally masked scores for packed query rows. For each sequence `s` of `layout`
+/// with rows at positions `t_i`: `scores[s][h, i, j] = q[row_i, h]·k[s, j, kv(h)] / sqrt(d_head)`
+/// for `j <= t_i`, `-inf` otherwise.
+/// q: // [rows, n_heads, d_head]   k: // [batch, seq_len, n_kv_heads, d_head]
+/// scores: per sequence a block // [n_heads, n_rows_s, seq_len]  (full layout: [b, h, p, p])
+pub fn attention_scores(
+    q: &[f32],
+    k: &[f32],
+    scores: &mut [f32],
+    layout: &RowLayout,
+    dims: HeadDims,
+) {
+    let HeadDims {
         n_heads,
         n_kv_heads,
         d_head,
     } = dims;
+    let p = layout.seq_len;
     let group = n_heads / n_kv_heads;
     let inv_sqrt = 1.0 / (d_head as f32).sqrt();
-    for b in 0..batch {
+    for (s, rows) in layout.seqs.iter().enumerate() {
+        let n = rows.positions.len();
+        let block = rows.offset * n_heads * p;
         for h in 0..n_heads {
             let kv = h / group;
-            for i in 0..seq {
-                let q_row = &q[((b * seq + i) * n_heads + h) * d_head..][..d_head];
-                let row = &mut scores[((b * n_heads + h) * seq + i) * seq..][..seq];
-                for (j, s) in row.iter_mut().enumerate() {
-                    *s = if j <= i {
-                        let k_row = &k[((b * seq + j) * n_kv_heads + kv) * d_head..][..d_head];
+            for (i, &t) in rows.positions.iter().enumerate() {
+                let q_row = &q[((rows.offset + i) * n_heads + h) * d_head..][..d_head];
+                let out = &mut scores[block + (h * n + i) * p..][..p];
+                for (j, sc) in out.iter_mut().enumerate() {
+                    *sc = if j <= t {
+                        let k_row = &k[((s * p + j) * n_kv_heads + kv) * d_head..][..d_head];
                         dot(q_row, k_row) * inv_sqrt
                     } else {
                         f32::NEG_INFINITY
@@ -70,30 +77,38 @@ pub fn softmax_rows(x: &mut [f32], len: usize) {
     }
 }
 
-/// `z[b,i,h] = Σ_j pattern[b,h,i,j] v[b,j,kv(h)]` over every key position (the pattern is zero
-/// above the diagonal unless a hook made it otherwise).
-/// pattern: // [b, n_heads, p, p]   v: // [b, p, n_kv_heads, d_head]   z: // [b, p, n_heads, d_head]
-pub fn attention_values(pattern: &[f32], v: &[f32], z: &mut [f32], dims: AttnDims) {
-    let AttnDims {
-        batch,
-        seq,
+/// `z[row_i, h] = Σ_j pattern[s][h, i, j] v[s, j, kv(h)]` over every key position (the
+/// pattern is zero above the diagonal unless a hook made it otherwise).
+/// pattern: as `attention_scores`   v: // [batch, seq_len, n_kv_heads, d_head]
+/// z: // [rows, n_heads, d_head]
+pub fn attention_values(
+    pattern: &[f32],
+    v: &[f32],
+    z: &mut [f32],
+    layout: &RowLayout,
+    dims: HeadDims,
+) {
+    let HeadDims {
         n_heads,
         n_kv_heads,
         d_head,
     } = dims;
+    let p = layout.seq_len;
     let group = n_heads / n_kv_heads;
     z.fill(0.0);
-    for b in 0..batch {
+    for (s, rows) in layout.seqs.iter().enumerate() {
+        let n = rows.positions.len();
+        let block = rows.offset * n_heads * p;
         for h in 0..n_heads {
             let kv = h / group;
-            for i in 0..seq {
-                let p_row = &pattern[((b * n_heads + h) * seq + i) * seq..][..seq];
-                let z_row = &mut z[((b * seq + i) * n_heads + h) * d_head..][..d_head];
+            for i in 0..n {
+                let p_row = &pattern[block + (h * n + i) * p..][..p];
+                let z_row = &mut z[((rows.offset + i) * n_heads + h) * d_head..][..d_head];
                 for (j, &w) in p_row.iter().enumerate() {
                     if w == 0.0 {
                         continue;
                     }
-                    let v_row = &v[((b * seq + j) * n_kv_heads + kv) * d_head..][..d_head];
+                    let v_row = &v[((s * p + j) * n_kv_heads + kv) * d_head..][..d_head];
                     for (zv, &vv) in z_row.iter_mut().zip(v_row) {
                         *zv += w * vv;
                     }
@@ -125,17 +140,16 @@ mod tests {
     #[test]
     fn gqa_heads_share_kv_and_mask_is_causal() {
         // 1 batch, 2 positions, 2 query heads sharing 1 kv head, d_head 2.
-        let dims = AttnDims {
-            batch: 1,
-            seq: 2,
+        let dims = HeadDims {
             n_heads: 2,
             n_kv_heads: 1,
             d_head: 2,
         };
+        let layout = RowLayout::full(1, 2);
         let q = [1.0, 0.0, 0.0, 1.0, 2.0, 0.0, 0.0, 2.0]; // [p, h, d]
         let k = [1.0, 1.0, 3.0, -1.0]; // [p, kv, d]
         let mut s = [0.0f32; 8];
-        attention_scores(&q, &k, &mut s, dims);
+        attention_scores(&q, &k, &mut s, &layout, dims);
         let r = 1.0 / 2f32.sqrt();
         // head 0: q0=(1,0): s00 = 1*r; q1=(2,0): s10 = 2r, s11 = 6r
         assert!((s[0] - r).abs() < 1e-6 && s[1] == f32::NEG_INFINITY);
@@ -145,7 +159,7 @@ mod tests {
         let pattern = [1.0, 0.0, 0.25, 0.75, 1.0, 0.0, 0.5, 0.5];
         let v = [1.0, 2.0, 3.0, 4.0];
         let mut z = [0.0f32; 8];
-        attention_values(&pattern, &v, &mut z, dims);
+        attention_values(&pattern, &v, &mut z, &layout, dims);
         assert_eq!(z, [1.0, 2.0, 1.0, 2.0, 2.5, 3.5, 2.0, 3.0]);
     }
 }

@@ -27,21 +27,20 @@ impl RotaryTables {
         RotaryTables { cos, sin, half }
     }
 
-    /// Rotates every head of `x` in place. x: // [batch, seq, heads, d_head]
-    pub fn apply(&self, x: &mut [f32], batch: usize, seq: usize, heads: usize) {
+    /// Rotates every head of every row in place; row `r` is at absolute `positions[r]`.
+    /// x: // [rows, heads, d_head]
+    pub fn apply(&self, x: &mut [f32], positions: &[usize], heads: usize) {
         let d_head = 2 * self.half;
-        for b in 0..batch {
-            for p in 0..seq {
-                let cos = &self.cos[p * self.half..(p + 1) * self.half];
-                let sin = &self.sin[p * self.half..(p + 1) * self.half];
-                for h in 0..heads {
-                    let start = ((b * seq + p) * heads + h) * d_head;
-                    let (lo, hi) = x[start..start + d_head].split_at_mut(self.half);
-                    for i in 0..self.half {
-                        let (a, c) = (lo[i], hi[i]);
-                        lo[i] = a * cos[i] - c * sin[i];
-                        hi[i] = c * cos[i] + a * sin[i];
-                    }
+        for (r, &p) in positions.iter().enumerate() {
+            let cos = &self.cos[p * self.half..(p + 1) * self.half];
+            let sin = &self.sin[p * self.half..(p + 1) * self.half];
+            for h in 0..heads {
+                let start = (r * heads + h) * d_head;
+                let (lo, hi) = x[start..start + d_head].split_at_mut(self.half);
+                for i in 0..self.half {
+                    let (a, c) = (lo[i], hi[i]);
+                    lo[i] = a * cos[i] - c * sin[i];
+                    hi[i] = c * cos[i] + a * sin[i];
                 }
             }
         }
@@ -59,7 +58,7 @@ mod tests {
             1.0f32, 2.0, 3.0, 4.0, 1.0, 2.0, 3.0, 4.0, 0.5, -1.0, 2.0, 0.25,
         ];
         let orig = x.clone();
-        t.apply(&mut x, 1, 3, 1);
+        t.apply(&mut x, &[0, 1, 2], 1);
         assert_eq!(&x[..4], &orig[..4]);
         for p in 1..3 {
             let n0: f32 = orig[p * 4..p * 4 + 4].iter().map(|v| v * v).sum();

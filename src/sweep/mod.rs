@@ -1,0 +1,13 @@
+//! Batched intervention sweeps: head ablation, activation patching, causal tracing.
+
+pub mod engine;
+pub mod metric;
+pub mod noise;
+pub mod sweeps;
+
+pub use engine::{run_naive, run_sweep, Base, SweepOptions, SweepOutcome, SweepStats, Variant};
+pub use metric::Metric;
+pub use sweeps::{
+    ablation_sweep, patching_sweep, trace_sweep, AblationMethod, AblationTarget, Entry, PatchSite,
+    Reading, ResultRow, SweepReport, SweepSpec, TraceKind, TraceSettings,
+};

@@ -2,6 +2,8 @@
 
 mod cmd_hooks;
 mod cmd_run;
+mod cmd_sweep;
+// TEMP mod heatmap;
 mod input;
 
 use std::process::ExitCode;
@@ -31,6 +33,12 @@ enum Command {
     Hooks,
     /// Run a prompt: print the top next tokens; optionally cache activations.
     Run(cmd_run::RunArgs),
+    /// Ablate every head (or layer) and measure the effect on a target token.
+    Ablate(cmd_sweep::AblateArgs),
+    /// Patch clean activations into a corrupted run at every (layer, position) or head.
+    Patch(cmd_sweep::PatchArgs),
+    /// Causal tracing (ROME): noise the subject, restore each (layer, position).
+    Trace(cmd_sweep::TraceArgs),
 }
 
 fn load_model(arg: Option<&str>) -> Result<Model> {
@@ -61,6 +69,9 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Run(args) => cmd_run::run(&model, args),
+        Command::Ablate(args) => cmd_sweep::ablate(&model, args),
+        Command::Patch(args) => cmd_sweep::patch(&model, args),
+        Command::Trace(args) => cmd_sweep::trace(&model, args),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,85 @@
+//! Turns a sweep report into a heatmap: layer x head, layer x position, or
+//! (layer, head) x position.
+
+use std::path::Path;
+
+use hooklens::report::heatmap::Heatmap;
+use hooklens::sweep::{Metric, SweepReport};
+use hooklens::{Model, Result};
+
+/// Writes the report's grid to `path` (.png or .svg).
+pub fn write_heatmap(
+    model: &Model,
+    report: &SweepReport,
+    metric: &Metric,
+    tokens: &[u32],
+    label: &str,
+    path: &Path,
+) -> Result<()> {
+    let n_layers = model.config().n_layers;
+    let rows = &report.results;
+    let has_head = rows.iter().any(|r| r.head.is_some());
+    let has_pos = rows.iter().any(|r| r.pos.is_some());
+    let str_tokens = model.to_str_tokens(tokens).ok();
+    let pos_ticks: Vec<String> = (0..tokens.len())
+        .map(|p| match &str_tokens {
+            Some(s) => format!("{p}:{}", s[p]),
+            None => p.to_string(),
+        })
+        .collect();
+    let value = |r: &hooklens::sweep::ResultRow| r.recovery.or(r.delta).unwrap_or(r.value);
+    let colour_label = match report.corrupted {
+        Some(_) => format!("recovery of {}", metric.name()),
+        None => format!("change in {}", metric.name()),
+    };
+    let (y_label, y_ticks, x_label, x_ticks, cell): (&str, Vec<String>, &str, Vec<String>, Box<dyn Fn(&hooklens::sweep::ResultRow) -> (usize, usize)>) =
+        match (has_head, has_pos) {
+            (true, true) => {
+                let heads = model.config().n_heads;
+                (
+                    "layer.head",
+                    (0..n_layers * heads).map(|i| format!("L{}H{}", i / heads, i % heads)).collect(),
+                    "position",
+                    pos_ticks,
+                    Box::new(move |r| (r.layer * heads + r.head.unwrap_or(0), r.pos.unwrap_or(0))),
+                )
+            }
+            (true, false) => (
+                "layer",
+                (0..n_layers).map(|l| l.to_string()).collect(),
+                "head",
+                (0..model.config().n_heads).map(|h| h.to_string()).collect(),
+                Box::new(|r| (r.layer, r.head.unwrap_or(0))),
+            ),
+            (false, true) => (
+                "layer",
+                (0..n_layers).map(|l| l.to_string()).collect(),
+                "position",
+                pos_ticks,
+                Box::new(|r| (r.layer, r.pos.unwrap_or(0))),
+            ),
+            (false, false) => (
+                "layer",
+                (0..n_layers).map(|l| l.to_string()).collect(),
+                "",
+                vec!["all".to_string()],
+                Box::new(|r| (r.layer, 0)),
+            ),
+        };
+    let cols = x_ticks.len();
+    let mut values = vec![f64::NAN; y_ticks.len() * cols];
+    for r in rows {
+        let (y, x) = cell(r);
+        values[y * cols + x] = value(r);
+    }
+    let heatmap = Heatmap::new(
+        label.to_string(),
+        x_label.to_string(),
+        y_label.to_string(),
+        x_ticks,
+        y_ticks,
+        values,
+        colour_label,
+    )?;
+    heatmap.write(path)
+}

@@ -29,6 +29,7 @@ pub mod backend;
 pub mod error;
 pub mod hooks;
 pub mod model;
+pub mod report;
 pub mod sweep;
 pub mod tensor;
 pub mod tokenizer;

@@ -26,17 +26,34 @@ struct PatchRef {
 const TOL: f64 = 2e-3;
 
 fn argmax(row: &[f64]) -> usize {
-    (0..row.len()).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap()
+    (0..row.len())
+        .max_by(|&a, &b| row[a].total_cmp(&row[b]))
+        .unwrap()
 }
 
 #[test]
 fn resid_pre_patching_matches_hf_and_shows_subject_then_last_position() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/smollm2/patch_resid_pre.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/smollm2/patch_resid_pre.json"
+    );
     let r: PatchRef = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let model = Model::load(&smollm2_path()).unwrap();
     let tk = model.tokenizer().unwrap();
-    assert_eq!(model.to_tokens("The Eiffel Tower is in the city of", true).unwrap().row(0), &r.clean_ids[..]);
-    assert_eq!(model.to_tokens("The Colosseum is in the city of", true).unwrap().row(0), &r.corrupted_ids[..]);
+    assert_eq!(
+        model
+            .to_tokens("The Eiffel Tower is in the city of", true)
+            .unwrap()
+            .row(0),
+        &r.clean_ids[..]
+    );
+    assert_eq!(
+        model
+            .to_tokens("The Colosseum is in the city of", true)
+            .unwrap()
+            .row(0),
+        &r.corrupted_ids[..]
+    );
     assert_eq!(tk.to_single_token(" Paris").unwrap(), r.target_id);
     assert_eq!(tk.to_single_token(" Rome").unwrap(), r.other_id);
 
@@ -45,8 +62,15 @@ fn resid_pre_patching_matches_hf_and_shows_subject_then_last_position() {
         target: r.target_id,
         other: r.other_id,
     };
-    let report = spec.run(&model, &metric, false, &SweepOptions::default()).unwrap();
-    assert!((report.clean - r.clean_value).abs() < TOL, "clean {} vs HF {}", report.clean, r.clean_value);
+    let report = spec
+        .run(&model, &metric, false, &SweepOptions::default())
+        .unwrap();
+    assert!(
+        (report.clean - r.clean_value).abs() < TOL,
+        "clean {} vs HF {}",
+        report.clean,
+        r.clean_value
+    );
     let corrupted = report.corrupted.unwrap();
     assert!((corrupted - r.corrupted_value).abs() < TOL);
 
@@ -70,9 +94,18 @@ fn resid_pre_patching_matches_hf_and_shows_subject_then_last_position() {
     let subject = 2..=4; // " E", "iffel", " Tower" vs " Col", "osse", "um"
     let last = p - 1;
     let hf_best: Vec<usize> = r.values.iter().map(|row| argmax(row)).collect();
-    let switch = hf_best.iter().position(|&t| t == last).expect("HF grid has a last-position phase");
-    assert!(switch >= n_layers / 2, "HF's switch to the last position comes at layer {switch}");
-    assert!(hf_best[..switch].iter().all(|t| subject.contains(t)), "{hf_best:?}");
+    let switch = hf_best
+        .iter()
+        .position(|&t| t == last)
+        .expect("HF grid has a last-position phase");
+    assert!(
+        switch >= n_layers / 2,
+        "HF's switch to the last position comes at layer {switch}"
+    );
+    assert!(
+        hf_best[..switch].iter().all(|t| subject.contains(t)),
+        "{hf_best:?}"
+    );
     assert!(hf_best[switch..].iter().all(|&t| t == last), "{hf_best:?}");
     // hooklens shows the same picture, layer by layer.
     let ours_best: Vec<usize> = ours.iter().map(|row| argmax(row)).collect();

@@ -225,7 +225,12 @@ fn token_arg(model: &Model, text: &Option<String>, id: Option<u32>) -> Result<Op
 }
 
 /// The metric; the default target is the model's top prediction on `clean`.
-fn build_metric(model: &Model, args: &TargetArgs, clean: &[u32], default: MetricName) -> Result<Metric> {
+fn build_metric(
+    model: &Model,
+    args: &TargetArgs,
+    clean: &[u32],
+    default: MetricName,
+) -> Result<Metric> {
     let against = token_arg(model, &args.against, args.against_id)?;
     let name = args.metric.unwrap_or(if against.is_some() {
         MetricName::LogitDiff
@@ -241,9 +246,14 @@ fn build_metric(model: &Model, args: &TargetArgs, clean: &[u32], default: Metric
                 ..RunOptions::default()
             };
             let out = model.forward(&TokenBatch::single(clean.to_vec())?, &opts)?;
-            let logits = out.logits.ok_or_else(|| HookLensError::input("no logits"))?;
+            let logits = out
+                .logits
+                .ok_or_else(|| HookLensError::input("no logits"))?;
             let top = top_k(&logits.data, 1)[0].token_id;
-            eprintln!("target: {} (the model's top prediction; set --target to choose)", show_token(model, top));
+            eprintln!(
+                "target: {} (the model's top prediction; set --target to choose)",
+                show_token(model, top)
+            );
             top
         }
     };
@@ -268,7 +278,12 @@ fn show_token(model: &Model, id: u32) -> String {
     }
 }
 
-fn read_prompt(model: &Model, text: &Option<String>, ids: &Option<String>, bos: bool) -> Result<Vec<u32>> {
+fn read_prompt(
+    model: &Model,
+    text: &Option<String>,
+    ids: &Option<String>,
+    bos: bool,
+) -> Result<Vec<u32>> {
     match (text, ids) {
         (Some(t), _) => model.tokenizer()?.to_tokens(t, bos),
         (None, Some(list)) => parse_token_list(list),
@@ -323,7 +338,12 @@ pub fn patch(model: &Model, args: &PatchArgs) -> Result<()> {
         TokenBatch::single(t.clone())?.validate(model.config())?;
     }
     if clean.len() != corrupted.len() {
-        let show = |t: &[u32]| model.to_str_tokens(t).map(|s| format!("{s:?}")).unwrap_or_default();
+        let show = |t: &[u32]| {
+            model
+                .to_str_tokens(t)
+                .map(|s| format!("{s:?}"))
+                .unwrap_or_default()
+        };
         return Err(HookLensError::input(format!(
             "patching needs prompts of equal token length: clean has {} {}, corrupted has {} {}",
             clean.len(),
@@ -342,15 +362,35 @@ pub fn patch(model: &Model, args: &PatchArgs) -> Result<()> {
     };
     let metric = build_metric(model, &args.target, &clean, MetricName::Logprob)?;
     let spec = patching_sweep(model, &clean, &corrupted, site)?;
-    let label = format!("{:?} patching clean -> corrupted", args.site).to_lowercase();
-    run_and_report(model, &spec, &metric, &clean, &label, &args.output, Some(&corrupted))
+    let site_name = match args.site {
+        Site::ResidPre => "resid_pre",
+        Site::ResidMid => "resid_mid",
+        Site::AttnOut => "attn_out",
+        Site::MlpOut => "mlp_out",
+        Site::Z => "z (per head)",
+        Site::ZByPos => "z (per head and position)",
+    };
+    let label = format!("{site_name} patching clean -> corrupted");
+    run_and_report(
+        model,
+        &spec,
+        &metric,
+        &clean,
+        &label,
+        &args.output,
+        Some(&corrupted),
+    )
 }
 
 /// Finds the token positions of `subject` in `tokens` (tried with and without a leading space).
 fn find_subject(model: &Model, tokens: &[u32], subject: &str) -> Result<Vec<usize>> {
     let tk = model.tokenizer()?;
     let trimmed = subject.trim_start();
-    for candidate in [format!(" {trimmed}"), trimmed.to_string(), subject.to_string()] {
+    for candidate in [
+        format!(" {trimmed}"),
+        trimmed.to_string(),
+        subject.to_string(),
+    ] {
         let ids = tk.encode(&candidate)?;
         if ids.is_empty() || ids.len() > tokens.len() {
             continue;
@@ -372,8 +412,15 @@ pub fn trace(model: &Model, args: &TraceArgs) -> Result<()> {
     let prompt = tokens.row(0).to_vec();
     let subject = match (&args.subject, &args.subject_positions) {
         (Some(s), _) => find_subject(model, &prompt, s)?,
-        (None, Some(list)) => parse_token_list(list)?.into_iter().map(|p| p as usize).collect(),
-        (None, None) => return Err(HookLensError::input("give --subject TEXT or --subject-positions")),
+        (None, Some(list)) => parse_token_list(list)?
+            .into_iter()
+            .map(|p| p as usize)
+            .collect(),
+        (None, None) => {
+            return Err(HookLensError::input(
+                "give --subject TEXT or --subject-positions",
+            ))
+        }
     };
     eprintln!("subject positions: {subject:?}");
     let metric = build_metric(model, &args.target, &prompt, MetricName::Prob)?;
@@ -389,7 +436,11 @@ pub fn trace(model: &Model, args: &TraceArgs) -> Result<()> {
         seed: args.seed,
     };
     let spec = trace_sweep(model, &prompt, &subject, &settings)?;
-    let label = format!("causal trace ({:?}, {} noise samples)", args.kind, args.samples).to_lowercase();
+    let label = format!(
+        "causal trace ({:?}, {} noise samples)",
+        args.kind, args.samples
+    )
+    .to_lowercase();
     run_and_report(model, &spec, &metric, &prompt, &label, &args.output, None)
 }
 
@@ -463,7 +514,8 @@ fn run_and_report(
         if let Some(s) = &str_tokens {
             doc["str_tokens"] = json!(s);
         }
-        let text = serde_json::to_string_pretty(&doc).map_err(|e| HookLensError::input(e.to_string()))?;
+        let text =
+            serde_json::to_string_pretty(&doc).map_err(|e| HookLensError::input(e.to_string()))?;
         std::fs::write(path, text + "\n").map_err(|e| HookLensError::io(path, e))?;
         println!("wrote {}", path.display());
     }
@@ -486,13 +538,20 @@ fn run_and_report(
         println!("wrote {}", path.display());
     }
     if let Some(path) = &out.heatmap {
-        let _ = (tokens, label, path); return Err(HookLensError::input("TEMP heatmap"));
+        crate::heatmap::write_heatmap(model, &report, metric, tokens, label, path)?;
         println!("wrote {}", path.display());
     }
     Ok(())
 }
 
-fn print_report(model: &Model, report: &SweepReport, metric: &Metric, tokens: &[u32], label: &str, out: &OutputArgs) {
+fn print_report(
+    model: &Model,
+    report: &SweepReport,
+    metric: &Metric,
+    tokens: &[u32],
+    label: &str,
+    out: &OutputArgs,
+) {
     let stats = &report.outcome.stats;
     println!("{label}: metric {} ", describe_metric(model, metric));
     print!("clean {:.4}", report.clean);
@@ -510,7 +569,11 @@ fn print_report(model: &Model, report: &SweepReport, metric: &Metric, tokens: &[
         stats.flops / 1e9 / stats.seconds.max(1e-9),
         stats.peak_arena_bytes as f64 / (1 << 20) as f64
     );
-    let column = if report.corrupted.is_some() { "recovery" } else { "delta" };
+    let column = if report.corrupted.is_some() {
+        "recovery"
+    } else {
+        "delta"
+    };
     let mut rows: Vec<&ResultRow> = report.results.iter().collect();
     rows.sort_by(|a, b| score(b).abs().total_cmp(&score(a).abs()));
     println!("top {} by |{column}|:", out.show.min(rows.len()));
@@ -521,19 +584,34 @@ fn print_report(model: &Model, report: &SweepReport, metric: &Metric, tokens: &[
             place.push_str(&format!(" H{h:<3}"));
         }
         if let Some(p) = r.pos {
-            let tok = str_tokens.as_ref().and_then(|s| s.get(p)).map(|t| format!(" {t:?}")).unwrap_or_default();
+            let tok = str_tokens
+                .as_ref()
+                .and_then(|s| s.get(p))
+                .map(|t| format!(" {t:?}"))
+                .unwrap_or_default();
             place.push_str(&format!(" pos {p:<3}{tok}"));
         }
-        println!("  {place:<32} value {:>10.4}  {column} {:>9.4}", r.value, score(r));
+        println!(
+            "  {place:<32} value {:>10.4}  {column} {:>9.4}",
+            r.value,
+            score(r)
+        );
     }
     println!("per layer (max |{column}|, mean {column}):");
     let n = model.config().n_layers;
     for l in 0..n {
-        let cells: Vec<f64> = report.results.iter().filter(|r| r.layer == l).map(score).collect();
+        let cells: Vec<f64> = report
+            .results
+            .iter()
+            .filter(|r| r.layer == l)
+            .map(score)
+            .collect();
         if cells.is_empty() {
             continue;
         }
-        let max = cells.iter().fold(0.0f64, |m, v| if v.abs() > m.abs() { *v } else { m });
+        let max = cells
+            .iter()
+            .fold(0.0f64, |m, v| if v.abs() > m.abs() { *v } else { m });
         let mean = cells.iter().sum::<f64>() / cells.len() as f64;
         println!("  layer {l:>2}: {max:>9.4} {mean:>9.4}");
     }
@@ -544,7 +622,11 @@ fn describe_metric(model: &Model, metric: &Metric) -> String {
         Metric::LogProb { target } => format!("log p({})", show_token(model, *target)),
         Metric::Prob { target } => format!("p({})", show_token(model, *target)),
         Metric::LogitDiff { target, other } => {
-            format!("logit({}) - logit({})", show_token(model, *target), show_token(model, *other))
+            format!(
+                "logit({}) - logit({})",
+                show_token(model, *target),
+                show_token(model, *other)
+            )
         }
         Metric::Loss => "mean next-token loss".into(),
         Metric::KlToClean => "KL(clean || variant) at the last position".into(),

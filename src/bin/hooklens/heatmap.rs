@@ -4,8 +4,17 @@
 use std::path::Path;
 
 use hooklens::report::heatmap::Heatmap;
-use hooklens::sweep::{Metric, SweepReport};
+use hooklens::sweep::{Metric, ResultRow, SweepReport};
 use hooklens::{Model, Result};
+
+/// Row label, row ticks, column label, column ticks, and each result's (row, column).
+type Axes<'a> = (
+    &'a str,
+    Vec<String>,
+    &'a str,
+    Vec<String>,
+    Box<dyn Fn(&ResultRow) -> (usize, usize)>,
+);
 
 /// Writes the report's grid to `path` (.png or .svg).
 pub fn write_heatmap(
@@ -27,45 +36,46 @@ pub fn write_heatmap(
             None => p.to_string(),
         })
         .collect();
-    let value = |r: &hooklens::sweep::ResultRow| r.recovery.or(r.delta).unwrap_or(r.value);
+    let value = |r: &ResultRow| r.recovery.or(r.delta).unwrap_or(r.value);
     let colour_label = match report.corrupted {
         Some(_) => format!("recovery of {}", metric.name()),
         None => format!("change in {}", metric.name()),
     };
-    let (y_label, y_ticks, x_label, x_ticks, cell): (&str, Vec<String>, &str, Vec<String>, Box<dyn Fn(&hooklens::sweep::ResultRow) -> (usize, usize)>) =
-        match (has_head, has_pos) {
-            (true, true) => {
-                let heads = model.config().n_heads;
-                (
-                    "layer.head",
-                    (0..n_layers * heads).map(|i| format!("L{}H{}", i / heads, i % heads)).collect(),
-                    "position",
-                    pos_ticks,
-                    Box::new(move |r| (r.layer * heads + r.head.unwrap_or(0), r.pos.unwrap_or(0))),
-                )
-            }
-            (true, false) => (
-                "layer",
-                (0..n_layers).map(|l| l.to_string()).collect(),
-                "head",
-                (0..model.config().n_heads).map(|h| h.to_string()).collect(),
-                Box::new(|r| (r.layer, r.head.unwrap_or(0))),
-            ),
-            (false, true) => (
-                "layer",
-                (0..n_layers).map(|l| l.to_string()).collect(),
+    let (y_label, y_ticks, x_label, x_ticks, cell): Axes<'_> = match (has_head, has_pos) {
+        (true, true) => {
+            let heads = model.config().n_heads;
+            (
+                "layer.head",
+                (0..n_layers * heads)
+                    .map(|i| format!("L{}H{}", i / heads, i % heads))
+                    .collect(),
                 "position",
                 pos_ticks,
-                Box::new(|r| (r.layer, r.pos.unwrap_or(0))),
-            ),
-            (false, false) => (
-                "layer",
-                (0..n_layers).map(|l| l.to_string()).collect(),
-                "",
-                vec!["all".to_string()],
-                Box::new(|r| (r.layer, 0)),
-            ),
-        };
+                Box::new(move |r| (r.layer * heads + r.head.unwrap_or(0), r.pos.unwrap_or(0))),
+            )
+        }
+        (true, false) => (
+            "layer",
+            (0..n_layers).map(|l| l.to_string()).collect(),
+            "head",
+            (0..model.config().n_heads).map(|h| h.to_string()).collect(),
+            Box::new(|r| (r.layer, r.head.unwrap_or(0))),
+        ),
+        (false, true) => (
+            "layer",
+            (0..n_layers).map(|l| l.to_string()).collect(),
+            "position",
+            pos_ticks,
+            Box::new(|r| (r.layer, r.pos.unwrap_or(0))),
+        ),
+        (false, false) => (
+            "layer",
+            (0..n_layers).map(|l| l.to_string()).collect(),
+            "",
+            vec!["all".to_string()],
+            Box::new(|r| (r.layer, 0)),
+        ),
+    };
     let cols = x_ticks.len();
     let mut values = vec![f64::NAN; y_ticks.len() * cols];
     for r in rows {

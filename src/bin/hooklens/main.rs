@@ -3,7 +3,7 @@
 mod cmd_hooks;
 mod cmd_run;
 mod cmd_sweep;
-// TEMP mod heatmap;
+mod heatmap;
 mod input;
 
 use std::process::ExitCode;

@@ -246,8 +246,17 @@ fn heatmaps_are_written_as_png_and_svg() {
     let (png, svg) = (dir.join("grid.png"), dir.join("grid.svg"));
     for path in [&png, &svg] {
         let (ok, stdout, stderr) = hooklens(&[
-            "--model", model.to_str().unwrap(), "patch", "--clean", "The quick brown fox",
-            "--corrupted", "The quick brown cat", "--target-id", "7", "--heatmap", path.to_str().unwrap(),
+            "--model",
+            model.to_str().unwrap(),
+            "patch",
+            "--clean-tokens",
+            "449,1,2,3,4,5,6",
+            "--corrupted-tokens",
+            "449,1,2,9,4,5,6",
+            "--target-id",
+            "7",
+            "--heatmap",
+            path.to_str().unwrap(),
         ]);
         assert!(ok, "{stdout}\n{stderr}");
     }
@@ -255,12 +264,19 @@ fn heatmaps_are_written_as_png_and_svg() {
     assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
     let text = std::fs::read_to_string(&svg).unwrap();
     assert!(text.starts_with("<svg") || text.contains("<svg"));
-    // One cell per (layer, position): 3 layers x 8 tokens (BOS + 7).
-    assert_eq!(text.matches("class=\"cell\"").count(), 3 * 8);
+    // One cell per (layer, position): 3 layers x 7 tokens.
+    assert_eq!(text.matches("class=\"cell\"").count(), 3 * 7);
     assert!(text.contains("position") && text.contains("layer"));
     let (ok, _, stderr) = hooklens(&[
-        "--model", model.to_str().unwrap(), "ablate", "--prompt", "a", "--target-id", "7",
-        "--heatmap", dir.join("x.bmp").to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+        "ablate",
+        "--prompt",
+        "a",
+        "--target-id",
+        "7",
+        "--heatmap",
+        dir.join("x.bmp").to_str().unwrap(),
     ]);
     assert!(!ok && stderr.contains(".png"), "{stderr}");
 }

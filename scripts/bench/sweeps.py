@@ -59,7 +59,8 @@ def bench_model(name, model_path, tl_args, n_vocab, threads, tmp):
     corrupted = list(ids)
     for p in (3, 4, 5):
         corrupted[p] = (corrupted[p] + 1000) % n_vocab
-    target, other = ids[-1], corrupted[-1]
+    # Metric tokens: the last prompt token and its neighbour id (any two distinct ids work).
+    target, other = ids[-1], (ids[-1] + 1) % n_vocab
     clean_s = ",".join(map(str, ids))
     corr_s = ",".join(map(str, corrupted))
     rows = []

@@ -75,7 +75,8 @@ impl Arena {
         };
         sized(&mut self.scale, rows);
         sized(&mut self.q, rows * q);
-        sized(&mut self.scores, rows * cfg.n_heads * self.seq);
+        // Scores are materialised only when a hook watches them (see `ensure_scores`).
+        self.scores.clear();
         sized(&mut self.z, rows * q);
         sized(&mut self.attn_out, rows * cfg.d_model);
         sized(&mut self.mlp_pre, rows * cfg.d_mlp);
@@ -85,6 +86,15 @@ impl Arena {
         );
         sized(&mut self.mlp_out, rows * cfg.d_model);
         self.result.clear();
+    }
+
+    /// Sizes the scores buffer for `rows` query rows on first use in a pass.
+    pub fn ensure_scores(&mut self, cfg: &ModelConfig, rows: usize) {
+        let len = rows * cfg.n_heads * self.seq;
+        if self.scores.len() != len {
+            self.scores.clear();
+            self.scores.resize(len, 0.0);
+        }
     }
 
     /// Sizes the per-head result buffer on first use.

@@ -9,9 +9,11 @@ use super::input::TokenBatch;
 use super::layout::RowLayout;
 use super::weights::Weights;
 use crate::backend::cpu::activation::{add_inplace, gelu_new_inplace, silu_mul_inplace};
-use crate::backend::cpu::attention::{attention_scores, attention_values, softmax_rows, HeadDims};
+use crate::backend::cpu::attention::{
+    attention_fused, attention_scores, attention_values, softmax_rows, HeadDims,
+};
 use crate::backend::cpu::matmul::{matmul, matmul_transposed};
-use crate::backend::cpu::norm::{affine, divide_by_scale, norm_scale};
+use crate::backend::cpu::norm::{affine, divide_by_scale, norm_fused, norm_scale};
 use crate::backend::cpu::rotary::RotaryTables;
 use crate::error::{HookLensError, Result};
 use crate::hooks::point::{HookKind, HookPoint};
@@ -89,6 +91,11 @@ fn apply_norm(
 ) -> Result<()> {
     let d = cfg.d_model;
     let layer_norm = cfg.norm == NormKind::LayerNorm;
+    if !slots.active(step.scale_hook) && !slots.active(step.normalized_hook) {
+        // Nobody watches the intermediate values: one pass instead of three.
+        norm_fused(x, out, scale, (step.w, step.b), d, cfg.norm_eps, layer_norm);
+        return Ok(());
+    }
     norm_scale(x, out, scale, d, cfg.norm_eps, layer_norm);
     slots.fire(step.scale_hook, scale, layout)?;
     divide_by_scale(out, scale, d);
@@ -289,11 +296,16 @@ pub(crate) fn run_pass(
         assemble_kv(&mut a.k_full, &a.k, kv_layout, kv_width, base(0))?;
         assemble_kv(&mut a.v_full, &a.v, kv_layout, kv_width, base(1))?;
 
-        attention_scores(&a.q, &a.k_full, &mut a.scores, &layout, heads);
-        slots.fire(at(HookKind::AttnScores), &mut a.scores, &layout)?;
-        softmax_rows(&mut a.scores, p);
-        slots.fire(at(HookKind::Pattern), &mut a.scores, &layout)?;
-        attention_values(&a.scores, &a.v_full, &mut a.z, &layout, heads);
+        if slots.active(at(HookKind::AttnScores)) || slots.active(at(HookKind::Pattern)) {
+            a.ensure_scores(cfg, rows);
+            attention_scores(&a.q, &a.k_full, &mut a.scores, &layout, heads);
+            slots.fire(at(HookKind::AttnScores), &mut a.scores, &layout)?;
+            softmax_rows(&mut a.scores, p);
+            slots.fire(at(HookKind::Pattern), &mut a.scores, &layout)?;
+            attention_values(&a.scores, &a.v_full, &mut a.z, &layout, heads);
+        } else {
+            attention_fused(&a.q, &a.k_full, &a.v_full, &mut a.z, &layout, heads);
+        }
         slots.fire(at(HookKind::Z), &mut a.z, &layout)?;
 
         if slots.wants_result(layer) {

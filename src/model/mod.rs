@@ -12,6 +12,7 @@ pub mod load_gguf;
 pub mod load_gpt2;
 pub mod load_llama;
 pub mod loss;
+pub mod random;
 pub mod safetensors_dir;
 pub mod weights;
 

@@ -1,6 +1,7 @@
 //! Causal attention in three kernels, one per TL hook: scores, pattern (softmax), z.
 
 use super::matmul::dot;
+use super::threads::num_threads;
 use crate::model::layout::RowLayout;
 
 /// Head dimensions: query heads, key/value heads (query head h reads kv head
@@ -118,6 +119,100 @@ pub fn attention_values(
     }
 }
 
+/// Scores, causal softmax and mixing fused per query row, for when neither
+/// `hook_attn_scores` nor `hook_pattern` is watched: no scores buffer is written. Rows are
+/// split across threads in contiguous ranges of about equal work.
+/// q: // [rows, n_heads, d_head]   k, v: // [batch, seq_len, n_kv_heads, d_head]
+/// z: // [rows, n_heads, d_head]
+pub fn attention_fused(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    z: &mut [f32],
+    layout: &RowLayout,
+    dims: HeadDims,
+) {
+    let width = dims.n_heads * dims.d_head;
+    // (sequence, position) of every packed row.
+    let rows: Vec<(usize, usize)> = layout
+        .seqs
+        .iter()
+        .enumerate()
+        .flat_map(|(s, seq)| seq.positions.iter().map(move |&t| (s, t)))
+        .collect();
+    let work: usize = rows.iter().map(|&(_, t)| t + 1).sum();
+    let threads = num_threads().min(rows.len()).max(1);
+    if threads == 1 || work * width < 1 << 16 {
+        attention_rows(q, k, v, z, &rows, 0, layout.seq_len, dims);
+        return;
+    }
+    // Contiguous row ranges with about work / threads each.
+    let mut bounds = vec![0];
+    let mut acc = 0;
+    for (i, &(_, t)) in rows.iter().enumerate() {
+        acc += t + 1;
+        if acc * threads >= work * bounds.len() && bounds.len() < threads {
+            bounds.push(i + 1);
+        }
+    }
+    bounds.push(rows.len());
+    bounds.dedup();
+    std::thread::scope(|scope| {
+        let mut rest = &mut *z;
+        for pair in bounds.windows(2) {
+            let (lo, hi) = (pair[0], pair[1]);
+            let (mine, tail) = rest.split_at_mut((hi - lo) * width);
+            rest = tail;
+            let rows = &rows;
+            scope.spawn(move || {
+                attention_rows(q, k, v, mine, &rows[lo..hi], lo, layout.seq_len, dims)
+            });
+        }
+    });
+}
+
+/// The fused kernel for packed rows `first..first + rows.len()`, writing `z` for them only.
+#[allow(clippy::too_many_arguments)]
+fn attention_rows(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    z: &mut [f32],
+    rows: &[(usize, usize)],
+    first: usize,
+    seq_len: usize,
+    dims: HeadDims,
+) {
+    let HeadDims {
+        n_heads,
+        n_kv_heads,
+        d_head,
+    } = dims;
+    let group = n_heads / n_kv_heads;
+    let inv_sqrt = 1.0 / (d_head as f32).sqrt();
+    let mut scores = vec![0.0f32; seq_len];
+    z.fill(0.0);
+    for (i, &(s, t)) in rows.iter().enumerate() {
+        for h in 0..n_heads {
+            let kv = h / group;
+            let q_row = &q[((first + i) * n_heads + h) * d_head..][..d_head];
+            let used = &mut scores[..=t];
+            for (j, sc) in used.iter_mut().enumerate() {
+                let k_row = &k[((s * seq_len + j) * n_kv_heads + kv) * d_head..][..d_head];
+                *sc = dot(q_row, k_row) * inv_sqrt;
+            }
+            softmax_rows(used, t + 1);
+            let z_row = &mut z[(i * n_heads + h) * d_head..][..d_head];
+            for (j, &w) in used.iter().enumerate() {
+                let v_row = &v[((s * seq_len + j) * n_kv_heads + kv) * d_head..][..d_head];
+                for (zv, &vv) in z_row.iter_mut().zip(v_row) {
+                    *zv += w * vv;
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,5 +256,40 @@ mod tests {
         let mut z = [0.0f32; 8];
         attention_values(&pattern, &v, &mut z, &layout, dims);
         assert_eq!(z, [1.0, 2.0, 1.0, 2.0, 2.5, 3.5, 2.0, 3.0]);
+    }
+
+    #[test]
+    fn fused_equals_three_kernels_on_packed_suffix_rows() {
+        let mut g = crate::sweep::noise::Gaussian::new(11);
+        let dims = HeadDims {
+            n_heads: 6,
+            n_kv_heads: 2,
+            d_head: 5,
+        };
+        for threads in [1, 3] {
+            crate::backend::cpu::threads::set_num_threads(threads);
+            for layout in [
+                RowLayout::full(2, 7),
+                RowLayout::suffixes(13, &[0, 4, 12, 9]),
+                RowLayout::suffixes(40, &[0, 0, 0]),
+            ] {
+                let (p, b, rows) = (layout.seq_len, layout.batch(), layout.rows());
+                let mut rnd = |n: usize| -> Vec<f32> { (0..n).map(|_| g.sample()).collect() };
+                let q = rnd(rows * 30);
+                let k = rnd(b * p * 10);
+                let v = rnd(b * p * 10);
+                let mut scores = vec![0.0; rows * 6 * p];
+                attention_scores(&q, &k, &mut scores, &layout, dims);
+                softmax_rows(&mut scores, p);
+                let mut z1 = vec![0.0; rows * 30];
+                attention_values(&scores, &v, &mut z1, &layout, dims);
+                let mut z2 = vec![f32::NAN; rows * 30];
+                attention_fused(&q, &k, &v, &mut z2, &layout, dims);
+                for (a, c) in z1.iter().zip(&z2) {
+                    assert!((a - c).abs() < 1e-5, "{a} vs {c}");
+                }
+            }
+        }
+        crate::backend::cpu::threads::set_num_threads(0);
     }
 }

@@ -51,9 +51,74 @@ pub fn affine(out: &mut [f32], w: &[f32], b: Option<&[f32]>, d: usize) {
     }
 }
 
+/// All three steps in one pass over each row, for when neither norm hook is watched:
+/// `out = (x - mean) / sqrt(mean((x - mean)²) + eps) * w (+ b)` (no centring for RMSNorm).
+/// x, out: // [rows, d]   scale: // [rows]   w, b: // [d]
+pub fn norm_fused(
+    x: &[f32],
+    out: &mut [f32],
+    scale: &mut [f32],
+    (w, b): (&[f32], Option<&[f32]>),
+    d: usize,
+    eps: f32,
+    center: bool,
+) {
+    for ((xr, or), s) in x
+        .chunks_exact(d)
+        .zip(out.chunks_exact_mut(d))
+        .zip(scale.iter_mut())
+    {
+        let mean = if center {
+            (xr.iter().map(|&v| v as f64).sum::<f64>() / d as f64) as f32
+        } else {
+            0.0
+        };
+        let sq: f64 = xr.iter().map(|&v| ((v - mean) as f64).powi(2)).sum();
+        *s = ((sq / d as f64) as f32 + eps).sqrt();
+        let inv = *s;
+        match b {
+            Some(b) => {
+                for (((o, &v), &wv), &bv) in or.iter_mut().zip(xr).zip(w).zip(b) {
+                    *o = (v - mean) / inv * wv + bv;
+                }
+            }
+            None => {
+                for ((o, &v), &wv) in or.iter_mut().zip(xr).zip(w) {
+                    *o = (v - mean) / inv * wv;
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fused_equals_three_steps_at_awkward_sizes() {
+        let mut g = crate::sweep::noise::Gaussian::new(3);
+        for &(rows, d) in &[(1, 1), (3, 7), (5, 37), (2, 577)] {
+            let x: Vec<f32> = (0..rows * d).map(|_| 2.0 * g.sample() + 0.5).collect();
+            let w: Vec<f32> = (0..d).map(|_| 1.0 + 0.3 * g.sample()).collect();
+            let b: Vec<f32> = (0..d).map(|_| 0.1 * g.sample()).collect();
+            for center in [true, false] {
+                let bias = center.then_some(b.as_slice());
+                let (mut o1, mut s1) = (vec![0.0; rows * d], vec![0.0; rows]);
+                norm_scale(&x, &mut o1, &mut s1, d, 1e-5, center);
+                divide_by_scale(&mut o1, &s1, d);
+                affine(&mut o1, &w, bias, d);
+                let (mut o2, mut s2) = (vec![0.0; rows * d], vec![0.0; rows]);
+                norm_fused(&x, &mut o2, &mut s2, (&w, bias), d, 1e-5, center);
+                for (a, c) in o1.iter().zip(&o2).chain(s1.iter().zip(&s2)) {
+                    assert!(
+                        (a - c).abs() <= 1e-5 * a.abs().max(1.0),
+                        "{rows}x{d}: {a} vs {c}"
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn layer_norm_of_a_hand_row() {

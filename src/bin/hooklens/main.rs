@@ -1,5 +1,6 @@
 //! The `hooklens` command line.
 
+mod cmd_bench;
 mod cmd_hooks;
 mod cmd_run;
 mod cmd_sweep;
@@ -10,13 +11,15 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use hooklens::model::known::{hooklens_home, resolve_model_arg, DEFAULT_MODEL};
-use hooklens::{Model, Result};
+use hooklens::model::random::random_weights;
+use hooklens::{HookLensError, Model, ModelConfig, Result};
 
 /// TransformerLens hook points at native speed.
 #[derive(Parser, Debug)]
 #[command(name = "hooklens", version, about, long_about = None)]
 struct Cli {
-    /// Model: an HF checkpoint directory, a .gguf file, or a known name (smollm2-135m).
+    /// Model: an HF checkpoint directory, a .gguf file, a known name (smollm2-135m), or
+    /// random weights of a known shape (random:gpt2-small, random:smollm2-135m; for `bench`).
     /// Default: smollm2-135m from $HOOKLENS_HOME (fetch it with scripts/fetch-model).
     #[arg(long, global = true)]
     model: Option<String>,
@@ -39,9 +42,22 @@ enum Command {
     Patch(cmd_sweep::PatchArgs),
     /// Causal tracing (ROME): noise the subject, restore each (layer, position).
     Trace(cmd_sweep::TraceArgs),
+    /// Time the forward pass at several shapes, with and without a hook at every slot.
+    Bench(cmd_bench::BenchArgs),
 }
 
 fn load_model(arg: Option<&str>) -> Result<Model> {
+    if let Some(shape) = arg.and_then(|a| a.strip_prefix("random:")) {
+        let cfg = match shape {
+            "gpt2-small" => ModelConfig::gpt2_small(),
+            "smollm2-135m" => ModelConfig::smollm2_135m(),
+            other => return Err(HookLensError::input(format!(
+                "--model random:{other}: known shapes are random:gpt2-small, random:smollm2-135m"
+            ))),
+        };
+        let weights = random_weights(&cfg, 0);
+        return Model::from_parts(cfg, weights, None, format!("random:{shape}").into());
+    }
     let path = resolve_model_arg(arg)?;
     let started = std::time::Instant::now();
     let model = Model::load(&path)?;
@@ -72,6 +88,7 @@ fn main() -> ExitCode {
         Command::Ablate(args) => cmd_sweep::ablate(&model, args),
         Command::Patch(args) => cmd_sweep::patch(&model, args),
         Command::Trace(args) => cmd_sweep::trace(&model, args),
+        Command::Bench(args) => cmd_bench::run(&model, args),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,6 +3,7 @@
 
 pub mod activation;
 pub mod attention;
+pub mod gemm;
 pub mod matmul;
 pub mod norm;
 pub mod rotary;

@@ -1,0 +1,149 @@
+//! The blocked loop nest (BLIS order) over one thread's share of the output: `NC` columns of
+//! packed `W` at a time, then `KC` steps of `k`, then `MC` rows of `x` packed on the fly, then
+//! `NR`-wide panels and `MR`-row micro-panels, one micro-kernel call per `MR x NR` tile.
+
+use std::ops::Range;
+
+use super::kernel::{CheckedKernel, Kernel, Tile};
+use super::pack_a::{pack_a, ABlock};
+use super::packed::PackedMatrix;
+use super::NR;
+
+/// Cache block sizes. [`Blocking::for_kernel`] gives the ones measured best on the 2-core
+/// machine described in `docs/bench-gemm.md` (48 KiB L1d, 2 MiB L2 per core): its large L2 makes
+/// a long `KC` pay (fewer passes over the output), and `NC` larger than the model widths.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Blocking {
+    /// Rows of `x` packed at a time (rounded up to a multiple of the kernel's tile height): the
+    /// packed `[MC, KC]` block of `x` should sit in L2.
+    pub mc: usize,
+    /// Steps of `k` per block. Each output tile is loaded and stored once per block, so longer
+    /// is better while the `[MC, KC]` block of `x` and a tile's `[KC, 32]` slab of `W` stay in
+    /// L2.
+    pub kc: usize,
+    /// Columns of `W` per outer block (rounded up to a whole number of tiles): the `[KC, NC]`
+    /// block of `W` that all `MC` row blocks reuse should sit in L2/L3.
+    pub nc: usize,
+    /// Up to this many rows the whole of `k` is one block: small batches stream each weight
+    /// panel once, front to back, with the accumulators in registers throughout.
+    pub skinny_m: usize,
+}
+
+impl Blocking {
+    /// The block sizes tuned for `kernel`.
+    pub fn for_kernel(kernel: Kernel) -> Self {
+        match kernel {
+            Kernel::Avx512 => Self {
+                mc: 140,
+                kc: 768,
+                nc: 3072,
+                skinny_m: 28,
+            },
+            Kernel::Avx2Fma | Kernel::Portable => Self {
+                mc: 144,
+                kc: 512,
+                nc: 3072,
+                skinny_m: 24,
+            },
+        }
+    }
+}
+
+/// A raw output pointer that threads writing disjoint tiles may share.
+#[derive(Clone, Copy)]
+pub(super) struct OutPtr(pub *mut f32);
+// SAFETY: every thread given an OutPtr writes only the tiles of its own (rows, panels) share of
+// the output, and the scope that spawns the threads holds the unique borrow of the buffer until
+// they all finish.
+unsafe impl Send for OutPtr {}
+// SAFETY: as for Send: shared only between threads that write disjoint tiles.
+unsafe impl Sync for OutPtr {}
+
+/// Everything a thread needs to compute its share of `out = x @ W + bias`.
+pub(super) struct Problem<'a> {
+    /// `[m, k]`
+    pub x: &'a [f32],
+    /// Packed `[k, n]`.
+    pub w: &'a PackedMatrix,
+    /// `[n]`
+    pub bias: Option<&'a [f32]>,
+    /// Start of `out`. `[m, n]`
+    pub out: OutPtr,
+}
+
+/// Computes rows `rows` x panels `panels` of the output.
+///
+/// # Safety
+/// `p.out` must be valid for `m * n` values (`m` >= `rows.end`), `x` must hold `rows.end * k`
+/// values, and no other thread may touch the output tiles of this share during the call.
+pub(super) unsafe fn compute(
+    p: &Problem,
+    rows: Range<usize>,
+    panels: Range<usize>,
+    kernel: CheckedKernel,
+    blk: &Blocking,
+) {
+    let (k, n) = (p.w.k(), p.w.n());
+    if rows.is_empty() || panels.is_empty() || k == 0 {
+        return;
+    }
+    let mr = kernel.kernel().mr();
+    let step = kernel.kernel().panels_per_tile();
+    let kc_max = if rows.len() <= blk.skinny_m {
+        k
+    } else {
+        blk.kc.clamp(1, k)
+    };
+    let mc_max = blk
+        .mc
+        .max(1)
+        .next_multiple_of(mr)
+        .min(rows.len().next_multiple_of(mr));
+    let nc_panels = blk.nc.div_ceil(NR).next_multiple_of(step);
+    let mut abuf = vec![0.0f32; mc_max * kc_max]; // micro-panels [kc, rows], see pack_a
+
+    for jc in panels.clone().step_by(nc_panels) {
+        let jc_end = (jc + nc_panels).min(panels.end);
+        for pc in (0..k).step_by(kc_max) {
+            let kc = kc_max.min(k - pc);
+            for ic in rows.clone().step_by(mc_max) {
+                let mc = mc_max.min(rows.end - ic);
+                let ablock = ABlock {
+                    i0: ic,
+                    mc,
+                    p0: pc,
+                    kc,
+                };
+                pack_a(p.x, k, ablock, mr, &mut abuf);
+                for jp in (jc..jc_end).step_by(step) {
+                    let b0 = p.w.panel_rows(jp, pc, kc); // [kc, NR]
+                    let two = step == 2 && jp + 1 < jc_end;
+                    let b1 = if two {
+                        p.w.panel_rows(jp + 1, pc, kc)
+                    } else {
+                        &[]
+                    }; // [kc, NR]
+                    let j0 = jp * NR;
+                    for ir in (0..mc).step_by(mr) {
+                        let tile = Tile {
+                            // SAFETY: row ic + ir < m and column j0 < n, so the offset is
+                            // inside `out` (function contract).
+                            c: unsafe { p.out.0.add((ic + ir) * n + j0) },
+                            ldc: n,
+                            rows: mr.min(mc - ir),
+                            cols: (step * NR).min(n - j0),
+                            first: pc == 0,
+                            bias: p.bias.map(|b| b[j0..].as_ptr()),
+                        };
+                        // This micro-panel of packed x. // [kc, rows]
+                        let a = &abuf[ir * kc..(ir + tile.rows) * kc];
+                        // SAFETY: the tile lies inside rows x panels of this share (its columns
+                        // end at panel jc_end <= panels.end, or at n), which only this thread
+                        // writes (contract); bias has n - j0 >= cols values.
+                        unsafe { kernel.run(kc, a, b0, b1, &tile) };
+                    }
+                }
+            }
+        }
+    }
+}

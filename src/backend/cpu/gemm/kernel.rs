@@ -1,0 +1,185 @@
+//! Which micro-kernel runs: detection, the force-portable switch, and dispatch of one tile.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use super::NR;
+
+/// A micro-kernel family. Each computes an `mr() x (panels_per_tile() * 16)` tile of the output
+/// from packed `x` micro-panels and packed `W` panels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kernel {
+    /// AVX-512F intrinsics, 14 x 32 tile (x86_64 CPUs that report `avx512f`).
+    Avx512,
+    /// AVX2 + FMA intrinsics, 6 x 16 tile (x86_64 CPUs that report `avx2` and `fma`).
+    Avx2Fma,
+    /// Plain Rust, 6 x 16 tile, compiled on every target; the compiler vectorises it for the
+    /// baseline ISA.
+    Portable,
+}
+
+/// 0: not decided yet; 1: best available; 2: forced portable.
+static MODE: AtomicU8 = AtomicU8::new(0);
+
+/// Forces (`true`) or stops forcing (`false`) the portable kernel for [`Kernel::best`], and so for
+/// [`super::gemm`]. Overrides the `HOOKLENS_FORCE_PORTABLE` environment variable.
+pub fn set_force_portable(force: bool) {
+    MODE.store(if force { 2 } else { 1 }, Ordering::Relaxed);
+}
+
+impl Kernel {
+    /// The fastest kernel this CPU runs (AVX-512, else AVX2 + FMA, else portable), unless the
+    /// portable one is forced by [`set_force_portable`] or by `HOOKLENS_FORCE_PORTABLE=1`
+    /// (read once, at the first call).
+    pub fn best() -> Kernel {
+        let mode = match MODE.load(Ordering::Relaxed) {
+            0 => {
+                let forced = std::env::var("HOOKLENS_FORCE_PORTABLE")
+                    .is_ok_and(|v| !v.is_empty() && v != "0");
+                let mode = if forced { 2 } else { 1 };
+                // Keep a value set_force_portable stored meanwhile.
+                let _ = MODE.compare_exchange(0, mode, Ordering::Relaxed, Ordering::Relaxed);
+                MODE.load(Ordering::Relaxed)
+            }
+            m => m,
+        };
+        if mode == 2 {
+            Kernel::Portable
+        } else if Kernel::Avx512.is_available() {
+            Kernel::Avx512
+        } else if Kernel::Avx2Fma.is_available() {
+            Kernel::Avx2Fma
+        } else {
+            Kernel::Portable
+        }
+    }
+
+    /// Whether this CPU can run the kernel.
+    pub fn is_available(self) -> bool {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => is_x86_feature_detected!("avx512f"),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2Fma => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
+            #[cfg(not(target_arch = "x86_64"))]
+            Kernel::Avx512 | Kernel::Avx2Fma => false,
+            Kernel::Portable => true,
+        }
+    }
+
+    /// Rows of the register tile: the height of the packed micro-panels of `x`.
+    pub fn mr(self) -> usize {
+        match self {
+            Kernel::Avx512 => 14,
+            Kernel::Avx2Fma | Kernel::Portable => 6,
+        }
+    }
+
+    /// 16-column panels of packed `W` per register tile.
+    pub fn panels_per_tile(self) -> usize {
+        match self {
+            Kernel::Avx512 => 2,
+            Kernel::Avx2Fma | Kernel::Portable => 1,
+        }
+    }
+
+    /// This kernel if the CPU runs it, else the best one it does.
+    pub(super) fn checked(self) -> CheckedKernel {
+        let kernel = if self.is_available() {
+            self
+        } else if self == Kernel::Avx512 && Kernel::Avx2Fma.is_available() {
+            Kernel::Avx2Fma
+        } else {
+            Kernel::Portable
+        };
+        CheckedKernel(kernel)
+    }
+}
+
+/// A kernel known to run on this CPU: only [`Kernel::checked`] makes one.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct CheckedKernel(Kernel);
+
+/// Where one output tile goes and how it starts.
+pub(super) struct Tile {
+    /// Top-left element of the tile in the output; rows are `ldc` apart.
+    pub c: *mut f32,
+    /// Row stride of the output (its `n`).
+    pub ldc: usize,
+    /// Valid rows, 1..=mr.
+    pub rows: usize,
+    /// Valid columns, 1..=panels_per_tile * NR; more than NR only when `b1` is given.
+    pub cols: usize,
+    /// `true` on the first k block: overwrite the tile with the sum (+ bias). `false`: add to it.
+    pub first: bool,
+    /// Bias for the tile's columns (`cols` values), used on the first k block. `[cols]`
+    pub bias: Option<*const f32>,
+}
+
+impl CheckedKernel {
+    /// The kernel.
+    pub(super) fn kernel(self) -> Kernel {
+        self.0
+    }
+
+    /// Computes `tile (=|+=) a @ [b0 b1] (+ bias)` for one tile.
+    /// a: `[kc, tile.rows]`
+    /// b0: `[kc, NR]`   b1: `[kc, NR]` or empty when `tile.cols <= NR`
+    ///
+    /// # Safety
+    /// `tile.c` must point at a `tile.rows x tile.cols` block (row stride `tile.ldc`) that is
+    /// valid for reads and writes and that no other thread touches during the call, and
+    /// `tile.bias`, if any, at `tile.cols` readable values.
+    pub(super) unsafe fn run(self, kc: usize, a: &[f32], b0: &[f32], b1: &[f32], tile: &Tile) {
+        let mr = self.0.mr();
+        assert!(a.len() >= kc * tile.rows && b0.len() >= kc * NR);
+        assert!((1..=mr).contains(&tile.rows) && tile.cols >= 1);
+        assert!(tile.cols <= NR || (tile.cols <= 2 * NR && b1.len() >= kc * NR));
+        match self.0 {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: a CheckedKernel holds Avx512 only after is_available() saw AVX-512F; the
+            // slice lengths are asserted above; the tile contract is the caller's.
+            Kernel::Avx512 => unsafe { super::avx512::run(kc, a, b0, b1, tile) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: a CheckedKernel holds Avx2Fma only after is_available() saw AVX2 and FMA;
+            // the slice lengths are asserted above; the tile contract is the caller's.
+            Kernel::Avx2Fma => unsafe { super::avx2::run(kc, a, b0, tile) },
+            #[cfg(not(target_arch = "x86_64"))]
+            Kernel::Avx512 | Kernel::Avx2Fma => {
+                unreachable!("checked() keeps only the portable kernel off x86_64")
+            }
+            // SAFETY: the tile contract is the caller's, passed through.
+            Kernel::Portable => unsafe { super::portable::run(kc, a, b0, tile) },
+        }
+    }
+}
+
+/// Writes an accumulated `rows x NR` block into the tile, keeping its first `cols` columns:
+/// `c = acc (+ bias)` on the first k block, `c += acc` after. Used by the AVX2 kernel for edge
+/// tiles and by the portable kernel for all tiles.
+///
+/// # Safety
+/// As [`CheckedKernel::run`], with `tile.cols <= NR`.
+pub(super) unsafe fn store_tile(acc: &[[f32; NR]], tile: &Tile) {
+    debug_assert!(tile.cols <= NR);
+    for (r, row) in acc.iter().enumerate().take(tile.rows) {
+        // SAFETY: row r < tile.rows of the tile, columns 0..tile.cols, are valid and ours by
+        // the function contract.
+        let c = unsafe { std::slice::from_raw_parts_mut(tile.c.add(r * tile.ldc), tile.cols) };
+        if tile.first {
+            match tile.bias {
+                Some(bias) => {
+                    // SAFETY: the contract gives `tile.cols` readable bias values.
+                    let bias = unsafe { std::slice::from_raw_parts(bias, tile.cols) };
+                    for ((o, &v), &b) in c.iter_mut().zip(row).zip(bias) {
+                        *o = v + b;
+                    }
+                }
+                None => c.copy_from_slice(&row[..tile.cols]),
+            }
+        } else {
+            for (o, &v) in c.iter_mut().zip(row) {
+                *o += v;
+            }
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! A packed, blocked f32 GEMM in the BLIS style: `out[m, n] = x[m, k] @ W[k, n] + bias`.
+//!
+//! - [`PackedMatrix`] holds `W`, packed once at model load into 16-column panels.
+//! - [`gemm`] packs blocks of `x` on the fly into micro-panels and runs a register-tile
+//!   micro-kernel ([`Kernel`]: 14 x 32 with AVX-512F, 6 x 16 with AVX2 + FMA, else 6 x 16 in
+//!   portable Rust; chosen at run time) inside cache blocks over `n`, `k` and `m` ([`Blocking`]).
+//! - Threads ([`super::threads::num_threads`]) each take a rectangle of the output: columns for
+//!   small batches (the memory-bound batch-1 case streams each part of `W` once), rows for
+//!   large batches with few columns.
+//!
+//! The plain kernels in [`super::matmul`] are the reference this one is tested against.
+//! Files: `packed.rs` (layout of `W`), `pack_a.rs` (layout of `x` blocks), `avx512.rs`,
+//! `avx2.rs` and `portable.rs` (micro-kernels), `kernel.rs` (choice and dispatch), `block.rs`
+//! (loop nest), `parallel.rs` (threads).
+
+mod block;
+mod kernel;
+mod pack_a;
+mod packed;
+mod parallel;
+mod portable;
+#[cfg(test)]
+mod tests;
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+
+pub use block::Blocking;
+pub use kernel::{set_force_portable, Kernel};
+pub use packed::PackedMatrix;
+pub use parallel::Split;
+
+use super::threads::num_threads;
+use block::{compute, OutPtr, Problem};
+
+/// Width of the panels of packed `W` (one AVX-512 register, two AVX2 registers).
+pub const NR: usize = 16;
+
+/// Default [`GemmOptions::parallel_min_work`]: about 85 µs of single-threaded work, where a
+/// second thread starts to pay for its start-up.
+pub const PARALLEL_MIN_WORK: usize = 1 << 23;
+
+/// How [`gemm_with`] runs. [`GemmOptions::default`] is what [`gemm`] uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GemmOptions {
+    /// Micro-kernel; one the CPU lacks falls back to [`Kernel::Portable`].
+    pub kernel: Kernel,
+    /// Threads to use at most (0 is taken as 1). Small products use one regardless.
+    pub threads: usize,
+    /// How threads divide the output.
+    pub split: Split,
+    /// Cache block sizes; `None`: [`Blocking::for_kernel`] of the kernel that runs.
+    pub blocking: Option<Blocking>,
+    /// Below this much work the product runs on the calling thread, because starting and joining
+    /// a scoped thread costs about 40 µs here. Work is `max(m, 24) * k * n`: multiply-adds, but
+    /// never less than 24 per weight, because a small batch is bound by streaming the weights
+    /// (about 24 multiply-adds take as long as reading one f32 weight from memory on the
+    /// measured machine). Tests set 0 to thread tiny shapes.
+    pub parallel_min_work: usize,
+}
+
+impl Default for GemmOptions {
+    /// [`Kernel::best`], [`num_threads`], automatic split, the kernel's blocking, default
+    /// threshold.
+    fn default() -> Self {
+        Self {
+            kernel: Kernel::best(),
+            threads: num_threads(),
+            split: Split::Auto,
+            blocking: None,
+            parallel_min_work: PARALLEL_MIN_WORK,
+        }
+    }
+}
+
+/// `out = x @ W (+ bias)` with the best kernel and [`num_threads`] threads.
+/// x: `[m, k]`   W: packed `[k, n]`   bias: `[n]`   out: `[m, n]`   (row-major)
+///
+/// Panics with a message naming the mismatch if `x` holds fewer than `m * k` values, `out`
+/// fewer than `m * n`, or `bias` fewer than `n` (only the leading parts are read / written).
+pub fn gemm(x: &[f32], m: usize, w: &PackedMatrix, bias: Option<&[f32]>, out: &mut [f32]) {
+    gemm_with(x, m, w, bias, out, &GemmOptions::default());
+}
+
+/// [`gemm`] with explicit kernel, thread count, split and blocking (for tests and tuning).
+pub fn gemm_with(
+    x: &[f32],
+    m: usize,
+    w: &PackedMatrix,
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+    opts: &GemmOptions,
+) {
+    let (k, n) = (w.k(), w.n());
+    assert!(
+        x.len() >= m * k,
+        "gemm: x has {} values, expected at least m * k = {m} * {k}",
+        x.len()
+    );
+    assert!(
+        out.len() >= m * n,
+        "gemm: out has {} values, expected at least m * n = {m} * {n}",
+        out.len()
+    );
+    if let Some(b) = bias {
+        assert!(
+            b.len() >= n,
+            "gemm: bias has {} values, expected at least n = {n}",
+            b.len()
+        );
+    }
+    let out = &mut out[..m * n]; // [m, n]
+    if k == 0 {
+        // An empty sum: only the bias remains.
+        for row in out.chunks_exact_mut(n.max(1)) {
+            match bias {
+                Some(b) => row.copy_from_slice(&b[..n]),
+                None => row.fill(0.0),
+            }
+        }
+        return;
+    }
+    let kernel = opts.kernel.checked();
+    let problem = Problem {
+        x,
+        w,
+        bias,
+        out: OutPtr(out.as_mut_ptr()),
+    };
+    let work = m.max(24).saturating_mul(k).saturating_mul(n);
+    let threads = if work < opts.parallel_min_work {
+        1
+    } else {
+        opts.threads.max(1)
+    };
+    let tile = (kernel.kernel().mr(), kernel.kernel().panels_per_tile());
+    let parts = parallel::plan((m, w.panels()), tile, threads, opts.split);
+    let blk = &opts
+        .blocking
+        .unwrap_or_else(|| Blocking::for_kernel(kernel.kernel()));
+    match parts.split_first() {
+        None => {}
+        Some(((rows, panels), rest)) => std::thread::scope(|s| {
+            let problem = &problem;
+            for (rows, panels) in rest.iter().cloned() {
+                // SAFETY: plan() gives every thread a disjoint rectangle inside [m, n]; `out`
+                // holds m * n values and `x` m * k (asserted above); the scope keeps the
+                // unique borrow of `out` until every thread has finished.
+                s.spawn(move || unsafe { compute(problem, rows, panels, kernel, blk) });
+            }
+            // SAFETY: as above, for the calling thread's own rectangle.
+            unsafe { compute(problem, rows.clone(), panels.clone(), kernel, blk) };
+        }),
+    }
+}

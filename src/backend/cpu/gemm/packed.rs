@@ -1,0 +1,149 @@
+//! The right-hand side of a product, packed once (at model load) into the panel layout the
+//! micro-kernels read: `NR`-column panels, each stored row after row over the whole of `k`, so a
+//! micro-kernel streams one contiguous `[kc, NR]` slab per call and the batch-1 case reads the
+//! weights front to back exactly once.
+
+use super::NR;
+
+/// One `NR`-wide row of a panel, aligned to a cache line so that no vector load of packed
+/// weights ever straddles two lines.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+pub(super) struct PanelRow(pub [f32; NR]);
+
+/// A `[k, n]` right-hand-side matrix in panel layout: panel `p` holds columns
+/// `p * NR .. p * NR + NR` as `k` rows of `NR` values; columns past `n` in the last panel are 0.
+#[derive(Clone)]
+pub struct PackedMatrix {
+    k: usize,
+    n: usize,
+    /// `[n.div_ceil(NR), k, NR]`
+    data: Vec<PanelRow>,
+}
+
+impl PackedMatrix {
+    /// Packs `w` stored row-major as `[k, n]` (the product is `x @ w`; HF GPT-2 `Conv1D`
+    /// weights are stored this way).
+    ///
+    /// Panics if `w.len() != k * n`.
+    pub fn from_k_by_n(w: &[f32], k: usize, n: usize) -> Self {
+        assert_eq!(
+            w.len(),
+            k * n,
+            "PackedMatrix::from_k_by_n: w has {} values, expected k * n = {k} * {n}",
+            w.len()
+        );
+        let mut packed = Self::zeroed(k, n);
+        for (p, panel) in packed.data.chunks_exact_mut(k.max(1)).enumerate() {
+            let j0 = p * NR;
+            let cols = NR.min(n - j0);
+            for (kk, row) in panel.iter_mut().enumerate().take(k) {
+                row.0[..cols].copy_from_slice(&w[kk * n + j0..kk * n + j0 + cols]);
+            }
+        }
+        packed
+    }
+
+    /// Packs `w` stored row-major as `[n, k]` (the product is `x @ wᵀ`: torch `nn.Linear`
+    /// weights, and the tied unembedding whose rows are tokens).
+    ///
+    /// Panics if `w.len() != n * k`.
+    pub fn from_n_by_k(w: &[f32], n: usize, k: usize) -> Self {
+        assert_eq!(
+            w.len(),
+            n * k,
+            "PackedMatrix::from_n_by_k: w has {} values, expected n * k = {n} * {k}",
+            w.len()
+        );
+        let mut packed = Self::zeroed(k, n);
+        for (p, panel) in packed.data.chunks_exact_mut(k.max(1)).enumerate() {
+            let j0 = p * NR;
+            let cols = NR.min(n - j0);
+            // Read the panel's `cols` source rows side by side, so both sides stream forward.
+            for jj in 0..cols {
+                let src = &w[(j0 + jj) * k..(j0 + jj + 1) * k];
+                for (row, &v) in panel.iter_mut().zip(src) {
+                    row.0[jj] = v;
+                }
+            }
+        }
+        packed
+    }
+
+    fn zeroed(k: usize, n: usize) -> Self {
+        let panels = n.div_ceil(NR);
+        // With k == 0 there is nothing to store, but keep one (unused) row per panel so that
+        // `chunks_exact_mut(k.max(1))` above stays well defined.
+        let rows = panels * k.max(1);
+        Self {
+            k,
+            n,
+            data: vec![PanelRow([0.0; NR]); rows],
+        }
+    }
+
+    /// The inner (reduction) dimension: rows of `W` in `x @ W`.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// The output dimension: columns of `W` in `x @ W`.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Bytes of packed storage (what a batch-1 product streams from memory).
+    pub fn packed_bytes(&self) -> usize {
+        self.data.len() * std::mem::size_of::<PanelRow>()
+    }
+
+    /// Element `W[row, col]` of the logical `[k, n]` matrix (for debugging and tests).
+    ///
+    /// Panics if `row >= k` or `col >= n`.
+    pub fn get(&self, row: usize, col: usize) -> f32 {
+        assert!(
+            row < self.k && col < self.n,
+            "PackedMatrix::get({row}, {col}) out of bounds for a [{}, {}] matrix",
+            self.k,
+            self.n
+        );
+        self.data[(col / NR) * self.k + row].0[col % NR]
+    }
+
+    /// Unpacks to a row-major `[k, n]` matrix (for debugging and tests).
+    pub fn to_k_by_n(&self) -> Vec<f32> {
+        let mut out = vec![0.0; self.k * self.n]; // [k, n]
+        for kk in 0..self.k {
+            for j in 0..self.n {
+                out[kk * self.n + j] = self.get(kk, j);
+            }
+        }
+        out
+    }
+
+    /// Number of `NR`-wide panels.
+    pub(super) fn panels(&self) -> usize {
+        self.n.div_ceil(NR)
+    }
+
+    /// Rows `k0 .. k0 + kc` of panel `p` as one contiguous slice. `[kc, NR]`
+    pub(super) fn panel_rows(&self, p: usize, k0: usize, kc: usize) -> &[f32] {
+        let rows = &self.data[p * self.k + k0..p * self.k + k0 + kc];
+        // SAFETY: PanelRow is repr(C) around [f32; NR] with size exactly NR * 4 (64 bytes, which
+        // its 64-byte alignment does not pad), so `kc` consecutive rows are `kc * NR` f32 values
+        // laid out contiguously, inside the borrowed `rows`.
+        unsafe { std::slice::from_raw_parts(rows.as_ptr().cast::<f32>(), kc * NR) }
+    }
+}
+
+impl std::fmt::Debug for PackedMatrix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PackedMatrix")
+            .field("k", &self.k)
+            .field("n", &self.n)
+            .field("panels", &self.panels())
+            .finish()
+    }
+}
+
+const _: () = assert!(std::mem::size_of::<PanelRow>() == NR * 4);

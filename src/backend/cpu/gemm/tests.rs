@@ -1,0 +1,238 @@
+//! Unit tests of the pieces: layouts, block sizes, splits and edge shapes. The awkward-size
+//! sweep against the reference kernels is in `tests/gemm.rs`.
+
+use super::pack_a::pack_a;
+use super::*;
+
+/// Deterministic values in ±[0.25, 1]: never 0, so a dropped or doubled term always shows.
+fn random(len: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            let u = (s >> 40) as f32 / (1u64 << 24) as f32; // [0, 1)
+            let v = 0.25 + 0.75 * u;
+            if s & 1 == 0 {
+                v
+            } else {
+                -v
+            }
+        })
+        .collect()
+}
+
+/// f64 `x @ w + bias`. x: `[m, k]`   w: `[k, n]`   out: `[m, n]`
+fn reference(x: &[f32], w: &[f32], bias: Option<&[f32]>, m: usize, k: usize, n: usize) -> Vec<f64> {
+    let mut out = vec![0.0f64; m * n];
+    for i in 0..m {
+        let row = &mut out[i * n..(i + 1) * n];
+        if let Some(b) = bias {
+            for (o, &b) in row.iter_mut().zip(b) {
+                *o = b as f64;
+            }
+        }
+        for kk in 0..k {
+            let a = x[i * k + kk] as f64;
+            for (o, &wv) in row.iter_mut().zip(&w[kk * n..(kk + 1) * n]) {
+                *o += a * wv as f64;
+            }
+        }
+    }
+    out
+}
+
+/// See `tests/gemm.rs` for why: a few f32 roundings per term of a k-long sum of terms <= 1.
+fn check(got: &[f32], want: &[f64], k: usize, what: &str) {
+    let tol = 2.0 * f32::EPSILON as f64 * (k as f64 + 1.0);
+    for (i, (&g, &r)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (g as f64 - r).abs() <= tol,
+            "{what}: element {i}: got {g}, want {r} (tol {tol})"
+        );
+    }
+}
+
+#[test]
+fn packed_layout_round_trips() {
+    for &(k, n) in &[(1, 1), (3, 15), (5, 16), (7, 17), (2, 33), (0, 5), (4, 0)] {
+        let w = random(k * n, 7); // [k, n]
+        let a = PackedMatrix::from_k_by_n(&w, k, n);
+        let wt = crate::model::weights::transpose(&w, k, n); // [n, k]
+        let b = PackedMatrix::from_n_by_k(&wt, n, k);
+        assert_eq!((a.k(), a.n(), b.k(), b.n()), (k, n, k, n));
+        assert_eq!(a.to_k_by_n(), w);
+        assert_eq!(b.to_k_by_n(), w);
+        assert_eq!(a.packed_bytes(), n.div_ceil(NR) * k.max(1) * NR * 4);
+        // Padding columns of the last panel are zero.
+        for p in 0..a.panels() {
+            let slab = a.panel_rows(p, 0, k);
+            for (idx, &v) in slab.iter().enumerate() {
+                if p * NR + idx % NR >= n {
+                    assert_eq!(v, 0.0);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn pack_a_layout() {
+    let (m, k) = (8, 5);
+    let x: Vec<f32> = (0..m * k).map(|v| v as f32 + 1.0).collect(); // [m, k]
+    const MR: usize = 6;
+    let mut buf = vec![f32::NAN; 7 * 3]; // [kc = 3, 6] then [kc = 3, 1]
+    let blk = super::pack_a::ABlock {
+        i0: 1,
+        mc: 7,
+        p0: 2,
+        kc: 3,
+    };
+    pack_a(&x, k, blk, MR, &mut buf);
+    for p in 0..3 {
+        for r in 0..MR {
+            assert_eq!(
+                buf[p * MR + r],
+                x[(1 + r) * k + 2 + p],
+                "full panel {p} {r}"
+            );
+        }
+        assert_eq!(buf[3 * MR + p], x[7 * k + 2 + p], "one-row panel {p}");
+    }
+}
+
+#[test]
+#[should_panic(expected = "expected k * n")]
+fn packing_checks_its_shape() {
+    PackedMatrix::from_k_by_n(&[1.0; 5], 2, 3);
+}
+
+#[test]
+#[should_panic(expected = "gemm: x has")]
+fn gemm_checks_x() {
+    let w = PackedMatrix::from_k_by_n(&[1.0; 6], 2, 3);
+    gemm(&[1.0; 3], 2, &w, None, &mut [0.0; 6]);
+}
+
+#[test]
+#[should_panic(expected = "gemm: out has")]
+fn gemm_checks_out() {
+    let w = PackedMatrix::from_k_by_n(&[1.0; 6], 2, 3);
+    gemm(&[1.0; 4], 2, &w, None, &mut [0.0; 5]);
+}
+
+#[test]
+#[should_panic(expected = "gemm: bias has")]
+fn gemm_checks_bias() {
+    let w = PackedMatrix::from_k_by_n(&[1.0; 6], 2, 3);
+    gemm(&[1.0; 4], 2, &w, Some(&[0.0; 2]), &mut [0.0; 6]);
+}
+
+#[test]
+fn empty_shapes() {
+    // k == 0: only the bias.
+    let w = PackedMatrix::from_k_by_n(&[], 0, 3);
+    let mut out = [f32::NAN; 6];
+    gemm(&[], 2, &w, Some(&[1.0, 2.0, 3.0]), &mut out);
+    assert_eq!(out, [1.0, 2.0, 3.0, 1.0, 2.0, 3.0]);
+    gemm(&[], 2, &w, None, &mut out);
+    assert_eq!(out, [0.0; 6]);
+    // m == 0 and n == 0 do nothing.
+    let w = PackedMatrix::from_k_by_n(&[1.0; 6], 2, 3);
+    gemm(&[], 0, &w, None, &mut []);
+    let w = PackedMatrix::from_k_by_n(&[], 4, 0);
+    gemm(&[1.0; 8], 2, &w, Some(&[]), &mut []);
+    // A longer out keeps its tail.
+    let w = PackedMatrix::from_k_by_n(&[1.0; 2], 1, 2);
+    let mut out = [7.0; 3];
+    gemm(&[2.0], 1, &w, None, &mut out);
+    assert_eq!(out, [2.0, 2.0, 7.0]);
+}
+
+/// Tiny and odd block sizes force many k blocks (the accumulate path and bias on the first
+/// block only), several row and column blocks, and every split, for both kernels.
+#[test]
+fn every_blocking_and_split_agrees() {
+    let blockings = [
+        Blocking::for_kernel(Kernel::Avx512),
+        Blocking::for_kernel(Kernel::Avx2Fma),
+        Blocking {
+            mc: 1,
+            kc: 1,
+            nc: 1,
+            skinny_m: 0,
+        },
+        Blocking {
+            mc: 7,
+            kc: 3,
+            nc: 17,
+            skinny_m: 0,
+        },
+        Blocking {
+            mc: 12,
+            kc: 16,
+            nc: 48,
+            skinny_m: 5,
+        },
+        Blocking {
+            mc: 1000,
+            kc: 1000,
+            nc: 10000,
+            skinny_m: 1000,
+        },
+    ];
+    for &(m, k, n) in &[
+        (1, 1, 1),
+        (5, 17, 33),
+        (13, 40, 47),
+        (31, 29, 70),
+        (29, 9, 100),
+    ] {
+        let x = random(m * k, 1);
+        let w = random(k * n, 2);
+        let b = random(n, 3);
+        let packed = PackedMatrix::from_k_by_n(&w, k, n);
+        for bias in [None, Some(&b[..])] {
+            let want = reference(&x, &w, bias, m, k, n);
+            for kernel in [Kernel::Avx512, Kernel::Avx2Fma, Kernel::Portable] {
+                for blocking in blockings {
+                    for split in [Split::Auto, Split::Rows, Split::Columns] {
+                        for threads in [1, 2, 3] {
+                            let opts = GemmOptions {
+                                kernel,
+                                threads,
+                                split,
+                                blocking: Some(blocking),
+                                parallel_min_work: 0,
+                            };
+                            let mut got = vec![f32::NAN; m * n];
+                            gemm_with(&x, m, &packed, bias, &mut got, &opts);
+                            let what = format!("{m}x{k}x{n} {opts:?} bias {}", bias.is_some());
+                            check(&got, &want, k, &what);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn kernel_choice() {
+    assert!(Kernel::Portable.is_available());
+    #[cfg(target_arch = "x86_64")]
+    assert_eq!(
+        Kernel::Avx2Fma.is_available(),
+        is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+    );
+    // An unavailable kernel falls back instead of faulting.
+    let w = PackedMatrix::from_k_by_n(&[2.0; 4], 2, 2);
+    let mut out = [0.0; 2];
+    let opts = GemmOptions {
+        kernel: Kernel::Avx2Fma,
+        ..GemmOptions::default()
+    };
+    gemm_with(&[1.0, 1.0], 1, &w, None, &mut out, &opts);
+    assert_eq!(out, [4.0, 4.0]);
+}

@@ -94,7 +94,20 @@ fn top_tokens_ids_and_loss_match_hf() {
         let out = model.forward(&tokens, &last_only).unwrap();
         let l = out.logits.unwrap();
         assert_eq!(l.shape, [1, 1, vocab]);
-        assert!(l.data.iter().zip(last).all(|(a, b)| (a - b).abs() < 1e-5));
+        // Same numbers up to f32 summation order: the GEMM tiles a 1-row product differently
+        // from a 10-row one, and each logit is a 576-term dot product whose terms cancel (logits
+        // reach |20| from terms summing to far more), so the order shows at ~1e-5 relative.
+        // 1e-4 absolute is the design's reference tolerance (DESIGN.md invariant 7).
+        let worst = l
+            .data
+            .iter()
+            .zip(last)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(
+            worst < 1e-4,
+            "last-position logits differ from all-position logits by {worst}"
+        );
     }
     eprintln!(
         "SmolLM2 vs HF: max |Δprob| over top-5 = {worst_prob:.2e}, max |Δloss| = {worst_loss:.2e}"

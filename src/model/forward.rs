@@ -12,7 +12,7 @@ use crate::backend::cpu::activation::{add_inplace, gelu_new_inplace, silu_mul_in
 use crate::backend::cpu::attention::{
     attention_fused, attention_scores, attention_values, softmax_rows, HeadDims,
 };
-use crate::backend::cpu::matmul::{matmul, matmul_transposed};
+use crate::backend::cpu::gemm::{gemm, PackedMatrix};
 use crate::backend::cpu::norm::{affine, divide_by_scale, norm_fused, norm_scale};
 use crate::backend::cpu::rotary::RotaryTables;
 use crate::error::{HookLensError, Result};
@@ -205,7 +205,6 @@ pub(crate) fn run_pass(
         n_kv_heads: cfg.n_kv_heads,
         d_head: cfg.d_head,
     };
-    let q_width = cfg.n_heads * cfg.d_head;
     let kv_width = cfg.n_kv_heads * cfg.d_head;
 
     for layer in start..stop {
@@ -234,20 +233,8 @@ pub(crate) fn run_pass(
             Some(keep) if layer + 1 == cfg.n_layers => Some(layout.restrict(keep)),
             _ => None,
         };
-        matmul(
-            &a.normed,
-            &w.w_k,
-            w.b_k.as_deref(),
-            (rows, d, kv_width),
-            &mut a.k,
-        );
-        matmul(
-            &a.normed,
-            &w.w_v,
-            w.b_v.as_deref(),
-            (rows, d, kv_width),
-            &mut a.v,
-        );
+        gemm(&a.normed, rows, &w.w_k, w.b_k.as_deref(), &mut a.k);
+        gemm(&a.normed, rows, &w.w_v, w.b_v.as_deref(), &mut a.v);
         // Keys and values keep the rows they were computed for.
         let mut kv_rows: Option<(RowLayout, Vec<usize>)> = None;
         if let Some((new_layout, sources)) = restrict {
@@ -265,13 +252,7 @@ pub(crate) fn run_pass(
             Some((l, p)) => (l, p),
             None => (&layout, &positions),
         };
-        matmul(
-            &a.normed,
-            &w.w_q,
-            w.b_q.as_deref(),
-            (rows, d, q_width),
-            &mut a.q,
-        );
+        gemm(&a.normed, rows, &w.w_q, w.b_q.as_deref(), &mut a.q);
         slots.fire(at(HookKind::Q), &mut a.q, &layout)?;
         slots.fire(at(HookKind::K), &mut a.k, kv_layout)?;
         slots.fire(at(HookKind::V), &mut a.v, kv_layout)?;
@@ -314,13 +295,7 @@ pub(crate) fn run_pass(
             slots.fire(at(HookKind::Result), &mut a.result, &layout)?;
             sum_heads(cfg, &a.result, w.b_o.as_deref(), rows, &mut a.attn_out);
         } else {
-            matmul(
-                &a.z,
-                &w.w_o,
-                w.b_o.as_deref(),
-                (rows, q_width, d),
-                &mut a.attn_out,
-            );
+            gemm(&a.z, rows, &w.w_o, w.b_o.as_deref(), &mut a.attn_out);
         }
         slots.fire(at(HookKind::AttnOut), &mut a.attn_out, &layout)?;
         add_inplace(&mut a.resid, &a.attn_out);
@@ -342,28 +317,21 @@ pub(crate) fn run_pass(
             slots,
         )?;
 
-        let m = cfg.d_mlp;
         let post: &mut Vec<f32> = match &w.w_gate {
             None => {
-                matmul(
-                    &a.normed,
-                    &w.w_in,
-                    w.b_in.as_deref(),
-                    (rows, d, m),
-                    &mut a.mlp_pre,
-                );
+                gemm(&a.normed, rows, &w.w_in, w.b_in.as_deref(), &mut a.mlp_pre);
                 slots.fire(at(HookKind::MlpPre), &mut a.mlp_pre, &layout)?;
                 gelu_new_inplace(&mut a.mlp_pre);
                 &mut a.mlp_pre
             }
             Some(w_gate) => {
-                matmul(&a.normed, w_gate, None, (rows, d, m), &mut a.mlp_pre);
+                gemm(&a.normed, rows, w_gate, None, &mut a.mlp_pre);
                 slots.fire(at(HookKind::MlpPre), &mut a.mlp_pre, &layout)?;
-                matmul(
+                gemm(
                     &a.normed,
+                    rows,
                     &w.w_in,
                     w.b_in.as_deref(),
-                    (rows, d, m),
                     &mut a.mlp_linear,
                 );
                 slots.fire(at(HookKind::MlpPreLinear), &mut a.mlp_linear, &layout)?;
@@ -372,13 +340,7 @@ pub(crate) fn run_pass(
             }
         };
         slots.fire(at(HookKind::MlpPost), post, &layout)?;
-        matmul(
-            post,
-            &w.w_out,
-            w.b_out.as_deref(),
-            (rows, m, d),
-            &mut a.mlp_out,
-        );
+        gemm(post, rows, &w.w_out, w.b_out.as_deref(), &mut a.mlp_out);
         slots.fire(at(HookKind::MlpOut), &mut a.mlp_out, &layout)?;
         add_inplace(&mut a.resid, &a.mlp_out);
         slots.fire(at(HookKind::ResidPost), &mut a.resid, &layout)?;
@@ -432,11 +394,11 @@ pub(crate) fn run_pass(
     let n = logit_rows.len();
     let vocab = cfg.d_vocab;
     let mut logits = vec![0.0f32; n * vocab]; // [n, d_vocab]
-    matmul_transposed(
+    gemm(
         &selected,
-        weights.unembed_rows(),
+        n,
+        &weights.unembed,
         weights.b_u.as_deref(),
-        (n, d, vocab),
         &mut logits,
     );
     Ok(PassOutput {
@@ -446,22 +408,31 @@ pub(crate) fn run_pass(
     })
 }
 
-/// `result[r, h, :] = z[r, h, :] @ W_O[h]`, TL's per-head output without `b_O`.
-/// z: // [rows, n_heads, d_head]   w_o: // [n_heads * d_head, d_model]
+/// `result[r, h, :] = z[r, h, :] @ W_O[h]`, TL's per-head output without `b_O`: for each
+/// head, the product with the other heads' values masked to zero (an opt-in hook, so it
+/// reuses the packed `W_O` rather than keeping a second copy).
+/// z: // [rows, n_heads, d_head]   w_o: packed // [n_heads * d_head, d_model]
 /// result: // [rows, n_heads, d_model]
-fn per_head_result(cfg: &ModelConfig, z: &[f32], w_o: &[f32], rows: usize, result: &mut [f32]) {
+fn per_head_result(
+    cfg: &ModelConfig,
+    z: &[f32],
+    w_o: &PackedMatrix,
+    rows: usize,
+    result: &mut [f32],
+) {
     let (h_n, dh, d) = (cfg.n_heads, cfg.d_head, cfg.d_model);
-    for r in 0..rows {
-        for h in 0..h_n {
-            let z_h = &z[(r * h_n + h) * dh..][..dh];
-            let out = &mut result[(r * h_n + h) * d..][..d];
-            matmul(
-                z_h,
-                &w_o[h * dh * d..(h + 1) * dh * d],
-                None,
-                (1, dh, d),
-                out,
-            );
+    let q = h_n * dh;
+    let mut masked = vec![0.0f32; rows * q]; // [rows, n_heads * d_head]
+    let mut out = vec![0.0f32; rows * d]; // [rows, d_model]
+    for h in 0..h_n {
+        masked.fill(0.0);
+        for r in 0..rows {
+            let src = &z[r * q + h * dh..][..dh];
+            masked[r * q + h * dh..][..dh].copy_from_slice(src);
+        }
+        gemm(&masked, rows, w_o, None, &mut out);
+        for r in 0..rows {
+            result[(r * h_n + h) * d..][..d].copy_from_slice(&out[r * d..(r + 1) * d]);
         }
     }
 }

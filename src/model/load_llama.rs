@@ -2,7 +2,8 @@
 //! (HF safetensors, GGUF). Linear weights arrive `[out, in]` and are transposed to `[in, out]`.
 
 use super::config::ModelConfig;
-use super::weights::{transpose, LayerWeights, TensorSource, Weights};
+use super::weights::{LayerWeights, TensorSource, Weights};
+use crate::backend::cpu::gemm::PackedMatrix;
 use crate::error::Result;
 
 /// One Llama tensor, independent of the file format's naming.
@@ -95,17 +96,17 @@ pub fn load_llama(
     let d = cfg.d_model;
     let q_out = cfg.n_heads * cfg.d_head;
     let kv_out = cfg.n_kv_heads * cfg.d_head;
-    // Reads an [out, in] linear weight and returns it as [in, out].
-    let linear = |t: LlamaTensor, out: usize, inp: usize| -> Result<Vec<f32>> {
+    // Packs an [out, in] linear weight as the [in, out] map.
+    let linear = |t: LlamaTensor, out: usize, inp: usize| -> Result<PackedMatrix> {
         let w = src.read_shaped(&names(t), &[out, inp])?;
-        Ok(transpose(&w, out, inp))
+        Ok(PackedMatrix::from_n_by_k(&w, out, inp))
     };
-    let qk = |t: LlamaTensor, heads: usize| -> Result<Vec<f32>> {
+    let qk = |t: LlamaTensor, heads: usize| -> Result<PackedMatrix> {
         let mut w = src.read_shaped(&names(t), &[heads * cfg.d_head, d])?;
         if unpermute_qk {
             w = unpermute_rows(&w, heads, cfg.d_head, d);
         }
-        Ok(transpose(&w, heads * cfg.d_head, d))
+        Ok(PackedMatrix::from_n_by_k(&w, heads * cfg.d_head, d))
     };
     let qk_bias = |t: LlamaTensor, heads: usize| -> Result<Option<Vec<f32>>> {
         let b = src.read_optional(&names(t), &[heads * cfg.d_head])?;
@@ -137,13 +138,15 @@ pub fn load_llama(
             b_out: None,
         });
     }
+    let w_e = src.read_shaped(&names(LlamaTensor::Embed), &[cfg.d_vocab, d])?;
     let unembed = if tied {
-        None
+        PackedMatrix::from_n_by_k(&w_e, cfg.d_vocab, d)
     } else {
-        Some(src.read_shaped(&names(LlamaTensor::LmHead), &[cfg.d_vocab, d])?)
+        let rows = src.read_shaped(&names(LlamaTensor::LmHead), &[cfg.d_vocab, d])?;
+        PackedMatrix::from_n_by_k(&rows, cfg.d_vocab, d)
     };
     Ok(Weights {
-        w_e: src.read_shaped(&names(LlamaTensor::Embed), &[cfg.d_vocab, d])?,
+        w_e,
         w_pos: None,
         layers,
         ln_final_w: src.read_shaped(&names(LlamaTensor::FinalNorm), &[d])?,

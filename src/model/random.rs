@@ -3,6 +3,7 @@
 
 use super::config::{Architecture, MlpKind, ModelConfig, NormKind, PositionKind};
 use super::weights::{LayerWeights, Weights};
+use crate::backend::cpu::gemm::PackedMatrix;
 use crate::sweep::noise::Gaussian;
 
 impl ModelConfig {
@@ -54,6 +55,7 @@ impl ModelConfig {
 pub fn random_weights(cfg: &ModelConfig, seed: u64) -> Weights {
     let mut g = Gaussian::new(seed);
     let mut mat = |n: usize, std: f32| -> Vec<f32> { (0..n).map(|_| std * g.sample()).collect() };
+    let pack = |w: Vec<f32>, k: usize, n: usize| PackedMatrix::from_k_by_n(&w, k, n);
     let (d, q, kv) = (
         cfg.d_model,
         cfg.n_heads * cfg.d_head,
@@ -74,31 +76,35 @@ pub fn random_weights(cfg: &ModelConfig, seed: u64) -> Weights {
             LayerWeights {
                 ln1_w: vec![1.0; d],
                 ln1_b: biased.then(|| vec![0.0; d]),
-                w_q: mat(d * q, 0.02),
+                w_q: pack(mat(d * q, 0.02), d, q),
                 b_q,
-                w_k: mat(d * kv, 0.02),
+                w_k: pack(mat(d * kv, 0.02), d, kv),
                 b_k,
-                w_v: mat(d * kv, 0.02),
+                w_v: pack(mat(d * kv, 0.02), d, kv),
                 b_v,
-                w_o: mat(q * d, 0.02),
+                w_o: pack(mat(q * d, 0.02), q, d),
                 b_o,
                 ln2_w: vec![1.0; d],
                 ln2_b: biased.then(|| vec![0.0; d]),
-                w_in: mat(d * cfg.d_mlp, 0.02),
+                w_in: pack(mat(d * cfg.d_mlp, 0.02), d, cfg.d_mlp),
                 b_in,
-                w_gate: cfg.gated_mlp().then(|| mat(d * cfg.d_mlp, 0.02)),
-                w_out: mat(cfg.d_mlp * d, 0.02),
+                w_gate: cfg
+                    .gated_mlp()
+                    .then(|| pack(mat(d * cfg.d_mlp, 0.02), d, cfg.d_mlp)),
+                w_out: pack(mat(cfg.d_mlp * d, 0.02), cfg.d_mlp, d),
                 b_out,
             }
         })
         .collect();
+    let w_e = mat(cfg.d_vocab * d, 0.02);
+    let unembed = PackedMatrix::from_n_by_k(&w_e, cfg.d_vocab, d);
     Weights {
-        w_e: mat(cfg.d_vocab * d, 0.02),
+        w_e,
         w_pos: (cfg.positions == PositionKind::Learned).then(|| mat(cfg.n_ctx * d, 0.01)),
         layers,
         ln_final_w: vec![1.0; d],
         ln_final_b: biased.then(|| vec![0.0; d]),
-        unembed: None,
+        unembed,
         b_u: None,
     }
 }

@@ -1,10 +1,11 @@
-//! The model's weights in f32, in the layouts the forward pass reads. Linear maps are stored
+//! The model's weights in f32, in the layouts the forward pass reads. Linear maps are
 //! `[in, out]` (TL's `W_Q`, `W_in`, ... with heads flattened into the output axis), so
-//! `y = x @ W`.
+//! `y = x @ W`, packed once at load into the GEMM's panel layout ([`PackedMatrix`]).
 
 use std::path::Path;
 
 use super::config::ModelConfig;
+use crate::backend::cpu::gemm::PackedMatrix;
 use crate::error::{HookLensError, Result};
 
 /// Weights of one transformer block.
@@ -15,19 +16,19 @@ pub struct LayerWeights {
     /// First norm bias (LayerNorm only). // [d_model]
     pub ln1_b: Option<Vec<f32>>,
     /// Query projection. // [d_model, n_heads * d_head]
-    pub w_q: Vec<f32>,
+    pub w_q: PackedMatrix,
     /// Query bias. // [n_heads * d_head]
     pub b_q: Option<Vec<f32>>,
     /// Key projection. // [d_model, n_kv_heads * d_head]
-    pub w_k: Vec<f32>,
+    pub w_k: PackedMatrix,
     /// Key bias. // [n_kv_heads * d_head]
     pub b_k: Option<Vec<f32>>,
     /// Value projection. // [d_model, n_kv_heads * d_head]
-    pub w_v: Vec<f32>,
+    pub w_v: PackedMatrix,
     /// Value bias. // [n_kv_heads * d_head]
     pub b_v: Option<Vec<f32>>,
-    /// Output projection; rows `h*d_head..(h+1)*d_head` are TL's `W_O[h]`. // [n_heads * d_head, d_model]
-    pub w_o: Vec<f32>,
+    /// Output projection. // [n_heads * d_head, d_model]
+    pub w_o: PackedMatrix,
     /// Output bias. // [d_model]
     pub b_o: Option<Vec<f32>>,
     /// Second norm weight. // [d_model]
@@ -35,13 +36,13 @@ pub struct LayerWeights {
     /// Second norm bias (LayerNorm only). // [d_model]
     pub ln2_b: Option<Vec<f32>>,
     /// MLP input (GPT-2 `c_fc`, Llama `up_proj`). // [d_model, d_mlp]
-    pub w_in: Vec<f32>,
+    pub w_in: PackedMatrix,
     /// MLP input bias. // [d_mlp]
     pub b_in: Option<Vec<f32>>,
     /// Gate projection (gated MLPs only). // [d_model, d_mlp]
-    pub w_gate: Option<Vec<f32>>,
+    pub w_gate: Option<PackedMatrix>,
     /// MLP output. // [d_mlp, d_model]
-    pub w_out: Vec<f32>,
+    pub w_out: PackedMatrix,
     /// MLP output bias. // [d_model]
     pub b_out: Option<Vec<f32>>,
 }
@@ -59,18 +60,10 @@ pub struct Weights {
     pub ln_final_w: Vec<f32>,
     /// Final norm bias (LayerNorm only). // [d_model]
     pub ln_final_b: Option<Vec<f32>>,
-    /// Unembedding stored row per token (`W_U` transposed), `None` when tied to `w_e`.
-    /// // [d_vocab, d_model]
-    pub unembed: Option<Vec<f32>>,
+    /// Unembedding `W_U` (the token embedding again when tied). // [d_model, d_vocab]
+    pub unembed: PackedMatrix,
     /// Unembedding bias. // [d_vocab]
     pub b_u: Option<Vec<f32>>,
-}
-
-impl Weights {
-    /// The unembedding rows: `unembed` when untied, else the token embedding. // [d_vocab, d_model]
-    pub fn unembed_rows(&self) -> &[f32] {
-        self.unembed.as_deref().unwrap_or(&self.w_e)
-    }
 }
 
 /// Somewhere tensors can be read from by name (a safetensors file, a GGUF file).
@@ -123,39 +116,50 @@ pub fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     out
 }
 
-/// Checks that every tensor has the length the configuration implies; used after any loader.
+/// Checks that every tensor has the shape the configuration implies; used after any loader.
 pub fn check_sizes(w: &Weights, cfg: &ModelConfig) -> Result<()> {
     let q = cfg.n_heads * cfg.d_head;
     let kv = cfg.n_kv_heads * cfg.d_head;
-    let bad = |what: &str, got: usize, want: usize| {
-        HookLensError::config(format!("weight {what} has {got} values, expected {want}"))
-    };
-    let check = |what: &str, v: &[f32], want: usize| {
-        if v.len() == want {
+    let d = cfg.d_model;
+    let check = |what: &str, m: &PackedMatrix, k: usize, n: usize| {
+        if (m.k(), m.n()) == (k, n) {
             Ok(())
         } else {
-            Err(bad(what, v.len(), want))
+            Err(HookLensError::config(format!(
+                "weight {what} is [{}, {}], expected [{k}, {n}]",
+                m.k(),
+                m.n()
+            )))
         }
     };
-    check("W_E", &w.w_e, cfg.d_vocab * cfg.d_model)?;
+    if w.w_e.len() != cfg.d_vocab * d {
+        return Err(HookLensError::config(format!(
+            "W_E has {} values, expected {}",
+            w.w_e.len(),
+            cfg.d_vocab * d
+        )));
+    }
     if w.layers.len() != cfg.n_layers {
-        return Err(bad("layers", w.layers.len(), cfg.n_layers));
+        return Err(HookLensError::config(format!(
+            "{} layers of weights for a {}-layer config",
+            w.layers.len(),
+            cfg.n_layers
+        )));
     }
     for l in &w.layers {
-        check("W_Q", &l.w_q, cfg.d_model * q)?;
-        check("W_K", &l.w_k, cfg.d_model * kv)?;
-        check("W_V", &l.w_v, cfg.d_model * kv)?;
-        check("W_O", &l.w_o, q * cfg.d_model)?;
-        check("W_in", &l.w_in, cfg.d_model * cfg.d_mlp)?;
-        check("W_out", &l.w_out, cfg.d_mlp * cfg.d_model)?;
-        if cfg.gated_mlp() != l.w_gate.is_some() {
-            return Err(HookLensError::config(
-                "W_gate must be present exactly for gated MLPs",
-            ));
+        check("W_Q", &l.w_q, d, q)?;
+        check("W_K", &l.w_k, d, kv)?;
+        check("W_V", &l.w_v, d, kv)?;
+        check("W_O", &l.w_o, q, d)?;
+        check("W_in", &l.w_in, d, cfg.d_mlp)?;
+        check("W_out", &l.w_out, cfg.d_mlp, d)?;
+        match &l.w_gate {
+            Some(g) => check("W_gate", g, d, cfg.d_mlp)?,
+            None if cfg.gated_mlp() => {
+                return Err(HookLensError::config("a gated MLP needs W_gate"))
+            }
+            None => {}
         }
     }
-    if let Some(u) = &w.unembed {
-        check("W_U", u, cfg.d_vocab * cfg.d_model)?;
-    }
-    Ok(())
+    check("W_U", &w.unembed, d, cfg.d_vocab)
 }

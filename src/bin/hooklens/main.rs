@@ -51,9 +51,11 @@ fn load_model(arg: Option<&str>) -> Result<Model> {
         let cfg = match shape {
             "gpt2-small" => ModelConfig::gpt2_small(),
             "smollm2-135m" => ModelConfig::smollm2_135m(),
-            other => return Err(HookLensError::input(format!(
+            other => {
+                return Err(HookLensError::input(format!(
                 "--model random:{other}: known shapes are random:gpt2-small, random:smollm2-135m"
-            ))),
+            )))
+            }
         };
         let weights = random_weights(&cfg, 0);
         return Model::from_parts(cfg, weights, None, format!("random:{shape}").into());

@@ -1,7 +1,7 @@
 //! Causal attention in three kernels, one per TL hook: scores, pattern (softmax), z.
 
 use super::matmul::dot;
-use super::threads::num_threads;
+use super::threads::{mark_worker, num_threads, reserve_workers};
 use crate::model::layout::RowLayout;
 
 /// Head dimensions: query heads, key/value heads (query head h reads kv head
@@ -141,8 +141,14 @@ pub fn attention_fused(
         .flat_map(|(s, seq)| seq.positions.iter().map(move |&t| (s, t)))
         .collect();
     let work: usize = rows.iter().map(|&(_, t)| t + 1).sum();
-    let threads = num_threads().min(rows.len()).max(1);
-    if threads == 1 || work * width < 1 << 16 {
+    let wanted = if work * width < 1 << 16 {
+        1
+    } else {
+        num_threads().min(rows.len())
+    };
+    let workers = reserve_workers(wanted);
+    let threads = workers.threads();
+    if threads == 1 {
         attention_rows(q, k, v, z, &rows, 0, layout.seq_len, dims);
         return;
     }
@@ -165,6 +171,7 @@ pub fn attention_fused(
             rest = tail;
             let rows = &rows;
             scope.spawn(move || {
+                mark_worker();
                 attention_rows(q, k, v, mine, &rows[lo..hi], lo, layout.seq_len, dims)
             });
         }

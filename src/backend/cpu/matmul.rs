@@ -3,7 +3,7 @@
 //! streams its own part of the weights once; this is what matters for the memory-bound
 //! batch-1 case.
 
-use super::threads::num_threads;
+use super::threads::{mark_worker, num_threads, reserve_workers};
 
 /// Below this many multiply-adds a product runs on the calling thread.
 const PARALLEL_MIN_WORK: usize = 1 << 18;
@@ -26,8 +26,14 @@ impl OutPtr {
 /// Splits `0..n` into at most `parts` contiguous ranges, each a multiple of 16 wide except the
 /// last, and runs `f(j0, j1)` for each on its own scoped thread.
 fn for_column_ranges(n: usize, work: usize, f: impl Fn(usize, usize) + Sync) {
-    let threads = num_threads().min(n.div_ceil(16)).max(1);
-    if threads == 1 || work < PARALLEL_MIN_WORK {
+    let wanted = if work < PARALLEL_MIN_WORK {
+        1
+    } else {
+        num_threads().min(n.div_ceil(16))
+    };
+    let workers = reserve_workers(wanted);
+    let threads = workers.threads();
+    if threads == 1 {
         f(0, n);
         return;
     }
@@ -37,7 +43,10 @@ fn for_column_ranges(n: usize, work: usize, f: impl Fn(usize, usize) + Sync) {
         let mut j0 = width;
         while j0 < n {
             let j1 = (j0 + width).min(n);
-            s.spawn(move || f(j0, j1));
+            s.spawn(move || {
+                mark_worker();
+                f(j0, j1)
+            });
             j0 = j1;
         }
         f(0, width.min(n));

@@ -26,3 +26,90 @@ pub fn num_threads() -> usize {
         n => n,
     }
 }
+
+/// Extra worker threads currently running kernels, across every caller.
+static BUSY_WORKERS: AtomicUsize = AtomicUsize::new(0);
+
+std::thread_local! {
+    /// True on a kernel's worker thread: kernels it calls run inline.
+    static IN_WORKER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Worker threads reserved for one kernel call; released when dropped.
+#[must_use = "the reservation ends when the guard is dropped"]
+pub struct Workers {
+    extra: usize,
+}
+
+impl Workers {
+    /// Threads the call may use, its own included (at least 1).
+    pub fn threads(&self) -> usize {
+        1 + self.extra
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        BUSY_WORKERS.fetch_sub(self.extra, Ordering::AcqRel);
+    }
+}
+
+/// Reserves up to `wanted - 1` extra threads from the shared budget of `num_threads() - 1`.
+/// Kernels called concurrently from several caller threads (a caller that is itself parallel)
+/// therefore share the budget instead of each starting `num_threads()` threads, and a kernel
+/// called from a worker thread gets none.
+pub fn reserve_workers(wanted: usize) -> Workers {
+    if wanted <= 1 || IN_WORKER.with(|w| w.get()) {
+        return Workers { extra: 0 };
+    }
+    Workers {
+        extra: take_from(&BUSY_WORKERS, num_threads().saturating_sub(1), wanted - 1),
+    }
+}
+
+/// Atomically takes up to `wanted` from what `busy` leaves of `budget`; returns how many.
+fn take_from(busy: &AtomicUsize, budget: usize, wanted: usize) -> usize {
+    let mut now = busy.load(Ordering::Acquire);
+    loop {
+        let take = wanted.min(budget.saturating_sub(now));
+        if take == 0 {
+            return 0;
+        }
+        match busy.compare_exchange_weak(now, now + take, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return take,
+            Err(seen) => now = seen,
+        }
+    }
+}
+
+/// Marks the current thread as a kernel worker for the rest of its life (scoped workers
+/// are short-lived, so this is called at the top of each spawned closure).
+pub fn mark_worker() {
+    IN_WORKER.with(|w| w.set(true));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn concurrent_reservations_share_one_budget() {
+        let busy = AtomicUsize::new(0);
+        assert_eq!(take_from(&busy, 3, 3), 3);
+        assert_eq!(take_from(&busy, 3, 3), 0, "the budget is spent");
+        busy.fetch_sub(2, Ordering::AcqRel);
+        assert_eq!(take_from(&busy, 3, 5), 2);
+        assert_eq!(busy.load(Ordering::Acquire), 3);
+    }
+
+    #[test]
+    fn workers_never_start_workers() {
+        let inner = std::thread::spawn(|| {
+            mark_worker();
+            reserve_workers(4).threads()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(inner, 1);
+    }
+}

@@ -32,7 +32,7 @@ pub use kernel::{set_force_portable, Kernel};
 pub use packed::PackedMatrix;
 pub use parallel::Split;
 
-use super::threads::num_threads;
+use super::threads::{mark_worker, num_threads, reserve_workers};
 use block::{compute, OutPtr, Problem};
 
 /// Width of the panels of packed `W` (one AVX-512 register, two AVX2 registers).
@@ -130,11 +130,12 @@ pub fn gemm_with(
         out: OutPtr(out.as_mut_ptr()),
     };
     let work = m.max(24).saturating_mul(k).saturating_mul(n);
-    let threads = if work < opts.parallel_min_work {
+    let workers = reserve_workers(if work < opts.parallel_min_work {
         1
     } else {
         opts.threads.max(1)
-    };
+    });
+    let threads = workers.threads();
     let tile = (kernel.kernel().mr(), kernel.kernel().panels_per_tile());
     let parts = parallel::plan((m, w.panels()), tile, threads, opts.split);
     let blk = &opts
@@ -145,10 +146,13 @@ pub fn gemm_with(
         Some(((rows, panels), rest)) => std::thread::scope(|s| {
             let problem = &problem;
             for (rows, panels) in rest.iter().cloned() {
-                // SAFETY: plan() gives every thread a disjoint rectangle inside [m, n]; `out`
-                // holds m * n values and `x` m * k (asserted above); the scope keeps the
-                // unique borrow of `out` until every thread has finished.
-                s.spawn(move || unsafe { compute(problem, rows, panels, kernel, blk) });
+                s.spawn(move || {
+                    mark_worker();
+                    // SAFETY: plan() gives every thread a disjoint rectangle inside [m, n];
+                    // `out` holds m * n values and `x` m * k (asserted above); the scope keeps
+                    // the unique borrow of `out` until every thread has finished.
+                    unsafe { compute(problem, rows, panels, kernel, blk) }
+                });
             }
             // SAFETY: as above, for the calling thread's own rectangle.
             unsafe { compute(problem, rows.clone(), panels.clone(), kernel, blk) };

@@ -240,3 +240,28 @@ impl<'h, 'a> SlotTable<'h, 'a> {
         Ok(())
     }
 }
+
+/// Measures what firing an empty slot costs: `iterations` fires at every per-layer point of
+/// layer 0 on a table with nothing registered. Returns seconds per fire. (Published by
+/// `hooklens bench`: multiplied by the fires per pass it bounds the cost of empty slots.)
+pub fn measure_empty_fire(cfg: &ModelConfig, iterations: usize) -> Result<f64> {
+    let mut table = SlotTable::build(cfg, None, &[], &[], &[])?;
+    let layout = RowLayout::full(1, 1);
+    let mut buf = [0.0f32; 1];
+    let points: Vec<HookPoint> = super::point::LAYER_KINDS
+        .iter()
+        .map(|&k| HookPoint::layer(k, 0))
+        .collect();
+    let start = std::time::Instant::now();
+    for _ in 0..iterations {
+        for &p in &points {
+            table.fire(std::hint::black_box(p), &mut buf, &layout)?;
+        }
+    }
+    Ok(start.elapsed().as_secs_f64() / (iterations * points.len()).max(1) as f64)
+}
+
+/// Hook fires in one plain pass of a model (per-layer points plus the global ones).
+pub fn fires_per_pass(cfg: &ModelConfig) -> usize {
+    super::point::hook_points(cfg, true).len()
+}

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Args;
+use hooklens::hooks::registry::{fires_per_pass, measure_empty_fire};
 use hooklens::{HookLensError, HookSelector, Hooks, Model, Result, RunOptions, TokenBatch};
 use serde_json::json;
 
@@ -56,6 +57,13 @@ pub fn run(model: &Model, args: &BenchArgs) -> Result<()> {
     let cfg = model.config();
     let opts = RunOptions::default();
     let mut rows = Vec::new();
+    let fire_s = measure_empty_fire(cfg, 200_000)?;
+    let fires = fires_per_pass(cfg);
+    println!(
+        "empty hook slot: {:.2} ns per fire, {fires} fires per pass = {:.2} µs per pass",
+        fire_s * 1e9,
+        fire_s * fires as f64 * 1e6
+    );
     println!(
         "{:>9} {:>12} {:>12} {:>14} {:>14}",
         "shape", "forward ms", "tokens/s", "read-all hooks", "(ratio)"
@@ -93,17 +101,20 @@ pub fn run(model: &Model, args: &BenchArgs) -> Result<()> {
             Ok(())
         })?;
         let tps = (batch * seq) as f64 / plain;
+        let empty_ratio = fire_s * fires as f64 / plain;
         println!(
-            "{:>9} {:>12.2} {:>12.0} {:>14.2} {:>13.3}x",
+            "{:>9} {:>12.2} {:>12.0} {:>14.2} {:>13.3}x   empty slots {:.5}% of the pass",
             format!("{batch}x{seq}"),
             plain * 1e3,
             tps,
             hooked * 1e3,
-            hooked / plain
+            hooked / plain,
+            empty_ratio * 100.0
         );
         rows.push(json!({
             "batch": batch, "seq": seq, "forward_s": plain, "tokens_per_s": tps,
             "read_all_hooks_s": hooked, "read_all_hooks_ratio": hooked / plain,
+            "empty_slots_fraction": empty_ratio,
         }));
     }
     if let Some(path) = &args.json {
@@ -111,6 +122,8 @@ pub fn run(model: &Model, args: &BenchArgs) -> Result<()> {
             "model": model.source().display().to_string(),
             "threads": hooklens::backend::cpu::threads::num_threads(),
             "reps": args.reps,
+            "empty_fire_ns": fire_s * 1e9,
+            "fires_per_pass": fires,
             "results": rows,
         });
         let text =

@@ -12,9 +12,11 @@
 //! // Zero-ablate head 1 of the last layer.
 //! let mut hooks = Hooks::new();
 //! hooks.add(("z", -1), |act, _ctx| {
-//!     let [b, p, _, _] = act.shape().try_into().unwrap();
-//!     for (bi, pi) in (0..b).flat_map(|bi| (0..p).map(move |pi| (bi, pi))) {
-//!         act.slice_mut(&[bi, pi, 1])?.fill(0.0);
+//!     let (b, p) = (act.shape()[0], act.shape()[1]);
+//!     for bi in 0..b {
+//!         for pi in 0..p {
+//!             act.slice_mut(&[bi, pi, 1])?.fill(0.0);
+//!         }
 //!     }
 //!     Ok(())
 //! });

@@ -2,24 +2,9 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::{fixtures, load_reference, max_abs_diff, temp_dir};
+use common::{fixtures, hooklens, load_reference, max_abs_diff, temp_dir};
 use hooklens::Tensor;
 use safetensors::SafeTensors;
-
-fn hooklens(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_hooklens"))
-        .args(args)
-        .env("HOOKLENS_THREADS", "1")
-        .output()
-        .expect("run hooklens");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 #[test]
 fn hooks_lists_tl_names_in_order_with_shapes() {

@@ -3,22 +3,7 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::{fixtures, temp_dir};
-
-fn hooklens(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_hooklens"))
-        .args(args)
-        .env("HOOKLENS_THREADS", "1")
-        .output()
-        .expect("run hooklens");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use common::{fixtures, hooklens, temp_dir};
 
 fn json(path: &std::path::Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()

@@ -112,3 +112,18 @@ pub fn copy_fixture(name: &str, tag: &str) -> PathBuf {
     }
     dst
 }
+
+/// Runs the `hooklens` binary (one thread, for repeatable timing) and returns
+/// (success, stdout, stderr).
+pub fn hooklens(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hooklens"))
+        .args(args)
+        .env("HOOKLENS_THREADS", "1")
+        .output()
+        .expect("run hooklens");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

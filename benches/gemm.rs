@@ -18,6 +18,8 @@
 //!   together exceed 256 MiB, so every product streams its weights from memory (as a forward
 //!   pass does); throughput in bytes of packed weights.
 //! - `bandwidth_t{T}/sum/512MiB`: a streaming sum of a 512 MiB buffer split across T threads.
+//! - `peak_t{T}/{avx2_fma,avx512_fma}/1M`: independent FMA chains in registers on T threads, the
+//!   attainable FLOP rate (its ratio to 32 or 64 FLOP per cycle per core gives the clock).
 //!
 //! `HOOKLENS_BENCH_QUICK=1` keeps only M = 1 and 256 (for a smoke run).
 
@@ -203,8 +205,130 @@ fn bench_bandwidth(c: &mut Criterion, t: usize) {
     group.finish();
 }
 
-/// Eight independent accumulators so the loads, not the add latency, set the pace.
+/// Peak FLOP rate: `FMA_ITERS` steps of independent register FMA chains on each of `t` threads.
+fn bench_peak(c: &mut Criterion, t: usize) {
+    const FMA_ITERS: usize = 1 << 20;
+    let mut group = c.benchmark_group(format!("peak_t{t}"));
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(200))
+        .measurement_time(Duration::from_secs(1));
+    #[cfg(target_arch = "x86_64")]
+    {
+        type Peak = (&'static str, bool, usize, unsafe fn(usize, f32) -> f32);
+        let kinds: [Peak; 2] = [
+            (
+                "avx2_fma",
+                Kernel::Avx2Fma.is_available(),
+                12 * 8 * 2,
+                peak::avx2,
+            ),
+            (
+                "avx512_fma",
+                Kernel::Avx512.is_available(),
+                24 * 16 * 2,
+                peak::avx512,
+            ),
+        ];
+        for (name, available, flops_per_iter, f) in kinds {
+            if !available {
+                continue;
+            }
+            group.throughput(Throughput::Elements(
+                (flops_per_iter * FMA_ITERS * t) as u64,
+            ));
+            group.bench_function(BenchmarkId::new(name, "1M"), |b| {
+                b.iter(|| {
+                    std::thread::scope(|s| {
+                        let parts: Vec<_> = (0..t)
+                            .map(|i| {
+                                // SAFETY: only run when the CPU reports the kernel's features.
+                                s.spawn(move || unsafe { f(FMA_ITERS, black_box(i as f32)) })
+                            })
+                            .collect();
+                        parts.into_iter().map(|p| p.join().unwrap()).sum::<f32>()
+                    })
+                })
+            });
+        }
+    }
+    group.finish();
+}
+
+#[cfg(target_arch = "x86_64")]
+mod peak {
+    use std::arch::x86_64::*;
+    use std::hint::black_box;
+
+    /// 12 independent ymm FMA chains (2 FMA units x 4-cycle latency needs 8).
+    ///
+    /// # Safety
+    /// AVX2 and FMA available.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn avx2(iters: usize, seed: f32) -> f32 {
+        let (b, c) = (
+            _mm256_set1_ps(black_box(0.999)),
+            _mm256_set1_ps(black_box(1e-3)),
+        );
+        let mut acc: [__m256; 12] = std::array::from_fn(|i| _mm256_set1_ps(seed + i as f32));
+        for _ in 0..iters {
+            for a in acc.iter_mut() {
+                *a = _mm256_fmadd_ps(*a, b, c);
+            }
+        }
+        let mut out = [0.0f32; 8];
+        let sum = acc
+            .iter()
+            .fold(_mm256_setzero_ps(), |s, &a| _mm256_add_ps(s, a));
+        // SAFETY: out holds 8 floats.
+        unsafe { _mm256_storeu_ps(out.as_mut_ptr(), sum) };
+        out.iter().sum()
+    }
+
+    /// 24 independent zmm FMA chains.
+    ///
+    /// # Safety
+    /// AVX-512F available.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn avx512(iters: usize, seed: f32) -> f32 {
+        let (b, c) = (
+            _mm512_set1_ps(black_box(0.999)),
+            _mm512_set1_ps(black_box(1e-3)),
+        );
+        let mut acc: [__m512; 24] = std::array::from_fn(|i| _mm512_set1_ps(seed + i as f32));
+        for _ in 0..iters {
+            for a in acc.iter_mut() {
+                *a = _mm512_fmadd_ps(*a, b, c);
+            }
+        }
+        _mm512_reduce_add_ps(
+            acc.iter()
+                .fold(_mm512_setzero_ps(), |s, &a| _mm512_add_ps(s, a)),
+        )
+    }
+}
+
+/// The streaming sum: AVX2 code where the CPU has it (as the kernels), else baseline SIMD.
 fn sum(v: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if Kernel::Avx2Fma.is_available() {
+        // SAFETY: the CPU reports AVX2.
+        return unsafe { sum_avx2(v) };
+    }
+    sum_plain(v)
+}
+
+/// # Safety
+/// AVX2 available.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn sum_avx2(v: &[f32]) -> f32 {
+    sum_plain(v)
+}
+
+/// 32 independent accumulators, so the loads and not the add latency set the pace.
+#[inline(always)]
+fn sum_plain(v: &[f32]) -> f32 {
     let mut acc = [0.0f32; 32];
     let mut chunks = v.chunks_exact(32);
     for c in &mut chunks {
@@ -232,6 +356,7 @@ fn main() {
     let quick = std::env::var_os("HOOKLENS_BENCH_QUICK").is_some();
     let ms: &[usize] = if quick { &[1, 256] } else { &MS };
     let mut c = Criterion::default().configure_from_args();
+    bench_peak(&mut c, t);
     bench_bandwidth(&mut c, t);
     bench_gemm(&mut c, t, ms);
     bench_cold(&mut c, t);

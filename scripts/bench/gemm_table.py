@@ -80,6 +80,15 @@ def main():
                   f"{fmt(g['matrixmultiply'])} | {fmt(g['torch'])} | {fmt(g['plain'])} | "
                   f"{fmt(r_mm, 2)} | {fmt(r_t, 2)} |")
 
+    print(f"\n#### {t} thread{'s' if t > 1 else ''}: peak\n")
+    for impl, flops_per_iter in [("avx2_fma", 12 * 8 * 2), ("avx512_fma", 24 * 16 * 2)]:
+        ns = median_ns(args.criterion, f"peak_t{t}", impl, "1M")
+        if ns is not None:
+            per_core = flops_per_iter * (1 << 20) / ns
+            width = 32 if impl == "avx2_fma" else 64
+            print(f"- {impl}: {per_core * t:.1f} GFLOP/s on {t} core(s) "
+                  f"({per_core / width:.2f} GHz effective at {width} FLOP/cycle/core)")
+
     bw_ns = median_ns(args.criterion, f"bandwidth_t{t}", "sum", "512MiB")
     bw = None if bw_ns is None else (512 << 20) / bw_ns  # GB/s
     print(f"\n#### {t} thread{'s' if t > 1 else ''}: batch 1, weights streamed from memory\n")

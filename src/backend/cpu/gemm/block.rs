@@ -2,6 +2,7 @@
 //! packed `W` at a time, then `KC` steps of `k`, then `MC` rows of `x` packed on the fly, then
 //! `NR`-wide panels and `MR`-row micro-panels, one micro-kernel call per `MR x NR` tile.
 
+use std::cell::RefCell;
 use std::ops::Range;
 
 use super::kernel::{CheckedKernel, Kernel, Tile};
@@ -24,8 +25,9 @@ pub struct Blocking {
     /// Columns of `W` per outer block (rounded up to a whole number of tiles): the `[KC, NC]`
     /// block of `W` that all `MC` row blocks reuse should sit in L2/L3.
     pub nc: usize,
-    /// Up to this many rows the whole of `k` is one block: small batches stream each weight
-    /// panel once, front to back, with the accumulators in registers throughout.
+    /// Up to this many rows the whole of `k` is one block and `x` is packed once for all
+    /// threads: small batches stream each weight panel once, front to back, with the
+    /// accumulators in registers throughout.
     pub skinny_m: usize,
 }
 
@@ -49,6 +51,15 @@ impl Blocking {
     }
 }
 
+thread_local! {
+    /// The caller's packing of all of a skinny `x` (see [`Problem::packed_x`]).
+    pub(super) static PACK_X: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// The buffer blocks of `x` are packed into, kept per thread so that neither chunks nor
+    /// repeated products on the calling thread pay for allocating (and faulting in) it again.
+    /// It grows to the largest `MC x KC` block used (430 KiB with the AVX-512 defaults).
+    static PACK_A: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
 /// A raw output pointer that threads writing disjoint tiles may share.
 #[derive(Clone, Copy)]
 pub(super) struct OutPtr(pub *mut f32);
@@ -67,6 +78,10 @@ pub(super) struct Problem<'a> {
     pub w: &'a PackedMatrix,
     /// `[n]`
     pub bias: Option<&'a [f32]>,
+    /// All of `x` packed once by the caller, in `pack_a`'s layout with `kc = k`, when the
+    /// product is skinny (`m <= skinny_m`): then every chunk uses it instead of packing again.
+    /// micro-panels `[k, rows]` for rows `0..m`
+    pub packed_x: Option<&'a [f32]>,
     /// Start of `out`. `[m, n]`
     pub out: OutPtr,
 }
@@ -83,13 +98,13 @@ pub(super) unsafe fn compute(
     kernel: CheckedKernel,
     blk: &Blocking,
 ) {
-    let (k, n) = (p.w.k(), p.w.n());
+    let k = p.w.k();
     if rows.is_empty() || panels.is_empty() || k == 0 {
         return;
     }
     let mr = kernel.kernel().mr();
     let step = kernel.kernel().panels_per_tile();
-    let kc_max = if rows.len() <= blk.skinny_m {
+    let kc_max = if p.packed_x.is_some() {
         k
     } else {
         blk.kc.clamp(1, k)
@@ -100,7 +115,32 @@ pub(super) unsafe fn compute(
         .next_multiple_of(mr)
         .min(rows.len().next_multiple_of(mr));
     let nc_panels = blk.nc.div_ceil(NR).next_multiple_of(step);
-    let mut abuf = vec![0.0f32; mc_max * kc_max]; // micro-panels [kc, rows], see pack_a
+    PACK_A.with_borrow_mut(|abuf| {
+        if p.packed_x.is_none() && abuf.len() < mc_max * kc_max {
+            abuf.resize(mc_max * kc_max, 0.0);
+        }
+        // SAFETY: the caller's contract, passed through.
+        unsafe { compute_with(p, (rows, panels), kernel, (mc_max, kc_max, nc_panels), abuf) }
+    });
+}
+
+/// [`compute`] with its block sizes and the packing buffer for blocks of `x`.
+/// abuf: micro-panels `[kc, rows]`, see `pack_a` (at least `mc_max * kc_max` long)
+///
+/// # Safety
+/// As [`compute`].
+unsafe fn compute_with(
+    p: &Problem,
+    (rows, panels): (Range<usize>, Range<usize>),
+    kernel: CheckedKernel,
+    (mc_max, kc_max, nc_panels): (usize, usize, usize),
+    abuf: &mut [f32],
+) {
+    let (k, n) = (p.w.k(), p.w.n());
+    let mr = kernel.kernel().mr();
+    let step = kernel.kernel().panels_per_tile();
+    // Only whole-k blocks (the skinny case) can use the caller's packing of all of x.
+    let packed_x = p.packed_x.filter(|_| kc_max == k);
 
     for jc in panels.clone().step_by(nc_panels) {
         let jc_end = (jc + nc_panels).min(panels.end);
@@ -114,7 +154,9 @@ pub(super) unsafe fn compute(
                     p0: pc,
                     kc,
                 };
-                pack_a(p.x, k, ablock, mr, &mut abuf);
+                if packed_x.is_none() {
+                    pack_a(p.x, k, ablock, mr, abuf);
+                }
                 for jp in (jc..jc_end).step_by(step) {
                     let b0 = p.w.panel_rows(jp, pc, kc); // [kc, NR]
                     let two = step == 2 && jp + 1 < jc_end;
@@ -136,7 +178,12 @@ pub(super) unsafe fn compute(
                             bias: p.bias.map(|b| b[j0..].as_ptr()),
                         };
                         // This micro-panel of packed x. // [kc, rows]
-                        let a = &abuf[ir * kc..(ir + tile.rows) * kc];
+                        let a = match packed_x {
+                            // Rows before ic + ir fill whole micro-panels (chunks start at
+                            // multiples of mr), each kc = k long.
+                            Some(all) => &all[(ic + ir) * k..(ic + ir + tile.rows) * k],
+                            None => &abuf[ir * kc..(ir + tile.rows) * kc],
+                        };
                         // SAFETY: the tile lies inside rows x panels of this share (its columns
                         // end at panel jc_end <= panels.end, or at n), which only this thread
                         // writes (contract); bias has n - j0 >= cols values.

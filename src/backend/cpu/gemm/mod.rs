@@ -4,9 +4,9 @@
 //! - [`gemm`] packs blocks of `x` on the fly into micro-panels and runs a register-tile
 //!   micro-kernel ([`Kernel`]: 14 x 32 with AVX-512F, 6 x 16 with AVX2 + FMA, else 6 x 16 in
 //!   portable Rust; chosen at run time) inside cache blocks over `n`, `k` and `m` ([`Blocking`]).
-//! - Threads ([`super::threads::num_threads`]) each take a rectangle of the output: columns for
-//!   small batches (the memory-bound batch-1 case streams each part of `W` once), rows for
-//!   large batches with few columns.
+//! - Threads ([`super::threads::num_threads`]) take rectangles of the output in turn: column
+//!   ranges for small batches (the memory-bound batch-1 case streams each part of `W` once), row
+//!   ranges for large batches with few columns.
 //!
 //! The plain kernels in [`super::matmul`] are the reference this one is tested against.
 //! Files: `packed.rs` (layout of `W`), `pack_a.rs` (layout of `x` blocks), `avx512.rs`,
@@ -32,7 +32,7 @@ pub use kernel::{set_force_portable, Kernel};
 pub use packed::PackedMatrix;
 pub use parallel::Split;
 
-use super::threads::{mark_worker, num_threads, reserve_workers};
+use super::threads::{num_threads, reserve_workers};
 use block::{compute, OutPtr, Problem};
 
 /// Width of the panels of packed `W` (one AVX-512 register, two AVX2 registers).
@@ -123,12 +123,9 @@ pub fn gemm_with(
         return;
     }
     let kernel = opts.kernel.checked();
-    let problem = Problem {
-        x,
-        w,
-        bias,
-        out: OutPtr(out.as_mut_ptr()),
-    };
+    let blk = &opts
+        .blocking
+        .unwrap_or_else(|| Blocking::for_kernel(kernel.kernel()));
     let work = m.max(24).saturating_mul(k).saturating_mul(n);
     let workers = reserve_workers(if work < opts.parallel_min_work {
         1
@@ -137,25 +134,32 @@ pub fn gemm_with(
     });
     let threads = workers.threads();
     let tile = (kernel.kernel().mr(), kernel.kernel().panels_per_tile());
-    let parts = parallel::plan((m, w.panels()), tile, threads, opts.split);
-    let blk = &opts
-        .blocking
-        .unwrap_or_else(|| Blocking::for_kernel(kernel.kernel()));
-    match parts.split_first() {
-        None => {}
-        Some(((rows, panels), rest)) => std::thread::scope(|s| {
-            let problem = &problem;
-            for (rows, panels) in rest.iter().cloned() {
-                s.spawn(move || {
-                    mark_worker();
-                    // SAFETY: plan() gives every thread a disjoint rectangle inside [m, n];
-                    // `out` holds m * n values and `x` m * k (asserted above); the scope keeps
-                    // the unique borrow of `out` until every thread has finished.
-                    unsafe { compute(problem, rows, panels, kernel, blk) }
-                });
-            }
-            // SAFETY: as above, for the calling thread's own rectangle.
-            unsafe { compute(problem, rows.clone(), panels.clone(), kernel, blk) };
-        }),
-    }
+    let chunks = parallel::plan((m, w.panels()), tile, threads, opts.split);
+    block::PACK_X.with_borrow_mut(|packed_x| {
+        // A skinny x is packed once here for every chunk. // micro-panels [k, rows]
+        let skinny = m <= blk.skinny_m;
+        if skinny {
+            packed_x.resize(m * k, 0.0);
+            let all = pack_a::ABlock {
+                i0: 0,
+                mc: m,
+                p0: 0,
+                kc: k,
+            };
+            pack_a::pack_a(x, k, all, tile.0, packed_x);
+        }
+        let problem = &Problem {
+            x,
+            w,
+            bias,
+            packed_x: skinny.then_some(&packed_x[..]),
+            out: OutPtr(out.as_mut_ptr()),
+        };
+        parallel::run_chunks(&chunks, threads, |(rows, panels)| {
+            // SAFETY: plan() gives disjoint chunks inside [m, n] and run_chunks hands each to
+            // one thread only; `out` holds m * n values and `x` m * k (asserted above); the
+            // scope inside run_chunks ends before the unique borrow of `out` does.
+            unsafe { compute(problem, rows.clone(), panels.clone(), kernel, blk) }
+        });
+    });
 }

@@ -1,41 +1,67 @@
-//! Splitting one product across threads: each thread gets a rectangle of the output (a range of
-//! rows x a range of `NR`-wide panels) and runs the blocked loop on it. Small batches split
-//! columns, so each thread streams its own part of the packed weights once (the batch-1 case is
-//! bound by memory bandwidth); large batches split rows when there are too few panels to share.
+//! Splitting one product across threads. The output is cut into chunks (rectangles: a range of
+//! rows x a range of `NR`-wide panels), a few per thread, and each thread takes the next chunk
+//! from a shared counter until none is left, running the blocked loop on it. Taking chunks in
+//! turn rather than one fixed share each keeps both cores busy when one of them is slowed by
+//! other work (a shared machine), at the cost of an atomic add per chunk.
+//!
+//! Small batches split columns, so the packed weights are streamed once in all (the batch-1 case
+//! is bound by memory bandwidth); large batches split rows unless the columns far outnumber
+//! them (the unembedding).
 
 use std::ops::Range;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::super::threads::mark_worker;
+use super::NR;
 
 /// How to divide the output between threads.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Split {
-    /// Columns for small batches or many panels, rows otherwise.
+    /// Columns for small batches or many more columns than rows, rows otherwise.
     #[default]
     Auto,
-    /// Each thread takes a range of output columns (of packed-weight panels).
+    /// Chunks are ranges of output columns (of packed-weight panels), all rows.
     Columns,
-    /// Each thread takes a range of output rows.
+    /// Chunks are ranges of output rows, all columns.
     Rows,
 }
 
-/// The (rows, panels) rectangle of each thread; at most `threads` of them, none empty, covering
-/// `0..m` x `0..panels` exactly once. Row ranges start at multiples of `mr` and panel ranges at
-/// multiples of `step` (the kernel's tile), so that only the last thread has edge tiles.
+/// Chunks per thread: enough that a slowed thread leaves little for the others to wait on.
+const CHUNKS_PER_THREAD: usize = 4;
+
+/// One rectangle of the output: rows x panels.
+pub(super) type Chunk = (Range<usize>, Range<usize>);
+
+/// The chunks for `threads` threads: none empty, covering `0..m` x `0..panels` exactly once.
+/// Row ranges start at multiples of `mr` and panel ranges at multiples of `step` (the kernel's
+/// tile), so that only the last chunk has edge tiles. One thread gets one chunk: the whole.
 pub(super) fn plan(
     (m, panels): (usize, usize),
     (mr, step): (usize, usize),
     threads: usize,
     split: Split,
-) -> Vec<(Range<usize>, Range<usize>)> {
+) -> Vec<Chunk> {
     let row_blocks = m.div_ceil(mr);
     let col_blocks = panels.div_ceil(step);
     let by_columns = match split {
         Split::Columns => true,
         Split::Rows => false,
-        Split::Auto => col_blocks >= 4 * threads || row_blocks < 2 * threads,
+        // Column chunks each pack x again (m * k values, and packing is slower per value than
+        // streaming); row chunks each stream all of W again (k * n values, from cache when it
+        // fits). So: columns for few rows or for many more columns than rows.
+        Split::Auto => {
+            row_blocks < 2 * threads || (col_blocks >= 2 * threads && panels * NR >= 8 * m)
+        }
     };
-    let mut parts = Vec::with_capacity(threads);
+    let wanted = if threads <= 1 {
+        1
+    } else {
+        threads * CHUNKS_PER_THREAD
+    };
+    let mut parts = Vec::with_capacity(wanted);
     if by_columns {
-        let t = threads.min(col_blocks).max(1);
+        let t = wanted.min(col_blocks).max(1);
         for i in 0..t {
             let (p0, p1) = (
                 i * col_blocks / t * step,
@@ -44,7 +70,7 @@ pub(super) fn plan(
             parts.push((0..m, p0..p1));
         }
     } else {
-        let t = threads.min(row_blocks).max(1);
+        let t = wanted.min(row_blocks).max(1);
         for i in 0..t {
             let (r0, r1) = (
                 i * row_blocks / t * mr,
@@ -57,9 +83,48 @@ pub(super) fn plan(
     parts
 }
 
+/// Runs `work` on every chunk, on at most `threads` threads (the calling one included): each
+/// takes the next unclaimed chunk until none is left. One thread, or one chunk: inline.
+pub(super) fn run_chunks(chunks: &[Chunk], threads: usize, work: impl Fn(&Chunk) + Sync) {
+    let threads = threads.min(chunks.len());
+    if threads <= 1 {
+        chunks.iter().for_each(work);
+        return;
+    }
+    let next = AtomicUsize::new(0);
+    let worker = || {
+        while let Some(chunk) = chunks.get(next.fetch_add(1, Ordering::Relaxed)) {
+            work(chunk);
+        }
+    };
+    std::thread::scope(|s| {
+        for _ in 1..threads {
+            s.spawn(|| {
+                mark_worker();
+                worker()
+            });
+        }
+        worker();
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_chunk_runs_once() {
+        for threads in 1..=4 {
+            for n_chunks in [0, 1, 3, 17] {
+                let chunks: Vec<Chunk> = (0..n_chunks).map(|i| (i..i + 1, 0..1)).collect();
+                let hits: Vec<AtomicUsize> = (0..n_chunks).map(|_| AtomicUsize::new(0)).collect();
+                run_chunks(&chunks, threads, |(r, _)| {
+                    hits[r.start].fetch_add(1, Ordering::Relaxed);
+                });
+                assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
+            }
+        }
+    }
 
     #[test]
     fn plans_cover_the_output_once() {
@@ -68,7 +133,10 @@ mod tests {
                 for (threads, tile) in (1..=5).flat_map(|t| [(t, (6, 1)), (t, (14, 2))]) {
                     let mut hits = vec![0u8; m * panels];
                     let parts = plan((m, panels), tile, threads, split);
-                    assert!(parts.len() <= threads);
+                    assert!(parts.len() <= threads * CHUNKS_PER_THREAD);
+                    if threads == 1 {
+                        assert_eq!(parts, vec![(0..m, 0..panels)]);
+                    }
                     for (rows, ps) in parts {
                         assert_eq!(rows.start % tile.0, 0);
                         assert_eq!(ps.start % tile.1, 0);

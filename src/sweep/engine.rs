@@ -147,6 +147,7 @@ fn check_inputs(
     bases: &[Base],
     variants: &[Variant],
     metric: &Metric,
+    clean_base: usize,
 ) -> Result<usize> {
     let cfg = model.config();
     metric.validate(cfg.d_vocab)?;
@@ -166,6 +167,12 @@ fn check_inputs(
                 b.tokens.len()
             )));
         }
+    }
+    if clean_base >= bases.len() {
+        return Err(HookLensError::input(format!(
+            "clean_base {clean_base} is not one of the {} base runs",
+            bases.len()
+        )));
     }
     if let Some(v) = variants.iter().find(|v| v.base >= bases.len()) {
         return Err(HookLensError::input(format!(
@@ -275,7 +282,7 @@ pub fn run_sweep(
     let started = Instant::now();
     let cfg = model.config();
     let n = cfg.n_layers;
-    let seq_len = check_inputs(model, bases, variants, metric)?;
+    let seq_len = check_inputs(model, bases, variants, metric, opts.clean_base)?;
     let d = cfg.d_model;
     let vocab = cfg.d_vocab;
     let metric_positions = metric.positions(seq_len);
@@ -284,20 +291,13 @@ pub fn run_sweep(
         ..SweepStats::default()
     };
     let mut runs = run_bases(model, bases, &mut stats)?;
-    let clean_last = |runs: &BaseRuns| -> Vec<f32> {
-        let l = &runs.logits[opts.clean_base.min(bases.len() - 1)];
-        l[(seq_len - 1) * vocab..].to_vec()
-    };
-    let clean = clean_last(&runs);
-    let base_value = |runs: &BaseRuns, b: usize| {
-        let l = &runs.logits[b];
-        metric.evaluate(
-            |t| &l[t * vocab..(t + 1) * vocab],
-            &bases[b].tokens,
-            Some(&clean),
-        )
-    };
-    let base_values: Vec<f64> = (0..bases.len()).map(|b| base_value(&runs, b)).collect();
+    let clean = runs.logits[opts.clean_base][(seq_len - 1) * vocab..].to_vec();
+    let base_values: Vec<f64> = (0..bases.len())
+        .map(|b| {
+            let l = &runs.logits[b];
+            metric.evaluate(|t| &l[t * vocab..(t + 1) * vocab], &bases[b].tokens, Some(&clean))
+        })
+        .collect();
 
     // Resolve and place every variant.
     let base_ivs: Vec<Vec<ResolvedIntervention>> = bases
@@ -444,7 +444,7 @@ pub fn run_naive(
 ) -> Result<SweepOutcome> {
     let started = Instant::now();
     let cfg = model.config();
-    let seq_len = check_inputs(model, bases, variants, metric)?;
+    let seq_len = check_inputs(model, bases, variants, metric, opts.clean_base)?;
     let vocab = cfg.d_vocab;
     let mut stats = SweepStats {
         variants: variants.len(),
@@ -468,8 +468,7 @@ pub fn run_naive(
         .iter()
         .map(|b| logits_of(&b.tokens, &b.interventions.iter().collect::<Vec<_>>()))
         .collect::<Result<_>>()?;
-    let clean_base = opts.clean_base.min(bases.len() - 1);
-    let clean = base_logits[clean_base][(seq_len - 1) * vocab..].to_vec();
+    let clean = base_logits[opts.clean_base][(seq_len - 1) * vocab..].to_vec();
     let eval = |l: &[f32], b: usize| {
         metric.evaluate(
             |t| &l[t * vocab..(t + 1) * vocab],

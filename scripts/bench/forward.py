@@ -53,16 +53,26 @@ def main():
     gpt2_dir = HOME / "bench/gpt2-small-random"
     subprocess.run([sys.executable, str(ROOT / "scripts/bench/make_gpt2_small_random.py"), str(gpt2_dir)], check=True)
     smol = HOME / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    shapes = ",".join(f"{b}x{p}" for b, p in SHAPES)
+    # hooklens first, before torch has run anything in this process: torch's idle OpenMP
+    # threads spin for a while after each op and would steal the cores from the subprocess.
+    ours = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, path in (("GPT-2 small shape", gpt2_dir), ("SmolLM2-135M", smol)):
+            out = Path(tmp) / "bench.json"
+            subprocess.run([str(ROOT / "target/release/hooklens"), "--model", str(path), "--threads", str(args.threads),
+                            "bench", "--shapes", shapes, "--reps", str(args.reps), "--json", str(out)],
+                           check=True, capture_output=True)
+            ours[name] = json.loads(out.read_text())["results"]
     models = []
     hf = GPT2LMHeadModel.from_pretrained(gpt2_dir, dtype=torch.float32).eval()
     cfg = gpt2_tl_cfg(hf.config)
     cfg.use_attn_result = False
-    models.append(("GPT-2 small shape", gpt2_dir, hf, load_tl(cfg, convert_gpt2_weights(hf, cfg)).eval(), 50257))
+    models.append(("GPT-2 small shape", hf, load_tl(cfg, convert_gpt2_weights(hf, cfg)).eval(), 50257))
     hf = AutoModelForCausalLM.from_pretrained(smol.parent, gguf_file=smol.name, dtype=torch.float32).eval()
     cfg = llama_tl_cfg(hf.config)
     cfg.use_attn_result = False
-    models.append(("SmolLM2-135M", smol, hf, load_tl(cfg, convert_llama_weights(hf, cfg)).eval(), 49152))
-    shapes = ",".join(f"{b}x{p}" for b, p in SHAPES)
+    models.append(("SmolLM2-135M", hf, load_tl(cfg, convert_llama_weights(hf, cfg)).eval(), 49152))
     lines = [
         "# Forward-pass benchmarks: hooklens vs HF transformers vs TransformerLens",
         "",
@@ -74,22 +84,16 @@ def main():
         "| model | shape | HF ms | TL ms | hooklens ms | tokens/s (hooklens) | vs HF | vs TL | read-only hook at every slot |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, path, hf, tl, vocab in models:
-            out = Path(tmp) / "bench.json"
-            subprocess.run([str(ROOT / "target/release/hooklens"), "--model", str(path), "--threads", str(args.threads),
-                            "bench", "--shapes", shapes, "--reps", str(args.reps), "--json", str(out)],
-                           check=True, capture_output=True)
-            ours = json.loads(out.read_text())["results"]
-            for (b, p), o in zip(SHAPES, ours):
-                t = tokens(b, p, vocab)
-                t_hf = median(args.reps, lambda: hf(t))
-                t_tl = median(args.reps, lambda: tl(t))
-                row = (f"| {name} | {b}x{p} | {t_hf * 1e3:.1f} | {t_tl * 1e3:.1f} | {o['forward_s'] * 1e3:.1f} | "
-                       f"{o['tokens_per_s']:.0f} | {t_hf / o['forward_s']:.2f}x | {t_tl / o['forward_s']:.2f}x | "
-                       f"{o['read_all_hooks_ratio']:.3f}x |")
-                print(row, file=sys.stderr)
-                lines.append(row)
+    for name, hf, tl, vocab in models:
+        for (b, p), o in zip(SHAPES, ours[name]):
+            t = tokens(b, p, vocab)
+            t_hf = median(args.reps, lambda: hf(t))
+            t_tl = median(args.reps, lambda: tl(t))
+            row = (f"| {name} | {b}x{p} | {t_hf * 1e3:.1f} | {t_tl * 1e3:.1f} | {o['forward_s'] * 1e3:.1f} | "
+                   f"{o['tokens_per_s']:.0f} | {t_hf / o['forward_s']:.2f}x | {t_tl / o['forward_s']:.2f}x | "
+                   f"{o['read_all_hooks_ratio']:.3f}x |")
+            print(row, file=sys.stderr)
+            lines.append(row)
     Path(args.out).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

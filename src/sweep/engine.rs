@@ -295,7 +295,11 @@ pub fn run_sweep(
     let base_values: Vec<f64> = (0..bases.len())
         .map(|b| {
             let l = &runs.logits[b];
-            metric.evaluate(|t| &l[t * vocab..(t + 1) * vocab], &bases[b].tokens, Some(&clean))
+            metric.evaluate(
+                |t| &l[t * vocab..(t + 1) * vocab],
+                &bases[b].tokens,
+                Some(&clean),
+            )
         })
         .collect();
 

@@ -407,11 +407,31 @@ pub fn patching_sweep(
     let p = clean.len();
     let kind = site.kind();
     let clean_values = per_sequence(cache_kind(model, &[clean.to_vec()], kind)?);
+    // Before the first token where the prompts differ, clean and corrupted activations are the
+    // same (causality), so patching there changes nothing: such a variant carries no
+    // intervention and takes the corrupted run's value without a pass.
+    let first_diff = clean
+        .iter()
+        .zip(corrupted)
+        .position(|(a, b)| a != b)
+        .unwrap_or(p);
     let mut variants = Vec::new();
     let mut entries = Vec::new();
     for (l, values) in clean_values.iter().enumerate() {
         let hook = HookPoint::layer(kind, l).name();
         let mut push = |head: Option<usize>, pos: Option<usize>| {
+            entries.push(Entry {
+                layer: l,
+                head,
+                pos,
+            });
+            if pos.is_some_and(|t| t < first_diff) {
+                variants.push(Variant {
+                    base: 0,
+                    interventions: Vec::new(),
+                });
+                return;
+            }
             let mut iv = Intervention::new(
                 hook.clone(),
                 Op::Set {
@@ -427,11 +447,6 @@ pub fn patching_sweep(
             variants.push(Variant {
                 base: 0,
                 interventions: vec![iv],
-            });
-            entries.push(Entry {
-                layer: l,
-                head,
-                pos,
             });
         };
         match site {

@@ -104,17 +104,28 @@ mod tests {
     #[test]
     fn threaded_activations_equal_the_formula_on_long_inputs() {
         let n = (1 << 17) + 3;
-        let xs: Vec<f32> = (0..n).map(|i| ((i % 2000) as f32 - 1000.0) / 97.0).collect();
+        let xs: Vec<f32> = (0..n)
+            .map(|i| ((i % 2000) as f32 - 1000.0) / 97.0)
+            .collect();
         let mut y = xs.clone();
         gelu_new_inplace(&mut y);
         let mut lin = vec![1.5f32; n];
         silu_mul_inplace(&xs, &mut lin);
         for (i, &x) in xs.iter().enumerate() {
             let xd = x as f64;
-            let g = 0.5 * xd * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (xd + 0.044715 * xd.powi(3))).tanh());
-            assert!((y[i] as f64 - g).abs() < 1e-5 * g.abs().max(1.0), "gelu({x})");
+            let g = 0.5
+                * xd
+                * (1.0
+                    + ((2.0 / std::f64::consts::PI).sqrt() * (xd + 0.044715 * xd.powi(3))).tanh());
+            assert!(
+                (y[i] as f64 - g).abs() < 1e-5 * g.abs().max(1.0),
+                "gelu({x})"
+            );
             let s = 1.5 * xd / (1.0 + (-xd).exp());
-            assert!((lin[i] as f64 - s).abs() < 1e-5 * s.abs().max(1.0), "silu({x})");
+            assert!(
+                (lin[i] as f64 - s).abs() < 1e-5 * s.abs().max(1.0),
+                "silu({x})"
+            );
         }
     }
 

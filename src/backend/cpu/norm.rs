@@ -1,6 +1,18 @@
 //! LayerNorm / RMSNorm in three steps, so that `hook_scale` and `hook_normalized` can fire
 //! between them and a hook that edits the scale changes the normalised values, as in TL.
 
+/// The mean (0 without centring) and `sqrt(mean((x - mean)²) + eps)` of one row, summed in f64.
+fn mean_and_scale(row: &[f32], eps: f32, center: bool) -> (f32, f32) {
+    let d = row.len() as f64;
+    let mean = if center {
+        (row.iter().map(|&v| v as f64).sum::<f64>() / d) as f32
+    } else {
+        0.0
+    };
+    let sq: f64 = row.iter().map(|&v| ((v - mean) as f64).powi(2)).sum();
+    (mean, ((sq / d) as f32 + eps).sqrt())
+}
+
 /// First step: writes the row to normalise into `out` (centred for LayerNorm, copied for
 /// RMSNorm) and `scale = sqrt(mean(out²) + eps)` per row.
 /// x, out: // [rows, d]   scale: // [rows]
@@ -10,17 +22,11 @@ pub fn norm_scale(x: &[f32], out: &mut [f32], scale: &mut [f32], d: usize, eps: 
         .zip(out.chunks_exact_mut(d))
         .zip(scale.iter_mut())
     {
-        let mean = if center {
-            (xr.iter().map(|&v| v as f64).sum::<f64>() / d as f64) as f32
-        } else {
-            0.0
-        };
-        let mut sq = 0.0f64;
+        let mean;
+        (mean, *s) = mean_and_scale(xr, eps, center);
         for (o, &v) in or.iter_mut().zip(xr) {
             *o = v - mean;
-            sq += (*o as f64) * (*o as f64);
         }
-        *s = ((sq / d as f64) as f32 + eps).sqrt();
     }
 }
 
@@ -68,13 +74,8 @@ pub fn norm_fused(
         .zip(out.chunks_exact_mut(d))
         .zip(scale.iter_mut())
     {
-        let mean = if center {
-            (xr.iter().map(|&v| v as f64).sum::<f64>() / d as f64) as f32
-        } else {
-            0.0
-        };
-        let sq: f64 = xr.iter().map(|&v| ((v - mean) as f64).powi(2)).sum();
-        *s = ((sq / d as f64) as f32 + eps).sqrt();
+        let mean;
+        (mean, *s) = mean_and_scale(xr, eps, center);
         let inv = *s;
         match b {
             Some(b) => {

@@ -88,6 +88,16 @@ impl Arena {
         self.result.clear();
     }
 
+    /// Sizes every per-row buffer for `rows` rows after sequences joined a pass (the caller has
+    /// already appended their residual rows).
+    pub fn grow_rows(&mut self, cfg: &ModelConfig, rows: usize) {
+        let kv = cfg.n_kv_heads * cfg.d_head;
+        self.normed.resize(rows * cfg.d_model, 0.0);
+        self.k.resize(rows * kv, 0.0);
+        self.v.resize(rows * kv, 0.0);
+        self.resize_rows(cfg, rows);
+    }
+
     /// Sizes the scores buffer for `rows` query rows on first use in a pass.
     pub fn ensure_scores(&mut self, cfg: &ModelConfig, rows: usize) {
         let len = rows * cfg.n_heads * self.seq;

@@ -46,6 +46,17 @@ pub(crate) enum LogitRows {
     LastOfEachSeq,
 }
 
+/// Sequences that enter a sweep pass at a later block: their rows are appended to the packed
+/// buffers when block `layer` starts (sequences are ordered so joiners come last).
+pub(crate) struct Joiner {
+    /// The block they enter.
+    pub layer: usize,
+    /// (sequence index, its positions) for each joining sequence, in sequence order.
+    pub seqs: Vec<(usize, Vec<usize>)>,
+    /// Their residual rows entering `layer`, packed in the same order. // [rows, d_model]
+    pub resid: Vec<f32>,
+}
+
 /// A pass to run.
 pub(crate) struct PassPlan<'a> {
     /// The input.
@@ -60,6 +71,8 @@ pub(crate) struct PassPlan<'a> {
     pub final_positions: Option<&'a [usize]>,
     /// Where logits are computed (after the last block only).
     pub logits: LogitRows,
+    /// Sequences that join at later blocks (sweeps batch variants of several fork layers).
+    pub joiners: &'a [Joiner],
 }
 
 /// What a pass produced.
@@ -208,6 +221,23 @@ pub(crate) fn run_pass(
     let kv_width = cfg.n_kv_heads * cfg.d_head;
 
     for layer in start..stop {
+        for join in plan.joiners.iter().filter(|j| j.layer == layer) {
+            let mut all: Vec<Vec<usize>> =
+                layout.seqs.iter().map(|s| s.positions.clone()).collect();
+            for (seq, pos) in &join.seqs {
+                all[*seq] = pos.clone();
+            }
+            layout = RowLayout::from_positions(p, all);
+            if layout.rows() != rows + join.resid.len() / d {
+                return Err(HookLensError::input(
+                    "joining sequences must come after the others",
+                ));
+            }
+            a.resid.extend_from_slice(&join.resid);
+            positions = row_positions(&layout);
+            rows = layout.rows();
+            a.grow_rows(cfg, rows);
+        }
         let w = &weights.layers[layer];
         let at = |kind| HookPoint::layer(kind, layer);
         slots.fire(at(HookKind::ResidPre), &mut a.resid, &layout)?;

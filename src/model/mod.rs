@@ -239,6 +239,7 @@ impl Model {
             kv_prefix: None,
             final_positions: None,
             logits,
+            joiners: &[],
         };
         let pass = forward::run_pass(cfg, &self.weights, &plan, &mut slots)?;
         let mut out = Output {

@@ -20,7 +20,7 @@ use crate::hooks::point::{HookKind, HookPoint};
 use crate::hooks::registry::SlotTable;
 use crate::hooks::{HookSelector, NamesFilter};
 use crate::model::config::{ModelConfig, PositionKind};
-use crate::model::forward::{run_pass, KvPrefix, LogitRows, PassInput, PassPlan};
+use crate::model::forward::{run_pass, Joiner, KvPrefix, LogitRows, PassInput, PassPlan};
 use crate::model::input::{Input, ReturnType, RunOptions, TokenBatch};
 use crate::model::layout::RowLayout;
 use crate::model::Model;
@@ -344,11 +344,12 @@ pub fn run_sweep(
     let mut done = variants.len() - planned.len();
     let mut i = 0;
     while i < planned.len() {
-        // A batch: variants of one stage, packed until the row budget is reached.
+        // A batch: variants packed until the row budget is reached. Variants of later fork
+        // layers join the same pass at their layer (stage n + 1, the final norm, runs alone).
         let stage = planned[i].stage;
         let mut j = i;
         let mut rows = 0;
-        while j < planned.len() && planned[j].stage == stage {
+        while j < planned.len() && (planned[j].stage <= n || planned[j].stage == stage) {
             let r = seq_len - planned[j].start;
             if j > i && rows + r > opts.max_rows {
                 break;
@@ -357,28 +358,71 @@ pub fn run_sweep(
             j += 1;
         }
         let chunk = &planned[i..j];
-        let layout =
-            RowLayout::suffixes(seq_len, &chunk.iter().map(|p| p.start).collect::<Vec<_>>());
         runs.kv.seq_base = chunk.iter().map(|p| p.base).collect();
-
-        let token_rows: Vec<Vec<u32>> =
-            chunk.iter().map(|p| bases[p.base].tokens.clone()).collect();
-        let tokens = TokenBatch::from_rows(&token_rows)?;
-        let mut resid = Vec::new();
-        if stage > 0 {
+        let suffix = |p: &Planned| (p.start..seq_len).collect::<Vec<usize>>();
+        // Residual rows of some of the chunk's sequences entering `stage`.
+        let rows_at = |stage: usize, members: &[(usize, Vec<usize>)]| -> Vec<f32> {
             let source = if stage <= n {
                 &runs.resid_pre[stage - 1]
             } else {
                 &runs.resid_final
             };
-            resid.reserve(rows * d);
-            for (p, seq) in chunk.iter().zip(&layout.seqs) {
-                for &t in &seq.positions {
-                    let r = p.base * seq_len + t;
-                    resid.extend_from_slice(&source[r * d..(r + 1) * d]);
+            let mut out = Vec::new();
+            for (s, positions) in members {
+                for &t in positions {
+                    let r = chunk[*s].base * seq_len + t;
+                    out.extend_from_slice(&source[r * d..(r + 1) * d]);
                 }
             }
+            out
+        };
+        let layout = RowLayout::from_positions(
+            seq_len,
+            chunk
+                .iter()
+                .map(|p| {
+                    if p.stage == stage {
+                        suffix(p)
+                    } else {
+                        Vec::new()
+                    }
+                })
+                .collect(),
+        );
+        let mut joiners = Vec::new();
+        let mut later: Vec<usize> = chunk
+            .iter()
+            .map(|p| p.stage)
+            .filter(|&st| st > stage)
+            .collect();
+        later.dedup();
+        for st in later {
+            let members: Vec<(usize, Vec<usize>)> = chunk
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.stage == st)
+                .map(|(s, p)| (s, suffix(p)))
+                .collect();
+            joiners.push(Joiner {
+                layer: st - 1,
+                resid: rows_at(st, &members),
+                seqs: members,
+            });
         }
+        let token_rows: Vec<Vec<u32>> =
+            chunk.iter().map(|p| bases[p.base].tokens.clone()).collect();
+        let tokens = TokenBatch::from_rows(&token_rows)?;
+        let resid = if stage > 0 {
+            let initial: Vec<(usize, Vec<usize>)> = layout
+                .seqs
+                .iter()
+                .enumerate()
+                .map(|(s, seq)| (s, seq.positions.clone()))
+                .collect();
+            rows_at(stage, &initial)
+        } else {
+            Vec::new()
+        };
         let mut flat = Vec::new();
         let mut seq_of = Vec::new();
         for (s, p) in chunk.iter().enumerate() {
@@ -400,6 +444,7 @@ pub fn run_sweep(
             kv_prefix: Some(&runs.kv),
             final_positions: Some(&metric_positions),
             logits: LogitRows::All,
+            joiners: &joiners,
         };
         let pass = run_pass(cfg, model.weights(), &plan, &mut slots)?;
         let (logits, _) = pass
@@ -417,8 +462,11 @@ pub fn run_sweep(
             );
         }
         stats.passes += 1;
-        let layers = n - first_layer;
-        stats.flops += pass_flops(cfg, rows, layers, pass.layout.rows(), seq_len);
+        for p in chunk {
+            let layers = n + 1 - p.stage.clamp(1, n + 1);
+            stats.flops += pass_flops(cfg, seq_len - p.start, layers, 0, seq_len);
+        }
+        stats.flops += pass_flops(cfg, 0, 0, pass.layout.rows(), seq_len);
         stats.peak_arena_bytes =
             stats
                 .peak_arena_bytes

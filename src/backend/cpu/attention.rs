@@ -1,7 +1,9 @@
 //! Causal attention in three kernels, one per TL hook: scores, pattern (softmax), z.
 
+use super::activation::{exp_fast, max_of, sum_of};
 use super::matmul::dot;
-use super::threads::{mark_worker, num_threads, reserve_workers};
+use super::simd::multiversion;
+use super::threads::{num_threads, reserve_workers};
 use crate::model::layout::RowLayout;
 
 /// Head dimensions: query heads, key/value heads (query head h reads kv head
@@ -60,20 +62,19 @@ pub fn attention_scores(
 /// Softmax of every row of length `len`, in place. A row with no finite entry becomes all
 /// zeros (TL turns the NaN of such a row into 0).
 pub fn softmax_rows(x: &mut [f32], len: usize) {
-    for row in x.chunks_exact_mut(len) {
-        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        if max == f32::NEG_INFINITY || max.is_nan() {
-            row.fill(0.0);
-            continue;
-        }
-        let mut sum = 0.0f32;
-        for v in row.iter_mut() {
-            *v = (*v - max).exp();
-            sum += *v;
-        }
-        let inv = 1.0 / sum;
-        for v in row.iter_mut() {
-            *v *= inv;
+    softmax_all(x, len.max(1));
+}
+
+multiversion! {
+    /// [`softmax_rows`], compiled per vector level.
+    fn softmax_all(x: &mut [f32], len: usize) {
+        for row in x.chunks_exact_mut(len) {
+            let max = max_of(row);
+            if max == f32::NEG_INFINITY || row.iter().any(|v| v.is_nan()) {
+                row.fill(0.0);
+                continue;
+            }
+            softmax_in_place(row);
         }
     }
 }
@@ -163,22 +164,23 @@ pub fn attention_fused(
     }
     bounds.push(rows.len());
     bounds.dedup();
-    std::thread::scope(|scope| {
-        let mut rest = &mut *z;
-        for pair in bounds.windows(2) {
-            let (lo, hi) = (pair[0], pair[1]);
-            let (mine, tail) = rest.split_at_mut((hi - lo) * width);
-            rest = tail;
-            let rows = &rows;
-            scope.spawn(move || {
-                mark_worker();
-                attention_rows(q, k, v, mine, &rows[lo..hi], lo, layout.seq_len, dims)
-            });
-        }
+    let mut parts = Vec::with_capacity(bounds.len());
+    let mut rest = &mut *z;
+    for pair in bounds.windows(2) {
+        let (lo, hi) = (pair[0], pair[1]);
+        let (mine, tail) = rest.split_at_mut((hi - lo) * width);
+        rest = tail;
+        parts.push((lo, hi, mine));
+    }
+    workers.run_parts(parts, |(lo, hi, mine)| {
+        attention_rows(q, k, v, mine, &rows[lo..hi], lo, layout.seq_len, dims)
     });
 }
 
 /// The fused kernel for packed rows `first..first + rows.len()`, writing `z` for them only.
+/// Rows of one sequence are contiguous; for each of them and each kv head the keys are
+/// transposed once into `kt`, so that scores for a query row are vector multiply-adds along
+/// the key positions.
 #[allow(clippy::too_many_arguments)]
 fn attention_rows(
     q: &[f32],
@@ -196,27 +198,128 @@ fn attention_rows(
         d_head,
     } = dims;
     let group = n_heads / n_kv_heads;
-    let inv_sqrt = 1.0 / (d_head as f32).sqrt();
-    let mut scores = vec![0.0f32; seq_len];
-    z.fill(0.0);
-    for (i, &(s, t)) in rows.iter().enumerate() {
-        for h in 0..n_heads {
-            let kv = h / group;
-            let q_row = &q[((first + i) * n_heads + h) * d_head..][..d_head];
-            let used = &mut scores[..=t];
-            for (j, sc) in used.iter_mut().enumerate() {
-                let k_row = &k[((s * seq_len + j) * n_kv_heads + kv) * d_head..][..d_head];
-                *sc = dot(q_row, k_row) * inv_sqrt;
-            }
-            softmax_rows(used, t + 1);
-            let z_row = &mut z[(i * n_heads + h) * d_head..][..d_head];
-            for (j, &w) in used.iter().enumerate() {
-                let v_row = &v[((s * seq_len + j) * n_kv_heads + kv) * d_head..][..d_head];
-                for (zv, &vv) in z_row.iter_mut().zip(v_row) {
-                    *zv += w * vv;
+    let scale = 1.0 / (d_head as f32).sqrt();
+    let kv_width = n_kv_heads * d_head;
+    let mut scores = vec![0.0f32; seq_len]; // [keys]
+    let mut kt = Vec::new(); // [d_head, keys]
+    let mut i0 = 0;
+    while i0 < rows.len() {
+        let s = rows[i0].0;
+        let i1 = i0 + rows[i0..].iter().take_while(|r| r.0 == s).count();
+        let keys = rows[i0..i1].iter().map(|r| r.1).max().unwrap_or(0) + 1;
+        let k_seq = &k[s * seq_len * kv_width..][..keys * kv_width]; // [keys, n_kv, d_head]
+        let v_seq = &v[s * seq_len * kv_width..][..keys * kv_width]; // [keys, n_kv, d_head]
+        for kv in 0..n_kv_heads {
+            transpose_keys(k_seq, kv, dims, keys, &mut kt);
+            for (i, &(_, t)) in rows.iter().enumerate().take(i1).skip(i0) {
+                for h in kv * group..(kv + 1) * group {
+                    let q_row = &q[((first + i) * n_heads + h) * d_head..][..d_head];
+                    let z_row = &mut z[(i * n_heads + h) * d_head..][..d_head];
+                    let used = &mut scores[..=t];
+                    let values = (v_seq, kv * d_head, kv_width);
+                    attend_one(q_row, &kt, keys, scale, used, values, z_row);
                 }
             }
         }
+        i0 = i1;
+    }
+}
+
+multiversion! {
+    /// One query row of one head: scores against the transposed keys, softmax, values.
+    /// values: (`[keys, kv_width]` values of the sequence, offset of the head, kv_width)
+    fn attend_one(
+        q_row: &[f32],
+        kt: &[f32],
+        keys: usize,
+        scale: f32,
+        scores: &mut [f32],
+        values: (&[f32], usize, usize),
+        z_row: &mut [f32],
+    ) {
+        scores_from_transposed(q_row, kt, keys, scale, scores);
+        softmax_in_place(scores);
+        mix_values(scores, values.0, values.1, values.2, z_row);
+    }
+}
+
+/// Keys `0..keys` of kv head `kv`, transposed: `kt[d * keys + j] = k[j, kv, d]`.
+/// k_seq: // [keys, n_kv_heads, d_head]   kt: // [d_head, keys]
+fn transpose_keys(k_seq: &[f32], kv: usize, dims: HeadDims, keys: usize, kt: &mut Vec<f32>) {
+    let d_head = dims.d_head;
+    let kv_width = dims.n_kv_heads * d_head;
+    kt.resize(d_head * keys, 0.0);
+    for j in 0..keys {
+        let k_row = &k_seq[j * kv_width + kv * d_head..][..d_head];
+        for (d, &x) in k_row.iter().enumerate() {
+            kt[d * keys + j] = x;
+        }
+    }
+}
+
+/// `out[j] = scale * q·k_j` for the first `out.len()` keys of `kt` (`[d_head, keys]`), four
+/// dimensions per pass over `out`.
+#[inline(always)]
+fn scores_from_transposed(q_row: &[f32], kt: &[f32], keys: usize, scale: f32, out: &mut [f32]) {
+    let n = out.len();
+    out.fill(0.0);
+    let mut quads = q_row.chunks_exact(4);
+    let mut d = 0;
+    for qd in &mut quads {
+        let (q0, q1, q2, q3) = (qd[0] * scale, qd[1] * scale, qd[2] * scale, qd[3] * scale);
+        let k0 = &kt[d * keys..][..n];
+        let k1 = &kt[(d + 1) * keys..][..n];
+        let k2 = &kt[(d + 2) * keys..][..n];
+        let k3 = &kt[(d + 3) * keys..][..n];
+        for j in 0..n {
+            out[j] += q0 * k0[j] + q1 * k1[j] + q2 * k2[j] + q3 * k3[j];
+        }
+        d += 4;
+    }
+    for &qd in quads.remainder() {
+        let q0 = qd * scale;
+        let k0 = &kt[d * keys..][..n];
+        for (o, &kv) in out.iter_mut().zip(k0) {
+            *o += q0 * kv;
+        }
+        d += 1;
+    }
+}
+
+/// Softmax of one row with at least one finite entry, in place.
+#[inline(always)]
+fn softmax_in_place(row: &mut [f32]) {
+    let max = max_of(row);
+    for x in row.iter_mut() {
+        *x = exp_fast(*x - max);
+    }
+    let inv = 1.0 / sum_of(row);
+    for x in row.iter_mut() {
+        *x *= inv;
+    }
+}
+
+/// `z_row = Σ_j w[j] v[j, head]`, four keys per pass over `z_row`.
+/// v_seq: // [keys, kv_width], the head's values at `offset .. offset + d_head` of each row.
+#[inline(always)]
+fn mix_values(w: &[f32], v_seq: &[f32], offset: usize, kv_width: usize, z_row: &mut [f32]) {
+    let d_head = z_row.len();
+    z_row.fill(0.0);
+    let v_row = |j: usize| &v_seq[j * kv_width + offset..][..d_head];
+    let mut quads = w.chunks_exact(4);
+    let mut j = 0;
+    for wq in &mut quads {
+        let (v0, v1, v2, v3) = (v_row(j), v_row(j + 1), v_row(j + 2), v_row(j + 3));
+        for d in 0..d_head {
+            z_row[d] += wq[0] * v0[d] + wq[1] * v1[d] + wq[2] * v2[d] + wq[3] * v3[d];
+        }
+        j += 4;
+    }
+    for &wj in quads.remainder() {
+        for (zv, &vv) in z_row.iter_mut().zip(v_row(j)) {
+            *zv += wj * vv;
+        }
+        j += 1;
     }
 }
 

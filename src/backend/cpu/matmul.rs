@@ -3,7 +3,7 @@
 //! streams its own part of the weights once; this is what matters for the memory-bound
 //! batch-1 case.
 
-use super::threads::{mark_worker, num_threads, reserve_workers};
+use super::threads::{num_threads, reserve_workers};
 
 /// Below this many multiply-adds a product runs on the calling thread.
 const PARALLEL_MIN_WORK: usize = 1 << 18;
@@ -24,7 +24,7 @@ impl OutPtr {
 }
 
 /// Splits `0..n` into at most `parts` contiguous ranges, each a multiple of 16 wide except the
-/// last, and runs `f(j0, j1)` for each on its own scoped thread.
+/// last, and runs `f(j0, j1)` for each on the worker pool.
 fn for_column_ranges(n: usize, work: usize, f: impl Fn(usize, usize) + Sync) {
     let wanted = if work < PARALLEL_MIN_WORK {
         1
@@ -38,19 +38,11 @@ fn for_column_ranges(n: usize, work: usize, f: impl Fn(usize, usize) + Sync) {
         return;
     }
     let width = n.div_ceil(threads).div_ceil(16) * 16;
-    std::thread::scope(|s| {
-        let f = &f;
-        let mut j0 = width;
-        while j0 < n {
-            let j1 = (j0 + width).min(n);
-            s.spawn(move || {
-                mark_worker();
-                f(j0, j1)
-            });
-            j0 = j1;
-        }
-        f(0, width.min(n));
-    });
+    let ranges: Vec<(usize, usize)> = (0..n)
+        .step_by(width)
+        .map(|j0| (j0, (j0 + width).min(n)))
+        .collect();
+    workers.run_parts(ranges, |(j0, j1)| f(j0, j1));
 }
 
 /// `out = x @ w (+ bias)`.

@@ -6,5 +6,7 @@ pub mod attention;
 pub mod gemm;
 pub mod matmul;
 pub mod norm;
+mod pool;
 pub mod rotary;
+pub mod simd;
 pub mod threads;

@@ -1,6 +1,7 @@
 //! The thread count the CPU kernels may use.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 /// 0 means "not set": use the machine's available parallelism.
 static THREADS: AtomicUsize = AtomicUsize::new(0);
@@ -46,6 +47,31 @@ impl Workers {
     pub fn threads(&self) -> usize {
         1 + self.extra
     }
+
+    /// Runs `task(i)` for every `i` in `0..self.threads()`: `0` on the calling thread, the
+    /// others on parked pool workers ([`super::pool`]); returns when all are done.
+    pub fn run(&self, task: impl Fn(usize) + Sync) {
+        super::pool::run(self.extra, &task);
+    }
+
+    /// Runs `f` on every part, on up to [`Workers::threads`] threads; each thread takes the next
+    /// part not yet taken, so a thread slowed by other work leaves its share to the others.
+    pub fn run_parts<T: Send>(&self, parts: Vec<T>, f: impl Fn(T) + Sync) {
+        if self.extra == 0 || parts.len() <= 1 {
+            parts.into_iter().for_each(f);
+            return;
+        }
+        let parts: Vec<Mutex<Option<T>>> = parts.into_iter().map(|p| Mutex::new(Some(p))).collect();
+        let next = AtomicUsize::new(0);
+        super::pool::run(self.extra.min(parts.len() - 1), &|_| {
+            while let Some(part) = parts.get(next.fetch_add(1, Ordering::Relaxed)) {
+                let part = part.lock().unwrap_or_else(|e| e.into_inner()).take();
+                if let Some(part) = part {
+                    f(part);
+                }
+            }
+        });
+    }
 }
 
 impl Drop for Workers {
@@ -82,8 +108,8 @@ fn take_from(busy: &AtomicUsize, budget: usize, wanted: usize) -> usize {
     }
 }
 
-/// Marks the current thread as a kernel worker for the rest of its life (scoped workers
-/// are short-lived, so this is called at the top of each spawned closure).
+/// Marks the current thread as a kernel worker for the rest of its life (pool workers call it
+/// when they start; a thread a caller spawns for kernels can call it too).
 pub fn mark_worker() {
     IN_WORKER.with(|w| w.set(true));
 }

@@ -155,7 +155,7 @@ unsafe fn compute_with(
                     kc,
                 };
                 if packed_x.is_none() {
-                    pack_a(p.x, k, ablock, mr, abuf);
+                    pack_a(p.x, k, ablock, kernel, abuf);
                 }
                 for jp in (jc..jc_end).step_by(step) {
                     let b0 = p.w.panel_rows(jp, pc, kc); // [kc, NR]

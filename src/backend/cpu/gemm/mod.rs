@@ -16,6 +16,8 @@
 mod block;
 mod kernel;
 mod pack_a;
+#[cfg(target_arch = "x86_64")]
+mod pack_avx512;
 mod packed;
 mod parallel;
 mod portable;
@@ -146,7 +148,7 @@ pub fn gemm_with(
                 p0: 0,
                 kc: k,
             };
-            pack_a::pack_a(x, k, all, tile.0, packed_x);
+            pack_a::pack_a(x, k, all, kernel, packed_x);
         }
         let problem = &Problem {
             x,
@@ -155,7 +157,7 @@ pub fn gemm_with(
             packed_x: skinny.then_some(&packed_x[..]),
             out: OutPtr(out.as_mut_ptr()),
         };
-        parallel::run_chunks(&chunks, threads, |(rows, panels)| {
+        parallel::run_chunks(&chunks, &workers, |(rows, panels)| {
             // SAFETY: plan() gives disjoint chunks inside [m, n] and run_chunks hands each to
             // one thread only; `out` holds m * n values and `x` m * k (asserted above); the
             // scope inside run_chunks ends before the unique borrow of `out` does.

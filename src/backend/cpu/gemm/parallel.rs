@@ -12,7 +12,7 @@ use std::ops::Range;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::super::threads::mark_worker;
+use super::super::threads::Workers;
 use super::NR;
 
 /// How to divide the output between threads.
@@ -83,28 +83,18 @@ pub(super) fn plan(
     parts
 }
 
-/// Runs `work` on every chunk, on at most `threads` threads (the calling one included): each
+/// Runs `work` on every chunk, on the calling thread and the pool workers `workers` lends: each
 /// takes the next unclaimed chunk until none is left. One thread, or one chunk: inline.
-pub(super) fn run_chunks(chunks: &[Chunk], threads: usize, work: impl Fn(&Chunk) + Sync) {
-    let threads = threads.min(chunks.len());
-    if threads <= 1 {
+pub(super) fn run_chunks(chunks: &[Chunk], workers: &Workers, work: impl Fn(&Chunk) + Sync) {
+    if workers.threads() <= 1 || chunks.len() <= 1 {
         chunks.iter().for_each(work);
         return;
     }
     let next = AtomicUsize::new(0);
-    let worker = || {
+    workers.run(|_| {
         while let Some(chunk) = chunks.get(next.fetch_add(1, Ordering::Relaxed)) {
             work(chunk);
         }
-    };
-    std::thread::scope(|s| {
-        for _ in 1..threads {
-            s.spawn(|| {
-                mark_worker();
-                worker()
-            });
-        }
-        worker();
     });
 }
 
@@ -118,7 +108,8 @@ mod tests {
             for n_chunks in [0, 1, 3, 17] {
                 let chunks: Vec<Chunk> = (0..n_chunks).map(|i| (i..i + 1, 0..1)).collect();
                 let hits: Vec<AtomicUsize> = (0..n_chunks).map(|_| AtomicUsize::new(0)).collect();
-                run_chunks(&chunks, threads, |(r, _)| {
+                let workers = crate::backend::cpu::threads::reserve_workers(threads);
+                run_chunks(&chunks, &workers, |(r, _)| {
                     hits[r.start].fetch_add(1, Ordering::Relaxed);
                 });
                 assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));

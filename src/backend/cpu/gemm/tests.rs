@@ -89,7 +89,7 @@ fn pack_a_layout() {
         p0: 2,
         kc: 3,
     };
-    pack_a(&x, k, blk, MR, &mut buf);
+    pack_a(&x, k, blk, Kernel::Portable.checked(), &mut buf);
     for p in 0..3 {
         for r in 0..MR {
             assert_eq!(
@@ -99,6 +99,36 @@ fn pack_a_layout() {
             );
         }
         assert_eq!(buf[3 * MR + p], x[7 * k + 2 + p], "one-row panel {p}");
+    }
+}
+
+/// Every kernel's packing equals the plain one, on blocks with partial panels and column
+/// counts around the 16-wide transposes.
+#[test]
+fn pack_a_kernels_match_plain() {
+    let (m, k) = (47, 61);
+    let x = random(m * k, 11); // [m, k]
+    for kernel in [Kernel::Avx512, Kernel::Avx2Fma, Kernel::Portable] {
+        let checked = kernel.checked();
+        let mr = checked.kernel().mr();
+        for (i0, mc, p0, kc) in [
+            (0, 47, 0, 61),
+            (3, 29, 5, 16),
+            (14, 15, 1, 17),
+            (2, 1, 7, 33),
+            (5, 13, 0, 1),
+        ] {
+            let blk = super::pack_a::ABlock { i0, mc, p0, kc };
+            let mut want = vec![f32::NAN; mc * kc];
+            super::pack_a::pack_a_plain(&x, k, blk, mr, &mut want);
+            let mut got = vec![f32::NAN; mc * kc + 3];
+            pack_a(&x, k, blk, checked, &mut got);
+            assert_eq!(&got[..mc * kc], &want[..], "{kernel:?} {blk:?}");
+            assert!(
+                got[mc * kc..].iter().all(|v| v.is_nan()),
+                "{kernel:?} wrote past the block"
+            );
+        }
     }
 }
 

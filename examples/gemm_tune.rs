@@ -1,0 +1,65 @@
+//! Times one GEMM shape with chosen block sizes (a tuning aid; benches/gemm.rs is the benchmark).
+//!
+//! ```text
+//! cargo run --release --example gemm_tune -- M K N [threads] [mc kc nc] [reps]
+//! ```
+
+use std::time::Instant;
+
+use hooklens::backend::cpu::gemm::{gemm_with, Blocking, GemmOptions, Kernel, PackedMatrix};
+
+fn values(len: usize, seed: u32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(2_654_435_761) | 1;
+    (0..len)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            (s >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+        })
+        .collect()
+}
+
+fn main() {
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .map(|a| a.parse().expect("numbers only"))
+        .collect();
+    let (m, k, n) = (args[0], args[1], args[2]);
+    let threads = args.get(3).copied().unwrap_or(1);
+    let kernel = Kernel::best();
+    let mut blocking = Blocking::for_kernel(kernel);
+    if args.len() >= 7 {
+        blocking.mc = args[4];
+        blocking.kc = args[5];
+        blocking.nc = args[6];
+    }
+    let reps = args.get(7).copied().unwrap_or(15);
+    let w = PackedMatrix::from_k_by_n(&values(k * n, 1), k, n);
+    let x = values(m * k, 2);
+    let mut out = vec![0.0f32; m * n];
+    let opts = GemmOptions {
+        kernel,
+        threads,
+        blocking: Some(blocking),
+        ..GemmOptions::default()
+    };
+    let mut times = Vec::new();
+    for _ in 0..reps {
+        let t = Instant::now();
+        gemm_with(&x, m, &w, None, &mut out, &opts);
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    let med = times[reps / 2];
+    let best = times[0];
+    let flops = 2.0 * (m * k * n) as f64;
+    println!(
+        "{m}x{k}x{n} t{threads} mc{} kc{} nc{}: median {:.1} GFLOP/s, best {:.1}",
+        blocking.mc,
+        blocking.kc,
+        blocking.nc,
+        flops / med / 1e9,
+        flops / best / 1e9
+    );
+}

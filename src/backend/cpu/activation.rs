@@ -94,14 +94,19 @@ fn par_chunks(x: &mut [f32], f: impl Fn(&mut [f32], usize) + Sync) {
 /// GPT-2's tanh approximation of GELU, in place:
 /// `0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))`, with `tanh(u) = 1 - 2 / (e^(2u) + 1)`.
 pub fn gelu_new_inplace(x: &mut [f32]) {
-    const C: f32 = 0.797_884_6; // sqrt(2 / pi)
-    par_chunks(x, |xs, _| {
-        for v in xs.iter_mut() {
+    par_chunks(x, |xs, _| gelu_new_chunk(xs));
+}
+
+multiversion! {
+    /// [`gelu_new_inplace`] over one chunk.
+    fn gelu_new_chunk(x: &mut [f32]) {
+        const C: f32 = 0.797_884_6; // sqrt(2 / pi)
+        for v in x.iter_mut() {
             let u = *v;
             let t = 1.0 - 2.0 / (exp_fast(2.0 * C * (u + 0.044_715 * u * u * u)) + 1.0);
             *v = 0.5 * u * (1.0 + t);
         }
-    });
+    }
 }
 
 /// `silu(gate) * linear`, written into `linear`: the gated MLP's `hook_post`.
@@ -120,8 +125,15 @@ multiversion! {
 
 /// `acc += x`, elementwise (residual adds).
 pub fn add_inplace(acc: &mut [f32], x: &[f32]) {
-    for (a, &b) in acc.iter_mut().zip(x) {
-        *a += b;
+    par_chunks(acc, |chunk, offset| add_chunk(chunk, &x[offset..]));
+}
+
+multiversion! {
+    /// `acc += x` over one chunk.
+    fn add_chunk(acc: &mut [f32], x: &[f32]) {
+        for (a, &b) in acc.iter_mut().zip(x) {
+            *a += b;
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 
 use super::activation::{exp_fast, max_of, sum_of};
 use super::matmul::dot;
-use super::simd::multiversion;
+use super::simd::{level, multiversion, Level};
 use super::threads::{num_threads, reserve_workers};
 use crate::model::layout::RowLayout;
 
@@ -217,6 +217,23 @@ fn attention_rows(
                     let z_row = &mut z[(i * n_heads + h) * d_head..][..d_head];
                     let used = &mut scores[..=t];
                     let values = (v_seq, kv * d_head, kv_width);
+                    #[cfg(target_arch = "x86_64")]
+                    if level() == Level::Avx512 {
+                        // SAFETY: level() is Avx512 only where the CPU reports avx512f; kt is
+                        // [d_head, padded_keys(keys)] and the other shapes are as it states.
+                        unsafe {
+                            super::attention_avx512::attend_one(
+                                q_row,
+                                &kt,
+                                padded_keys(keys),
+                                scale,
+                                used,
+                                values,
+                                z_row,
+                            )
+                        };
+                        continue;
+                    }
                     attend_one(q_row, &kt, keys, scale, used, values, z_row);
                 }
             }
@@ -243,52 +260,67 @@ multiversion! {
     }
 }
 
-/// Keys `0..keys` of kv head `kv`, transposed: `kt[d * keys + j] = k[j, kv, d]`.
-/// k_seq: // [keys, n_kv_heads, d_head]   kt: // [d_head, keys]
+/// Width of the key blocks [`scores_from_transposed`] computes at once (one AVX-512 vector).
+const KEY_BLOCK: usize = 16;
+
+/// Keys `0..keys` of kv head `kv`, transposed, each row padded with zeros to `padded_keys(keys)`:
+/// `kt[d * padded + j] = k[j, kv, d]`.
+/// k_seq: // [keys, n_kv_heads, d_head]   kt: // [d_head, padded]
 fn transpose_keys(k_seq: &[f32], kv: usize, dims: HeadDims, keys: usize, kt: &mut Vec<f32>) {
     let d_head = dims.d_head;
     let kv_width = dims.n_kv_heads * d_head;
-    kt.resize(d_head * keys, 0.0);
+    let padded = padded_keys(keys);
+    kt.clear();
+    kt.resize(d_head * padded, 0.0);
     for j in 0..keys {
         let k_row = &k_seq[j * kv_width + kv * d_head..][..d_head];
         for (d, &x) in k_row.iter().enumerate() {
-            kt[d * keys + j] = x;
+            kt[d * padded + j] = x;
         }
     }
 }
 
-/// `out[j] = scale * q·k_j` for the first `out.len()` keys of `kt` (`[d_head, keys]`), four
-/// dimensions per pass over `out`.
+/// Row length of transposed keys: `keys` rounded up to whole key blocks.
+fn padded_keys(keys: usize) -> usize {
+    keys.next_multiple_of(KEY_BLOCK)
+}
+
+/// `out[j] = scale * q·k_j` for the first `out.len()` keys of `kt` (`[d_head, padded_keys]`,
+/// see [`transpose_keys`]): sixteen keys at a time, with four partial sums over `d` so the
+/// multiply-adds do not wait on each other.
 #[inline(always)]
 fn scores_from_transposed(q_row: &[f32], kt: &[f32], keys: usize, scale: f32, out: &mut [f32]) {
-    let n = out.len();
-    out.fill(0.0);
-    let mut quads = q_row.chunks_exact(4);
-    let mut d = 0;
-    for qd in &mut quads {
-        let (q0, q1, q2, q3) = (qd[0] * scale, qd[1] * scale, qd[2] * scale, qd[3] * scale);
-        let k0 = &kt[d * keys..][..n];
-        let k1 = &kt[(d + 1) * keys..][..n];
-        let k2 = &kt[(d + 2) * keys..][..n];
-        let k3 = &kt[(d + 3) * keys..][..n];
-        for j in 0..n {
-            out[j] += q0 * k0[j] + q1 * k1[j] + q2 * k2[j] + q3 * k3[j];
+    let padded = padded_keys(keys);
+    let d_head = q_row.len();
+    for (b, out_block) in out.chunks_mut(KEY_BLOCK).enumerate() {
+        let col = |d: usize| &kt[d * padded + b * KEY_BLOCK..][..KEY_BLOCK];
+        let mut acc = [[0.0f32; KEY_BLOCK]; 4];
+        let mut d = 0;
+        while d + 4 <= d_head {
+            for (part, acc_part) in acc.iter_mut().enumerate() {
+                let (qd, k) = (q_row[d + part], col(d + part));
+                for (a, &kv) in acc_part.iter_mut().zip(k) {
+                    *a += qd * kv;
+                }
+            }
+            d += 4;
         }
-        d += 4;
-    }
-    for &qd in quads.remainder() {
-        let q0 = qd * scale;
-        let k0 = &kt[d * keys..][..n];
-        for (o, &kv) in out.iter_mut().zip(k0) {
-            *o += q0 * kv;
+        while d < d_head {
+            let (qd, k) = (q_row[d], col(d));
+            for (a, &kv) in acc[0].iter_mut().zip(k) {
+                *a += qd * kv;
+            }
+            d += 1;
         }
-        d += 1;
+        for (l, o) in out_block.iter_mut().enumerate() {
+            *o = scale * ((acc[0][l] + acc[1][l]) + (acc[2][l] + acc[3][l]));
+        }
     }
 }
 
 /// Softmax of one row with at least one finite entry, in place.
 #[inline(always)]
-fn softmax_in_place(row: &mut [f32]) {
+pub(super) fn softmax_in_place(row: &mut [f32]) {
     let max = max_of(row);
     for x in row.iter_mut() {
         *x = exp_fast(*x - max);
@@ -299,27 +331,52 @@ fn softmax_in_place(row: &mut [f32]) {
     }
 }
 
-/// `z_row = Σ_j w[j] v[j, head]`, four keys per pass over `z_row`.
+/// `z_row = Σ_j w[j] v[j, head]`: sixteen dimensions at a time, with four partial sums over
+/// `j` so the multiply-adds do not wait on each other (dimensions past the last multiple of
+/// sixteen one key at a time).
 /// v_seq: // [keys, kv_width], the head's values at `offset .. offset + d_head` of each row.
 #[inline(always)]
 fn mix_values(w: &[f32], v_seq: &[f32], offset: usize, kv_width: usize, z_row: &mut [f32]) {
+    const BLOCK: usize = 16;
     let d_head = z_row.len();
-    z_row.fill(0.0);
-    let v_row = |j: usize| &v_seq[j * kv_width + offset..][..d_head];
-    let mut quads = w.chunks_exact(4);
-    let mut j = 0;
-    for wq in &mut quads {
-        let (v0, v1, v2, v3) = (v_row(j), v_row(j + 1), v_row(j + 2), v_row(j + 3));
-        for d in 0..d_head {
-            z_row[d] += wq[0] * v0[d] + wq[1] * v1[d] + wq[2] * v2[d] + wq[3] * v3[d];
+    let mut blocks = z_row.chunks_exact_mut(BLOCK);
+    for (b, z_block) in (&mut blocks).enumerate() {
+        let d0 = offset + b * BLOCK;
+        let v_part = |j: usize| -> &[f32; BLOCK] {
+            v_seq[j * kv_width + d0..][..BLOCK]
+                .try_into()
+                .expect("a slice of BLOCK values")
+        };
+        let mut acc = [[0.0f32; BLOCK]; 4];
+        let mut j = 0;
+        while j + 4 <= w.len() {
+            for (part, acc_part) in acc.iter_mut().enumerate() {
+                let (wj, v) = (w[j + part], v_part(j + part));
+                for l in 0..BLOCK {
+                    acc_part[l] += wj * v[l];
+                }
+            }
+            j += 4;
         }
-        j += 4;
+        while j < w.len() {
+            let (wj, v) = (w[j], v_part(j));
+            for l in 0..BLOCK {
+                acc[0][l] += wj * v[l];
+            }
+            j += 1;
+        }
+        for (l, z) in z_block.iter_mut().enumerate() {
+            *z = (acc[0][l] + acc[1][l]) + (acc[2][l] + acc[3][l]);
+        }
     }
-    for &wj in quads.remainder() {
-        for (zv, &vv) in z_row.iter_mut().zip(v_row(j)) {
-            *zv += wj * vv;
+    let tail = blocks.into_remainder();
+    let d0 = offset + d_head - tail.len();
+    tail.fill(0.0);
+    for (j, &wj) in w.iter().enumerate() {
+        let v = &v_seq[j * kv_width + d0..][..tail.len()];
+        for (z, &vv) in tail.iter_mut().zip(v) {
+            *z += wj * vv;
         }
-        j += 1;
     }
 }
 

@@ -3,6 +3,8 @@
 
 pub mod activation;
 pub mod attention;
+#[cfg(target_arch = "x86_64")]
+mod attention_avx512;
 pub mod gemm;
 pub mod matmul;
 pub mod norm;

@@ -1,6 +1,9 @@
 //! Rotary position embeddings in HF's half-rotation layout: within each head the pairs are
 //! `(x[i], x[i + d_head/2])`.
 
+use super::simd::multiversion;
+use super::threads::reserve_workers;
+
 /// cos/sin tables for positions `0..seq`. Each is // [seq, d_head / 2]
 pub struct RotaryTables {
     cos: Vec<f32>,
@@ -30,14 +33,48 @@ impl RotaryTables {
     /// Rotates every head of every row in place; row `r` is at absolute `positions[r]`.
     /// x: // [rows, heads, d_head]
     pub fn apply(&self, x: &mut [f32], positions: &[usize], heads: usize) {
-        let d_head = 2 * self.half;
+        let width = heads * 2 * self.half;
+        if width == 0 {
+            return;
+        }
+        let rows = positions.len().min(x.len() / width);
+        let workers = reserve_workers(if rows * width < PARALLEL_MIN_LEN {
+            1
+        } else {
+            2
+        });
+        let per_part = rows.div_ceil(workers.threads()).max(1);
+        let parts: Vec<_> = x[..rows * width]
+            .chunks_mut(per_part * width)
+            .zip(positions.chunks(per_part))
+            .collect();
+        workers.run_parts(parts, |(x, positions)| {
+            rotate_rows(x, positions, (&self.cos, &self.sin), (heads, self.half))
+        });
+    }
+}
+
+/// Below this many values rotary runs on the calling thread.
+const PARALLEL_MIN_LEN: usize = 1 << 15;
+
+multiversion! {
+    /// [`RotaryTables::apply`] on a share of the rows; tables: (cos, sin), each
+    /// `[positions, half]`; dims: (heads, half).
+    fn rotate_rows(
+        x: &mut [f32],
+        positions: &[usize],
+        tables: (&[f32], &[f32]),
+        dims: (usize, usize),
+    ) {
+        let ((cos, sin), (heads, half)) = (tables, dims);
+        let d_head = 2 * half;
         for (r, &p) in positions.iter().enumerate() {
-            let cos = &self.cos[p * self.half..(p + 1) * self.half];
-            let sin = &self.sin[p * self.half..(p + 1) * self.half];
+            let cos = &cos[p * half..(p + 1) * half];
+            let sin = &sin[p * half..(p + 1) * half];
             for h in 0..heads {
                 let start = (r * heads + h) * d_head;
-                let (lo, hi) = x[start..start + d_head].split_at_mut(self.half);
-                for i in 0..self.half {
+                let (lo, hi) = x[start..start + d_head].split_at_mut(half);
+                for i in 0..half {
                     let (a, c) = (lo[i], hi[i]);
                     lo[i] = a * cos[i] - c * sin[i];
                     hi[i] = c * cos[i] + a * sin[i];
@@ -69,5 +106,34 @@ mod tests {
         let (a, c) = (orig[4], orig[6]);
         assert!((x[4] - (a * 1f32.cos() - c * 1f32.sin())).abs() < 1e-6);
         assert!((x[6] - (c * 1f32.cos() + a * 1f32.sin())).abs() < 1e-6);
+    }
+
+    #[test]
+    fn threaded_rows_equal_the_formula() {
+        // 300 rows x 4 heads x 32 values: above the threading threshold.
+        let (rows, heads, d_head) = (300, 4, 32);
+        let t = RotaryTables::new(rows, d_head, 10000.0);
+        let x: Vec<f32> = (0..rows * heads * d_head)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
+            .collect();
+        let positions: Vec<usize> = (0..rows).rev().collect();
+        let mut got = x.clone();
+        t.apply(&mut got, &positions, heads);
+        let half = d_head / 2;
+        for (r, &p) in positions.iter().enumerate() {
+            for h in 0..heads {
+                for i in 0..half {
+                    let base = (r * heads + h) * d_head;
+                    let (a, c) = (x[base + i], x[base + half + i]);
+                    let (cos, sin) = (t.cos[p * half + i], t.sin[p * half + i]);
+                    assert_eq!(
+                        got[base + i],
+                        a * cos - c * sin,
+                        "row {r} head {h} pair {i}"
+                    );
+                    assert_eq!(got[base + half + i], c * cos + a * sin);
+                }
+            }
+        }
     }
 }

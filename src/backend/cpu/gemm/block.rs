@@ -141,13 +141,17 @@ unsafe fn compute_with(
     let step = kernel.kernel().panels_per_tile();
     // Only whole-k blocks (the skinny case) can use the caller's packing of all of x.
     let packed_x = p.packed_x.filter(|_| kc_max == k);
+    // Row blocks of about equal height: a short last block would stream all of W for a few
+    // rows only (e.g. 294 rows as 98 + 98 + 98, not 140 + 140 + 14).
+    let blocks = rows.len().div_ceil(mc_max);
+    let mc_even = rows.len().div_ceil(blocks).next_multiple_of(mr).min(mc_max);
 
     for jc in panels.clone().step_by(nc_panels) {
         let jc_end = (jc + nc_panels).min(panels.end);
         for pc in (0..k).step_by(kc_max) {
             let kc = kc_max.min(k - pc);
-            for ic in rows.clone().step_by(mc_max) {
-                let mc = mc_max.min(rows.end - ic);
+            for ic in rows.clone().step_by(mc_even) {
+                let mc = mc_even.min(rows.end - ic);
                 let ablock = ABlock {
                     i0: ic,
                     mc,

@@ -3,6 +3,8 @@
 //! ```text
 //! cargo run --release --example gemm_tune -- M K N [threads] [mc kc nc] [reps]
 //! ```
+//!
+//! `HOOKLENS_MIN_WORK` overrides the threading threshold (`PARALLEL_MIN_WORK`).
 
 use std::time::Instant;
 
@@ -42,6 +44,10 @@ fn main() {
         kernel,
         threads,
         blocking: Some(blocking),
+        parallel_min_work: std::env::var("HOOKLENS_MIN_WORK")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(hooklens::backend::cpu::gemm::PARALLEL_MIN_WORK),
         ..GemmOptions::default()
     };
     let mut times = Vec::new();

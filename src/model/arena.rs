@@ -2,7 +2,15 @@
 //! every layer. Hooks see these buffers in place. Rows are the packed rows of the pass's
 //! [`RowLayout`](super::layout::RowLayout): `batch * seq` of them in a plain pass.
 
+use std::sync::Mutex;
+
 use super::config::ModelConfig;
+
+/// The buffers of the last finished pass, kept for the next one: their pages are already
+/// mapped, so a pass does not pay the page faults (and the kernel's zeroing) of fresh
+/// allocations, which cost several percent of a large pass on the measured machine. At most
+/// one arena is kept; concurrent passes allocate their own.
+static SPARE: Mutex<Option<Arena>> = Mutex::new(None);
 
 /// Buffers for one pass.
 pub(crate) struct Arena {
@@ -40,18 +48,19 @@ pub(crate) struct Arena {
 }
 
 impl Arena {
-    /// Allocates the buffers for `rows` packed rows of `batch` sequences of `seq` positions.
+    /// Zeroed buffers for `rows` packed rows of `batch` sequences of `seq` positions: those of
+    /// the last finished pass if one was [`Arena::recycle`]d, else new ones.
     pub fn new(cfg: &ModelConfig, batch: usize, seq: usize, rows: usize) -> Self {
-        let kv = cfg.n_kv_heads * cfg.d_head;
-        let mut a = Arena {
-            resid: vec![0.0; rows * cfg.d_model],
-            normed: vec![0.0; rows * cfg.d_model],
+        let spare = SPARE.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let mut a = spare.unwrap_or_else(|| Arena {
+            resid: Vec::new(),
+            normed: Vec::new(),
             scale: Vec::new(),
             q: Vec::new(),
-            k: vec![0.0; rows * kv],
-            v: vec![0.0; rows * kv],
-            k_full: vec![0.0; batch * seq * kv],
-            v_full: vec![0.0; batch * seq * kv],
+            k: Vec::new(),
+            v: Vec::new(),
+            k_full: Vec::new(),
+            v_full: Vec::new(),
             scores: Vec::new(),
             z: Vec::new(),
             result: Vec::new(),
@@ -60,19 +69,29 @@ impl Arena {
             mlp_linear: Vec::new(),
             mlp_out: Vec::new(),
             seq,
-        };
+        });
+        let kv = cfg.n_kv_heads * cfg.d_head;
+        a.seq = seq;
+        zeroed(&mut a.resid, rows * cfg.d_model);
+        zeroed(&mut a.normed, rows * cfg.d_model);
+        zeroed(&mut a.k, rows * kv);
+        zeroed(&mut a.v, rows * kv);
+        zeroed(&mut a.k_full, batch * seq * kv);
+        zeroed(&mut a.v_full, batch * seq * kv);
         a.resize_rows(cfg, rows);
         a
+    }
+
+    /// Keeps these buffers for the next pass (see [`SPARE`]).
+    pub fn recycle(self) {
+        *SPARE.lock().unwrap_or_else(|e| e.into_inner()) = Some(self);
     }
 
     /// Sizes the per-row buffers after the query-side rows change (`resid` and `normed` are
     /// the caller's; keys and values keep their rows).
     pub fn resize_rows(&mut self, cfg: &ModelConfig, rows: usize) {
         let q = cfg.n_heads * cfg.d_head;
-        let sized = |v: &mut Vec<f32>, len: usize| {
-            v.clear();
-            v.resize(len, 0.0);
-        };
+        let sized = zeroed;
         sized(&mut self.scale, rows);
         sized(&mut self.q, rows * q);
         // Scores are materialised only when a hook watches them (see `ensure_scores`).
@@ -114,4 +133,10 @@ impl Arena {
             self.result = vec![0.0; len];
         }
     }
+}
+
+/// Makes `v` `len` zeros, reusing its allocation.
+fn zeroed(v: &mut Vec<f32>, len: usize) {
+    v.clear();
+    v.resize(len, 0.0);
 }

@@ -377,9 +377,11 @@ pub(crate) fn run_pass(
     }
 
     if stop < cfg.n_layers {
+        let resid = std::mem::take(&mut a.resid);
+        a.recycle();
         return Ok(PassOutput {
             layout,
-            resid: Some(a.resid),
+            resid: Some(resid),
             logits: None,
         });
     }
@@ -402,11 +404,12 @@ pub(crate) fn run_pass(
 
     let logit_rows: Vec<usize> = match plan.logits {
         LogitRows::None => {
+            a.recycle();
             return Ok(PassOutput {
                 layout,
                 resid: None,
                 logits: None,
-            })
+            });
         }
         LogitRows::All => (0..rows).collect(),
         LogitRows::LastOfEachSeq => layout
@@ -416,21 +419,24 @@ pub(crate) fn run_pass(
             .map(|s| s.offset + s.positions.len() - 1)
             .collect(),
     };
-    let selected = if logit_rows.len() == rows {
-        a.normed
+    let gathered; // [logit rows, d_model] when not every row
+    let selected: &[f32] = if logit_rows.len() == rows {
+        &a.normed
     } else {
-        gather_rows(&a.normed, &logit_rows, d)
+        gathered = gather_rows(&a.normed, &logit_rows, d);
+        &gathered
     };
     let n = logit_rows.len();
     let vocab = cfg.d_vocab;
     let mut logits = vec![0.0f32; n * vocab]; // [n, d_vocab]
     gemm(
-        &selected,
+        selected,
         n,
         &weights.unembed,
         weights.b_u.as_deref(),
         &mut logits,
     );
+    a.recycle();
     Ok(PassOutput {
         layout,
         resid: None,

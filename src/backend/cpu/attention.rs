@@ -1,7 +1,6 @@
 //! Causal attention in three kernels, one per TL hook: scores, pattern (softmax), z.
 
 use super::activation::{exp_fast, max_of, sum_of};
-use super::matmul::dot;
 use super::simd::{level, multiversion, Level};
 use super::threads::{num_threads, reserve_workers};
 use crate::model::layout::RowLayout;
@@ -37,25 +36,37 @@ pub fn attention_scores(
     } = dims;
     let p = layout.seq_len;
     let group = n_heads / n_kv_heads;
-    let inv_sqrt = 1.0 / (d_head as f32).sqrt();
+    let scale = 1.0 / (d_head as f32).sqrt();
+    let kv_width = n_kv_heads * d_head;
+    let mut kt = Vec::new(); // [d_head, padded keys]
     for (s, rows) in layout.seqs.iter().enumerate() {
         let n = rows.positions.len();
+        let Some(&t_max) = rows.positions.iter().max() else {
+            continue;
+        };
+        let keys = t_max + 1;
+        let k_seq = &k[s * p * kv_width..][..keys * kv_width]; // [keys, n_kv, d_head]
         let block = rows.offset * n_heads * p;
-        for h in 0..n_heads {
-            let kv = h / group;
-            for (i, &t) in rows.positions.iter().enumerate() {
-                let q_row = &q[((rows.offset + i) * n_heads + h) * d_head..][..d_head];
-                let out = &mut scores[block + (h * n + i) * p..][..p];
-                for (j, sc) in out.iter_mut().enumerate() {
-                    *sc = if j <= t {
-                        let k_row = &k[((s * p + j) * n_kv_heads + kv) * d_head..][..d_head];
-                        dot(q_row, k_row) * inv_sqrt
-                    } else {
-                        f32::NEG_INFINITY
-                    };
+        for kv in 0..n_kv_heads {
+            transpose_keys(k_seq, kv, dims, keys, &mut kt);
+            for h in kv * group..(kv + 1) * group {
+                for (i, &t) in rows.positions.iter().enumerate() {
+                    let q_row = &q[((rows.offset + i) * n_heads + h) * d_head..][..d_head];
+                    let out = &mut scores[block + (h * n + i) * p..][..p];
+                    let (visible, masked) = out.split_at_mut(t + 1);
+                    score_row(q_row, &kt, keys, scale, visible);
+                    masked.fill(f32::NEG_INFINITY);
                 }
             }
         }
+    }
+}
+
+multiversion! {
+    /// `out[j] = scale * q·k_j` for the first `out.len()` keys of `kt` (see
+    /// [`scores_from_transposed`]), compiled per vector level.
+    fn score_row(q_row: &[f32], kt: &[f32], keys: usize, scale: f32, out: &mut [f32]) {
+        scores_from_transposed(q_row, kt, keys, scale, out);
     }
 }
 
@@ -97,24 +108,36 @@ pub fn attention_values(
     } = dims;
     let p = layout.seq_len;
     let group = n_heads / n_kv_heads;
-    z.fill(0.0);
+    let kv_width = n_kv_heads * d_head;
     for (s, rows) in layout.seqs.iter().enumerate() {
         let n = rows.positions.len();
         let block = rows.offset * n_heads * p;
+        let v_seq = &v[s * p * kv_width..][..p * kv_width]; // [p, n_kv, d_head]
         for h in 0..n_heads {
-            let kv = h / group;
+            let offset = (h / group) * d_head;
             for i in 0..n {
                 let p_row = &pattern[block + (h * n + i) * p..][..p];
                 let z_row = &mut z[((rows.offset + i) * n_heads + h) * d_head..][..d_head];
-                for (j, &w) in p_row.iter().enumerate() {
-                    if w == 0.0 {
-                        continue;
-                    }
-                    let v_row = &v[((s * p + j) * n_kv_heads + kv) * d_head..][..d_head];
-                    for (zv, &vv) in z_row.iter_mut().zip(v_row) {
-                        *zv += w * vv;
-                    }
-                }
+                mix_row(p_row, v_seq, (offset, kv_width), z_row);
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// `z_row = Σ_j w[j] v[j, head]` over every key (zero weights skipped: above the diagonal,
+    /// unless a hook made them otherwise); values: (offset of the head, kv_width).
+    fn mix_row(w: &[f32], v_seq: &[f32], values: (usize, usize), z_row: &mut [f32]) {
+        let (offset, kv_width) = values;
+        let d_head = z_row.len();
+        z_row.fill(0.0);
+        for (j, &wj) in w.iter().enumerate() {
+            if wj == 0.0 {
+                continue;
+            }
+            let v_row = &v_seq[j * kv_width + offset..][..d_head];
+            for (zv, &vv) in z_row.iter_mut().zip(v_row) {
+                *zv += wj * vv;
             }
         }
     }

@@ -192,24 +192,35 @@ fn every_blocking_and_split_agrees() {
             kc: 1,
             nc: 1,
             skinny_m: 0,
+            nc_packed_once: Some(1),
         },
         Blocking {
             mc: 7,
             kc: 3,
             nc: 17,
             skinny_m: 0,
+            nc_packed_once: None,
         },
         Blocking {
             mc: 12,
             kc: 16,
             nc: 48,
             skinny_m: 5,
+            nc_packed_once: Some(40),
         },
         Blocking {
             mc: 1000,
             kc: 1000,
             nc: 10000,
             skinny_m: 1000,
+            nc_packed_once: None,
+        },
+        Blocking {
+            mc: 14,
+            kc: 1000,
+            nc: 16,
+            skinny_m: 0,
+            nc_packed_once: Some(33),
         },
     ];
     for &(m, k, n) in &[

@@ -40,9 +40,10 @@ use block::{compute, OutPtr, Problem};
 /// Width of the panels of packed `W` (one AVX-512 register, two AVX2 registers).
 pub const NR: usize = 16;
 
-/// Default [`GemmOptions::parallel_min_work`]: about 85 µs of single-threaded work, where a
-/// second thread starts to pay for its start-up.
-pub const PARALLEL_MIN_WORK: usize = 1 << 23;
+/// Default [`GemmOptions::parallel_min_work`]: about 40 µs of single-threaded work, where
+/// handing half to a parked pool worker starts to pay (measured on the machine of
+/// `docs/bench-gemm.md`: 1x576x576 runs 25 % faster on two threads, 1x576x192 15 % slower).
+pub const PARALLEL_MIN_WORK: usize = 1 << 22;
 
 /// How [`gemm_with`] runs. [`GemmOptions::default`] is what [`gemm`] uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,8 +56,8 @@ pub struct GemmOptions {
     pub split: Split,
     /// Cache block sizes; `None`: [`Blocking::for_kernel`] of the kernel that runs.
     pub blocking: Option<Blocking>,
-    /// Below this much work the product runs on the calling thread, because starting and joining
-    /// a scoped thread costs about 40 µs here. Work is `max(m, 24) * k * n`: multiply-adds, but
+    /// Below this much work the product runs on the calling thread, because handing part of it
+    /// to a pool worker costs a few µs of wake-up and cache traffic. Work is `max(m, 24) * k * n`: multiply-adds, but
     /// never less than 24 per weight, because a small batch is bound by streaming the weights
     /// (about 24 multiply-adds take as long as reading one f32 weight from memory on the
     /// measured machine). Tests set 0 to thread tiny shapes.

@@ -103,7 +103,13 @@ pub(crate) fn run(extra: usize, task: &(dyn Fn(usize) + Sync)) {
             slot.thread.unpark();
         }
     }
-    let own = catch_unwind(AssertUnwindSafe(|| task(0)));
+    // Parts without a worker (only if starting one failed) run here, after the caller's own.
+    let own = catch_unwind(AssertUnwindSafe(|| {
+        task(0);
+        for i in slots.len() + 1..=extra {
+            task(i);
+        }
+    }));
     wait_until(|| latch.remaining.load(Ordering::Acquire) == 0);
     for slot in &slots {
         slot.claimed.store(false, Ordering::Release);
@@ -117,7 +123,8 @@ pub(crate) fn run(extra: usize, task: &(dyn Fn(usize) + Sync)) {
     }
 }
 
-/// Claims `n` idle workers, starting new ones where too few are idle.
+/// Claims up to `n` idle workers, starting new ones where too few are idle (fewer only if the
+/// system refuses to start a thread).
 fn claim(n: usize) -> Vec<Arc<Slot>> {
     let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
     let mut mine: Vec<Arc<Slot>> = pool
@@ -131,24 +138,26 @@ fn claim(n: usize) -> Vec<Arc<Slot>> {
         .cloned()
         .collect();
     while mine.len() < n {
-        let slot = start_worker();
+        let Some(slot) = start_worker() else { break };
         pool.push(slot.clone());
         mine.push(slot);
     }
     mine
 }
 
-/// Starts a worker thread, already claimed.
-fn start_worker() -> Arc<Slot> {
+/// Starts a worker thread, already claimed; `None` if the system refuses a new thread.
+fn start_worker() -> Option<Arc<Slot>> {
     let (tx, rx) = std::sync::mpsc::channel::<Arc<Slot>>();
     let handle = std::thread::Builder::new()
         .name("hooklens-worker".into())
         .spawn(move || {
             mark_worker();
-            let slot = rx.recv().expect("the pool sends the worker its slot");
-            worker_loop(&slot);
+            // The sender outlives this receive (start_worker sends right after spawning).
+            if let Ok(slot) = rx.recv() {
+                worker_loop(&slot);
+            }
         })
-        .expect("starting a hooklens worker thread");
+        .ok()?;
     let slot = Arc::new(Slot {
         posted: AtomicU64::new(0),
         job: UnsafeCell::new(None),
@@ -156,9 +165,9 @@ fn start_worker() -> Arc<Slot> {
         claimed: AtomicBool::new(true),
         thread: handle.thread().clone(),
     });
-    tx.send(slot.clone())
-        .expect("a new worker waits for its slot");
-    slot
+    // The worker is blocked in recv until this arrives, so the send cannot fail.
+    let _ = tx.send(slot.clone());
+    Some(slot)
 }
 
 /// A worker's life: wait for a job, run it, report, repeat.

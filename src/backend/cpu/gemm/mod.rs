@@ -57,10 +57,10 @@ pub struct GemmOptions {
     /// Cache block sizes; `None`: [`Blocking::for_kernel`] of the kernel that runs.
     pub blocking: Option<Blocking>,
     /// Below this much work the product runs on the calling thread, because handing part of it
-    /// to a pool worker costs a few µs of wake-up and cache traffic. Work is `max(m, 24) * k * n`: multiply-adds, but
-    /// never less than 24 per weight, because a small batch is bound by streaming the weights
-    /// (about 24 multiply-adds take as long as reading one f32 weight from memory on the
-    /// measured machine). Tests set 0 to thread tiny shapes.
+    /// to a pool worker costs a few µs of wake-up and cache traffic. Work is
+    /// `max(m, 24) * k * n`: multiply-adds, but never less than 24 per weight, because a small
+    /// batch is bound by streaming the weights (about 24 multiply-adds take as long as reading
+    /// one f32 weight from memory on the measured machine). Tests set 0 to thread tiny shapes.
     pub parallel_min_work: usize,
 }
 

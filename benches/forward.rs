@@ -19,6 +19,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput};
+use hooklens::backend::cpu::activation::sum_of;
 use hooklens::model::random::random_weights;
 use hooklens::{HookSelector, Hooks, Model, ModelConfig, RunOptions, TokenBatch};
 
@@ -41,18 +42,6 @@ fn tokens(model: &Model, batch: usize, seq: usize) -> TokenBatch {
         })
         .collect();
     TokenBatch::from_rows(&rows).expect("rectangular ids inside the vocabulary")
-}
-
-/// Sum of a slice in 16 lanes (the read-only hook's work, kept small next to the pass).
-fn lane_sum(v: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 16];
-    let mut chunks = v.chunks_exact(16);
-    for c in &mut chunks {
-        for (a, &x) in acc.iter_mut().zip(c) {
-            *a += x;
-        }
-    }
-    acc.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>()
 }
 
 fn bench_model(c: &mut Criterion, name: &str, model: &Model) {
@@ -99,7 +88,7 @@ fn bench_model(c: &mut Criterion, name: &str, model: &Model) {
             let mut total = 0.0f32;
             let mut hooks = Hooks::new();
             hooks.add(HookSelector::predicate(|_| true), |act, _| {
-                total += lane_sum(act.data());
+                total += sum_of(act.data());
                 Ok(())
             });
             black_box(

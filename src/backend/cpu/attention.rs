@@ -224,7 +224,9 @@ fn attention_rows(
     let scale = 1.0 / (d_head as f32).sqrt();
     let kv_width = n_kv_heads * d_head;
     let mut scores = vec![0.0f32; seq_len]; // [keys]
-    let mut kt = Vec::new(); // [d_head, keys]
+    let mut kt = Vec::new(); // [d_head, padded keys]
+    #[cfg(target_arch = "x86_64")]
+    let avx512 = level() == Level::Avx512;
     let mut i0 = 0;
     while i0 < rows.len() {
         let s = rows[i0].0;
@@ -241,7 +243,7 @@ fn attention_rows(
                     let used = &mut scores[..=t];
                     let values = (v_seq, kv * d_head, kv_width);
                     #[cfg(target_arch = "x86_64")]
-                    if level() == Level::Avx512 {
+                    if avx512 {
                         // SAFETY: level() is Avx512 only where the CPU reports avx512f; kt is
                         // [d_head, padded_keys(keys)] and the other shapes are as it states.
                         unsafe {

@@ -91,19 +91,18 @@ impl Arena {
     /// the caller's; keys and values keep their rows).
     pub fn resize_rows(&mut self, cfg: &ModelConfig, rows: usize) {
         let q = cfg.n_heads * cfg.d_head;
-        let sized = zeroed;
-        sized(&mut self.scale, rows);
-        sized(&mut self.q, rows * q);
+        zeroed(&mut self.scale, rows);
+        zeroed(&mut self.q, rows * q);
         // Scores are materialised only when a hook watches them (see `ensure_scores`).
         self.scores.clear();
-        sized(&mut self.z, rows * q);
-        sized(&mut self.attn_out, rows * cfg.d_model);
-        sized(&mut self.mlp_pre, rows * cfg.d_mlp);
-        sized(
+        zeroed(&mut self.z, rows * q);
+        zeroed(&mut self.attn_out, rows * cfg.d_model);
+        zeroed(&mut self.mlp_pre, rows * cfg.d_mlp);
+        zeroed(
             &mut self.mlp_linear,
             if cfg.gated_mlp() { rows * cfg.d_mlp } else { 0 },
         );
-        sized(&mut self.mlp_out, rows * cfg.d_model);
+        zeroed(&mut self.mlp_out, rows * cfg.d_model);
         self.result.clear();
     }
 

@@ -188,6 +188,17 @@ mod tests {
     }
 
     #[test]
+    fn threaded_residual_add_equals_the_sum() {
+        // Above the threading threshold, with a length that splits unevenly.
+        let n = (1 << 17) + 5;
+        let x: Vec<f32> = (0..n).map(|i| (i % 97) as f32 * 0.25 - 12.0).collect();
+        let mut acc: Vec<f32> = (0..n).map(|i| (i % 31) as f32 - 15.0).collect();
+        let want: Vec<f32> = acc.iter().zip(&x).map(|(a, b)| a + b).collect();
+        add_inplace(&mut acc, &x);
+        assert_eq!(acc, want);
+    }
+
+    #[test]
     fn gelu_new_matches_hand_values() {
         // Values from the formula evaluated in f64 by hand-checked arithmetic.
         let xs = [-3.0f32, -1.0, 0.0, 0.5, 2.0];

@@ -70,8 +70,8 @@ multiversion! {
     }
 }
 
-/// Softmax of every row of length `len`, in place. A row with no finite entry becomes all
-/// zeros (TL turns the NaN of such a row into 0).
+/// Softmax of every row of length `len`, in place. A row with no finite entry, or with a NaN,
+/// becomes all zeros (torch's softmax makes such a row NaN, and TL turns NaN into 0).
 pub fn softmax_rows(x: &mut [f32], len: usize) {
     softmax_all(x, len.max(1));
 }
@@ -422,6 +422,11 @@ mod tests {
         softmax_rows(&mut x, 3);
         assert!((x[0] - 1.0 / 3.0).abs() < 1e-6 && (x[1] - 2.0 / 3.0).abs() < 1e-6 && x[2] == 0.0);
         assert_eq!(&x[3..], &[0.0, 0.0, 0.0]);
+        // A NaN (say, from a hook's edit) zeroes its row, as TL's softmax-then-where does.
+        let mut y = [1.0f32, f32::NAN, 0.5, 0.0, 1.0, 2.0];
+        softmax_rows(&mut y, 3);
+        assert_eq!(&y[..3], &[0.0, 0.0, 0.0]);
+        assert!((y[3..].iter().sum::<f32>() - 1.0).abs() < 1e-6 && y[5] > y[4]);
     }
 
     #[test]

@@ -257,6 +257,46 @@ fn check_short_forms(name: &str) {
     assert!(err.contains("out of range"), "{err}");
 }
 
+/// The fused kernels (activation in the MLP's first product, residual adds in the output
+/// products) run only where the value in between is unwatched; watching it takes the stepped
+/// path. Both must give the same logits, also with an edit upstream of a fused activation
+/// (a gated MLP's `hook_pre` feeds the fused SiLU-gate product). The plain pass itself is
+/// checked against TL by `loss_matches_tl`.
+fn check_fused_and_stepped_paths_agree(name: &str) {
+    let (model, reference) = load(name);
+    let halve = |act: &mut hooklens::ActivationMut<'_>, _: &hooklens::HookContext<'_>| {
+        act.data_mut().iter_mut().for_each(|v| *v *= 0.5);
+        Ok(())
+    };
+    let mut fused = Hooks::new();
+    fused.add("blocks.0.mlp.hook_pre", halve);
+    let fused_logits = logits_of(
+        model
+            .run_with_hooks(&reference.tokens, &mut fused, &RunOptions::default())
+            .unwrap(),
+    );
+    let mut stepped = Hooks::new();
+    stepped.add("blocks.0.mlp.hook_pre", halve);
+    let watched = |n: &str| {
+        n.ends_with("mlp.hook_pre_linear")
+            || n.ends_with("hook_attn_out")
+            || n.ends_with("hook_mlp_out")
+    };
+    stepped.add(HookSelector::predicate(watched), |_, _| Ok(()));
+    let stepped_logits = logits_of(
+        model
+            .run_with_hooks(&reference.tokens, &mut stepped, &RunOptions::default())
+            .unwrap(),
+    );
+    let d = max_abs_diff(&fused_logits, &stepped_logits);
+    assert!(d <= 1e-5, "{name}: fused and stepped paths differ by {d}");
+    let edit = max_abs_diff(&fused_logits, reference.tensor("logits"));
+    assert!(
+        edit > 1e-3,
+        "{name}: halving hook_pre changed the logits by {edit} only"
+    );
+}
+
 macro_rules! golden_tests {
     ($($module:ident => $fixture:literal),* $(,)?) => {$(
         mod $module {
@@ -267,6 +307,9 @@ macro_rules! golden_tests {
             #[test] fn start_and_stop_match_tl() { super::check_start_stop($fixture) }
             #[test] fn hooks_fire_in_tl_order() { super::check_firing_order($fixture) }
             #[test] fn short_forms_index_the_cache() { super::check_short_forms($fixture) }
+            #[test] fn fused_and_stepped_paths_agree() {
+                super::check_fused_and_stepped_paths_agree($fixture)
+            }
         }
     )*};
 }

@@ -12,7 +12,7 @@ use crate::backend::cpu::activation::{add_inplace, gelu_new_inplace, silu_mul_in
 use crate::backend::cpu::attention::{
     attention_fused, attention_scores, attention_values, softmax_rows, HeadDims,
 };
-use crate::backend::cpu::gemm::{gemm, PackedMatrix};
+use crate::backend::cpu::gemm::{gemm, gemm_then, Epilogue, PackedMatrix};
 use crate::backend::cpu::norm::{affine, divide_by_scale, norm_fused, norm_scale};
 use crate::backend::cpu::rotary::RotaryTables;
 use crate::error::{HookLensError, Result};
@@ -324,11 +324,17 @@ pub(crate) fn run_pass(
             per_head_result(cfg, &a.z, &w.w_o, rows, &mut a.result);
             slots.fire(at(HookKind::Result), &mut a.result, &layout)?;
             sum_heads(cfg, &a.result, w.b_o.as_deref(), rows, &mut a.attn_out);
-        } else {
+            slots.fire(at(HookKind::AttnOut), &mut a.attn_out, &layout)?;
+            add_inplace(&mut a.resid, &a.attn_out);
+        } else if slots.active(at(HookKind::AttnOut)) {
             gemm(&a.z, rows, &w.w_o, w.b_o.as_deref(), &mut a.attn_out);
+            slots.fire(at(HookKind::AttnOut), &mut a.attn_out, &layout)?;
+            add_inplace(&mut a.resid, &a.attn_out);
+        } else {
+            // Unwatched attention output: the product is added straight into the residual.
+            let b_o = w.b_o.as_deref();
+            gemm_then(&a.z, rows, &w.w_o, b_o, Epilogue::AddInto, &mut a.resid);
         }
-        slots.fire(at(HookKind::AttnOut), &mut a.attn_out, &layout)?;
-        add_inplace(&mut a.resid, &a.attn_out);
         slots.fire(at(HookKind::ResidMid), &mut a.resid, &layout)?;
 
         let ln2 = NormStep {
@@ -347,32 +353,44 @@ pub(crate) fn run_pass(
             slots,
         )?;
 
+        // The activation is fused into the product that feeds it unless a hook watches the
+        // value in between.
+        let b_in = w.b_in.as_deref();
         let post: &mut Vec<f32> = match &w.w_gate {
-            None => {
-                gemm(&a.normed, rows, &w.w_in, w.b_in.as_deref(), &mut a.mlp_pre);
+            None if slots.active(at(HookKind::MlpPre)) => {
+                gemm(&a.normed, rows, &w.w_in, b_in, &mut a.mlp_pre);
                 slots.fire(at(HookKind::MlpPre), &mut a.mlp_pre, &layout)?;
                 gelu_new_inplace(&mut a.mlp_pre);
+                &mut a.mlp_pre
+            }
+            None => {
+                let gelu = Epilogue::GeluNew;
+                gemm_then(&a.normed, rows, &w.w_in, b_in, gelu, &mut a.mlp_pre);
                 &mut a.mlp_pre
             }
             Some(w_gate) => {
                 gemm(&a.normed, rows, w_gate, None, &mut a.mlp_pre);
                 slots.fire(at(HookKind::MlpPre), &mut a.mlp_pre, &layout)?;
-                gemm(
-                    &a.normed,
-                    rows,
-                    &w.w_in,
-                    w.b_in.as_deref(),
-                    &mut a.mlp_linear,
-                );
-                slots.fire(at(HookKind::MlpPreLinear), &mut a.mlp_linear, &layout)?;
-                silu_mul_inplace(&a.mlp_pre, &mut a.mlp_linear);
+                if slots.active(at(HookKind::MlpPreLinear)) {
+                    gemm(&a.normed, rows, &w.w_in, b_in, &mut a.mlp_linear);
+                    slots.fire(at(HookKind::MlpPreLinear), &mut a.mlp_linear, &layout)?;
+                    silu_mul_inplace(&a.mlp_pre, &mut a.mlp_linear);
+                } else {
+                    let gated = Epilogue::SiluGateMul(&a.mlp_pre);
+                    gemm_then(&a.normed, rows, &w.w_in, b_in, gated, &mut a.mlp_linear);
+                }
                 &mut a.mlp_linear
             }
         };
         slots.fire(at(HookKind::MlpPost), post, &layout)?;
-        gemm(post, rows, &w.w_out, w.b_out.as_deref(), &mut a.mlp_out);
-        slots.fire(at(HookKind::MlpOut), &mut a.mlp_out, &layout)?;
-        add_inplace(&mut a.resid, &a.mlp_out);
+        let b_out = w.b_out.as_deref();
+        if slots.active(at(HookKind::MlpOut)) {
+            gemm(post, rows, &w.w_out, b_out, &mut a.mlp_out);
+            slots.fire(at(HookKind::MlpOut), &mut a.mlp_out, &layout)?;
+            add_inplace(&mut a.resid, &a.mlp_out);
+        } else {
+            gemm_then(post, rows, &w.w_out, b_out, Epilogue::AddInto, &mut a.resid);
+        }
         slots.fire(at(HookKind::ResidPost), &mut a.resid, &layout)?;
     }
 

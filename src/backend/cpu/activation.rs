@@ -91,6 +91,21 @@ fn par_chunks(x: &mut [f32], f: impl Fn(&mut [f32], usize) + Sync) {
     workers.run_parts(parts, |(offset, xs)| f(xs, offset));
 }
 
+/// GPT-2's tanh approximation of GELU of one value (see [`gelu_new_inplace`]); inlined so
+/// that loops over it vectorise, also inside the GEMM's epilogue.
+#[inline(always)]
+pub fn gelu_new(u: f32) -> f32 {
+    const C: f32 = 0.797_884_6; // sqrt(2 / pi)
+    let t = 1.0 - 2.0 / (exp_fast(2.0 * C * (u + 0.044_715 * u * u * u)) + 1.0);
+    0.5 * u * (1.0 + t)
+}
+
+/// `silu(g) = g * sigmoid(g)` of one value; inlined like [`gelu_new`].
+#[inline(always)]
+pub fn silu(g: f32) -> f32 {
+    g / (1.0 + exp_fast(-g))
+}
+
 /// GPT-2's tanh approximation of GELU, in place:
 /// `0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))`, with `tanh(u) = 1 - 2 / (e^(2u) + 1)`.
 pub fn gelu_new_inplace(x: &mut [f32]) {
@@ -100,11 +115,8 @@ pub fn gelu_new_inplace(x: &mut [f32]) {
 multiversion! {
     /// [`gelu_new_inplace`] over one chunk.
     fn gelu_new_chunk(x: &mut [f32]) {
-        const C: f32 = 0.797_884_6; // sqrt(2 / pi)
         for v in x.iter_mut() {
-            let u = *v;
-            let t = 1.0 - 2.0 / (exp_fast(2.0 * C * (u + 0.044_715 * u * u * u)) + 1.0);
-            *v = 0.5 * u * (1.0 + t);
+            *v = gelu_new(*v);
         }
     }
 }
@@ -118,7 +130,7 @@ multiversion! {
     /// `linear *= silu(gate)` over one chunk.
     fn silu_mul_chunk(gate: &[f32], linear: &mut [f32]) {
         for (l, &g) in linear.iter_mut().zip(gate) {
-            *l *= g / (1.0 + exp_fast(-g));
+            *l *= silu(g);
         }
     }
 }

@@ -5,7 +5,7 @@
 
 use std::arch::x86_64::*;
 
-use super::kernel::{store_tile, Tile};
+use super::kernel::{finish_tile, store_tile, Tile};
 use super::NR;
 
 /// Rows of the AVX2 register tile.
@@ -90,14 +90,13 @@ unsafe fn tile_rows<const R: usize, const S: usize>(
             unsafe {
                 let c = tile.c.add(r * tile.ldc);
                 let (mut v0, mut v1) = (lo[r], hi[r]);
-                if tile.first {
-                    if let Some(bias) = tile.bias {
-                        v0 = _mm256_add_ps(v0, _mm256_loadu_ps(bias));
-                        v1 = _mm256_add_ps(v1, _mm256_loadu_ps(bias.add(8)));
-                    }
-                } else {
-                    v0 = _mm256_add_ps(v0, _mm256_loadu_ps(c));
-                    v1 = _mm256_add_ps(v1, _mm256_loadu_ps(c.add(8)));
+                if let Some(bias) = tile.bias {
+                    v0 = _mm256_add_ps(v0, _mm256_loadu_ps(bias));
+                    v1 = _mm256_add_ps(v1, _mm256_loadu_ps(bias.add(8)));
+                }
+                if tile.add_c {
+                    v0 = _mm256_add_ps(_mm256_loadu_ps(c), v0);
+                    v1 = _mm256_add_ps(_mm256_loadu_ps(c.add(8)), v1);
                 }
                 _mm256_storeu_ps(c, v0);
                 _mm256_storeu_ps(c.add(8), v1);
@@ -115,4 +114,6 @@ unsafe fn tile_rows<const R: usize, const S: usize>(
         // SAFETY: the tile contract is passed through.
         unsafe { store_tile(&acc, tile) };
     }
+    // SAFETY: the tile contract is passed through; the tile is stored.
+    unsafe { finish_tile(tile) };
 }

@@ -6,7 +6,7 @@
 
 use std::arch::x86_64::*;
 
-use super::kernel::Tile;
+use super::kernel::{finish_tile, Tile};
 use super::NR;
 
 /// Rows of the AVX-512 register tile.
@@ -70,13 +70,6 @@ unsafe fn tile_rows<const R: usize, const P: usize, const S: usize>(
     tile: &Tile,
 ) {
     // Ask for the tile of C now: its lines (read for the sum, or owned for the store) then
-    // arrive while the k loop runs instead of stalling the stores at its end.
-    for r in 0..R {
-        for q in 0..P {
-            _mm_prefetch::<_MM_HINT_ET0>(tile.c.wrapping_add(r * tile.ldc + q * NR).cast());
-        }
-    }
-    // Ask for the tile of C now: its lines (read for the sum, or owned for the store) then
     // arrive while the k loop runs instead of stalling the stores at its end (measured 5-7 %
     // faster at M = 2304 on the machine in docs/bench-gemm.md).
     for r in 0..R {
@@ -121,18 +114,19 @@ unsafe fn tile_rows<const R: usize, const P: usize, const S: usize>(
             // are not accessed (AVX-512 masked loads and stores suppress their faults).
             unsafe {
                 let c = tile.c.add(r * tile.ldc + c0);
-                let v = if tile.first {
-                    match tile.bias {
-                        Some(bias) => _mm512_add_ps(sum, _mm512_maskz_loadu_ps(mask, bias.add(c0))),
-                        None => sum,
-                    }
-                } else {
-                    _mm512_add_ps(sum, _mm512_maskz_loadu_ps(mask, c))
+                let mut v = match tile.bias {
+                    Some(bias) => _mm512_add_ps(sum, _mm512_maskz_loadu_ps(mask, bias.add(c0))),
+                    None => sum,
                 };
+                if tile.add_c {
+                    v = _mm512_add_ps(_mm512_maskz_loadu_ps(mask, c), v);
+                }
                 _mm512_mask_storeu_ps(c, mask, v);
             }
         }
     }
+    // SAFETY: the tile contract is passed through; the tile is stored.
+    unsafe { finish_tile(tile) };
 }
 
 /// One step `p` of `k`: `acc[r][q] += a[p, r] * b_q[p, :]`.

@@ -5,10 +5,10 @@
 use std::cell::RefCell;
 use std::ops::Range;
 
-use super::kernel::{CheckedKernel, Kernel, Tile};
+use super::kernel::{CheckedKernel, Finish, Kernel, Tile};
 use super::pack_a::{pack_a, ABlock};
 use super::packed::PackedMatrix;
-use super::NR;
+use super::{Epilogue, NR};
 
 /// Cache block sizes. [`Blocking::for_kernel`] gives the ones measured best on the 2-core
 /// machine described in `docs/bench-gemm.md` (48 KiB L1d, 2 MiB L2 per core): its large L2 makes
@@ -91,6 +91,8 @@ pub(super) struct Problem<'a> {
     pub packed_x: Option<&'a [f32]>,
     /// Start of `out`. `[m, n]`
     pub out: OutPtr,
+    /// What the product does with its output (checked by the caller: a gate holds `m * n`).
+    pub epilogue: Epilogue<'a>,
 }
 
 /// Computes rows `rows` x panels `panels` of the output.
@@ -236,8 +238,16 @@ unsafe fn compute_with(
                         ldc: n,
                         rows: mr.min(mc - ir),
                         cols: (step * NR).min(n - j0),
-                        first: pc == 0,
-                        bias: p.bias.map(|b| b[j0..].as_ptr()),
+                        add_c: pc > 0 || matches!(p.epilogue, Epilogue::AddInto),
+                        bias: p.bias.filter(|_| pc == 0).map(|b| b[j0..].as_ptr()),
+                        finish: match p.epilogue {
+                            _ if pc + kc < k => Finish::Nothing,
+                            Epilogue::Store | Epilogue::AddInto => Finish::Nothing,
+                            Epilogue::GeluNew => Finish::GeluNew,
+                            Epilogue::SiluGateMul(gate) => {
+                                Finish::SiluGate(gate[(ic + ir) * n + j0..].as_ptr())
+                            }
+                        },
                     };
                     // This micro-panel of packed x. // [kc, rows]
                     let a = match packed_x {

@@ -109,10 +109,54 @@ pub(super) struct Tile {
     pub rows: usize,
     /// Valid columns, 1..=panels_per_tile * NR; more than NR only when `b1` is given.
     pub cols: usize,
-    /// `true` on the first k block: overwrite the tile with the sum (+ bias). `false`: add to it.
-    pub first: bool,
-    /// Bias for the tile's columns (`cols` values), used on the first k block. `[cols]`
+    /// Add the tile's current contents to the sum (`c += ...`) instead of overwriting them:
+    /// on every k block after the first, and on the first one when the product accumulates
+    /// into its output (a fused residual add).
+    pub add_c: bool,
+    /// Bias for the tile's columns (`cols` values), given on the first k block only. `[cols]`
     pub bias: Option<*const f32>,
+    /// What to apply to the stored tile: an activation on the last k block, else nothing.
+    pub finish: Finish,
+}
+
+/// An elementwise function a micro-kernel applies to its tile right after storing it on the
+/// last k block, while the tile is still in L1 (the fused activation of [`super::Epilogue`]).
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Finish {
+    /// Leave the tile as stored.
+    Nothing,
+    /// `c = gelu_new(c)`.
+    GeluNew,
+    /// `c = silu(g) * c`, `g` pointing at the tile's top-left value in a gate matrix with the
+    /// output's row stride (`ldc`).
+    SiluGate(*const f32),
+}
+
+/// Applies `tile.finish` to the stored tile. Inlined into each micro-kernel, so the loop is
+/// vectorised for the kernel's instruction set.
+///
+/// # Safety
+/// As [`CheckedKernel::run`]; a `Finish::SiluGate` pointer must be readable for the tile's
+/// `rows x cols` values at row stride `ldc`.
+#[inline(always)]
+pub(super) unsafe fn finish_tile(tile: &Tile) {
+    use super::super::activation::{gelu_new, silu};
+    for r in 0..tile.rows {
+        // SAFETY: row r < tile.rows of the tile, columns 0..tile.cols, is valid and ours by
+        // the function contract.
+        let c = unsafe { std::slice::from_raw_parts_mut(tile.c.add(r * tile.ldc), tile.cols) };
+        match tile.finish {
+            Finish::Nothing => return,
+            Finish::GeluNew => c.iter_mut().for_each(|v| *v = gelu_new(*v)),
+            Finish::SiluGate(gate) => {
+                // SAFETY: the contract makes the gate's tile readable like the output's.
+                let g = unsafe { std::slice::from_raw_parts(gate.add(r * tile.ldc), tile.cols) };
+                for (v, &g) in c.iter_mut().zip(g) {
+                    *v *= silu(g);
+                }
+            }
+        }
+    }
 }
 
 impl CheckedKernel {
@@ -128,7 +172,8 @@ impl CheckedKernel {
     /// # Safety
     /// `tile.c` must point at a `tile.rows x tile.cols` block (row stride `tile.ldc`) that is
     /// valid for reads and writes and that no other thread touches during the call, and
-    /// `tile.bias`, if any, at `tile.cols` readable values.
+    /// `tile.bias`, if any, at `tile.cols` readable values, and `tile.finish` as
+    /// [`finish_tile`] requires.
     pub(super) unsafe fn run(self, kc: usize, a: &[f32], b0: &[f32], b1: &[f32], tile: &Tile) {
         let mr = self.0.mr();
         assert!(a.len() >= kc * tile.rows && b0.len() >= kc * NR);
@@ -154,8 +199,8 @@ impl CheckedKernel {
 }
 
 /// Writes an accumulated `rows x NR` block into the tile, keeping its first `cols` columns:
-/// `c = acc (+ bias)` on the first k block, `c += acc` after. Used by the AVX2 kernel for edge
-/// tiles and by the portable kernel for all tiles.
+/// `c = (acc + bias) (+ c)`, the bias if given, the old `c` if `tile.add_c`. Used by the AVX2
+/// kernel for edge tiles and by the portable kernel for all tiles.
 ///
 /// # Safety
 /// As [`CheckedKernel::run`], with `tile.cols <= NR`.
@@ -165,21 +210,16 @@ pub(super) unsafe fn store_tile(acc: &[[f32; NR]], tile: &Tile) {
         // SAFETY: row r < tile.rows of the tile, columns 0..tile.cols, are valid and ours by
         // the function contract.
         let c = unsafe { std::slice::from_raw_parts_mut(tile.c.add(r * tile.ldc), tile.cols) };
-        if tile.first {
-            match tile.bias {
-                Some(bias) => {
-                    // SAFETY: the contract gives `tile.cols` readable bias values.
-                    let bias = unsafe { std::slice::from_raw_parts(bias, tile.cols) };
-                    for ((o, &v), &b) in c.iter_mut().zip(row).zip(bias) {
-                        *o = v + b;
-                    }
-                }
-                None => c.copy_from_slice(&row[..tile.cols]),
-            }
-        } else {
-            for (o, &v) in c.iter_mut().zip(row) {
-                *o += v;
-            }
+        let bias = tile.bias.map(|bias| {
+            // SAFETY: the contract gives `tile.cols` readable bias values.
+            unsafe { std::slice::from_raw_parts(bias, tile.cols) }
+        });
+        for (j, (o, &v)) in c.iter_mut().zip(row).enumerate() {
+            let v = match bias {
+                Some(b) => v + b[j],
+                None => v,
+            };
+            *o = if tile.add_c { *o + v } else { v };
         }
     }
 }

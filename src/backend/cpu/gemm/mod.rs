@@ -78,13 +78,42 @@ impl Default for GemmOptions {
     }
 }
 
+/// What a product does with each output value `y = (x @ W)[i, j] + bias[j]`. The fused forms
+/// save a pass over memory: the activation is applied to each output tile while it is still
+/// in L1, and the residual add is the tile's store.
+#[derive(Clone, Copy, Debug)]
+pub enum Epilogue<'a> {
+    /// `out = y`.
+    Store,
+    /// `out += y`: the product is added to what `out` holds (a residual add).
+    AddInto,
+    /// `out = gelu_new(y)` (GPT-2's tanh GELU, as [`super::activation::gelu_new`]).
+    GeluNew,
+    /// `out = silu(gate) * y`, with `gate` laid out like `out` (`[m, n]`): a gated MLP's
+    /// post-activation from its gate and linear branches.
+    SiluGateMul(&'a [f32]),
+}
+
 /// `out = x @ W (+ bias)` with the best kernel and [`num_threads`] threads.
 /// x: `[m, k]`   W: packed `[k, n]`   bias: `[n]`   out: `[m, n]`   (row-major)
 ///
 /// Panics with a message naming the mismatch if `x` holds fewer than `m * k` values, `out`
 /// fewer than `m * n`, or `bias` fewer than `n` (only the leading parts are read / written).
 pub fn gemm(x: &[f32], m: usize, w: &PackedMatrix, bias: Option<&[f32]>, out: &mut [f32]) {
-    gemm_with(x, m, w, bias, out, &GemmOptions::default());
+    gemm_then_with(x, m, w, bias, Epilogue::Store, out, &GemmOptions::default());
+}
+
+/// [`gemm`] followed by `then` (an activation or a residual add, fused into the stores).
+/// Panics as [`gemm`] does, and if a gate holds fewer than `m * n` values.
+pub fn gemm_then(
+    x: &[f32],
+    m: usize,
+    w: &PackedMatrix,
+    bias: Option<&[f32]>,
+    then: Epilogue<'_>,
+    out: &mut [f32],
+) {
+    gemm_then_with(x, m, w, bias, then, out, &GemmOptions::default());
 }
 
 /// [`gemm`] with explicit kernel, thread count, split and blocking (for tests and tuning).
@@ -93,6 +122,19 @@ pub fn gemm_with(
     m: usize,
     w: &PackedMatrix,
     bias: Option<&[f32]>,
+    out: &mut [f32],
+    opts: &GemmOptions,
+) {
+    gemm_then_with(x, m, w, bias, Epilogue::Store, out, opts);
+}
+
+/// [`gemm_then`] with explicit options, as [`gemm_with`].
+pub fn gemm_then_with(
+    x: &[f32],
+    m: usize,
+    w: &PackedMatrix,
+    bias: Option<&[f32]>,
+    then: Epilogue<'_>,
     out: &mut [f32],
     opts: &GemmOptions,
 ) {
@@ -114,15 +156,17 @@ pub fn gemm_with(
             b.len()
         );
     }
+    if let Epilogue::SiluGateMul(gate) = then {
+        assert!(
+            gate.len() >= m * n,
+            "gemm: gate has {} values, expected at least m * n = {m} * {n}",
+            gate.len()
+        );
+    }
     let out = &mut out[..m * n]; // [m, n]
     if k == 0 {
         // An empty sum: only the bias remains.
-        for row in out.chunks_exact_mut(n.max(1)) {
-            match bias {
-                Some(b) => row.copy_from_slice(&b[..n]),
-                None => row.fill(0.0),
-            }
-        }
+        empty_product(m, n, bias, then, out);
         return;
     }
     let kernel = opts.kernel.checked();
@@ -157,6 +201,7 @@ pub fn gemm_with(
             bias,
             packed_x: skinny.then_some(&packed_x[..]),
             out: OutPtr(out.as_mut_ptr()),
+            epilogue: then,
         };
         parallel::run_chunks(&chunks, &workers, |(rows, panels)| {
             // SAFETY: plan() gives disjoint chunks inside [m, n] and run_chunks hands each to
@@ -165,4 +210,21 @@ pub fn gemm_with(
             unsafe { compute(problem, rows.clone(), panels.clone(), kernel, blk) }
         });
     });
+}
+
+/// The product of `k = 0`: `y` is the bias (or zero) in every row, then `then` as usual.
+/// out: `[m, n]`
+fn empty_product(m: usize, n: usize, bias: Option<&[f32]>, then: Epilogue<'_>, out: &mut [f32]) {
+    use super::activation::{gelu_new, silu};
+    for (i, row) in out.chunks_exact_mut(n.max(1)).take(m).enumerate() {
+        for (j, o) in row.iter_mut().enumerate() {
+            let y = bias.map_or(0.0, |b| b[j]);
+            *o = match then {
+                Epilogue::Store => y,
+                Epilogue::AddInto => *o + y,
+                Epilogue::GeluNew => gelu_new(y),
+                Epilogue::SiluGateMul(gate) => silu(gate[i * n + j]) * y,
+            };
+        }
+    }
 }

@@ -2,7 +2,7 @@
 //! compiled (it is the fallback on CPUs without AVX2/FMA and on other architectures) and is
 //! tested on this machine by forcing it.
 
-use super::kernel::{store_tile, Tile};
+use super::kernel::{finish_tile, store_tile, Tile};
 use super::NR;
 
 /// Rows of the portable register tile.
@@ -30,7 +30,8 @@ fn accumulate<const R: usize>(kc: usize, a: &[f32], b: &[f32]) -> [[f32; NR]; R]
 /// As [`super::kernel::CheckedKernel::run`].
 pub(super) unsafe fn run(kc: usize, a: &[f32], b: &[f32], tile: &Tile) {
     debug_assert!(tile.rows <= MR && tile.cols <= NR);
-    // SAFETY (all arms): the tile contract is the caller's, passed through to store_tile.
+    // SAFETY (all arms): the tile contract is the caller's, passed through to store_tile and
+    // finish_tile.
     unsafe {
         match tile.rows {
             1 => store_tile(&accumulate::<1>(kc, a, b), tile),
@@ -40,5 +41,6 @@ pub(super) unsafe fn run(kc: usize, a: &[f32], b: &[f32], tile: &Tile) {
             5 => store_tile(&accumulate::<5>(kc, a, b), tile),
             _ => store_tile(&accumulate::<MR>(kc, a, b), tile),
         }
+        finish_tile(tile);
     }
 }

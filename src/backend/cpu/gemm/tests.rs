@@ -259,6 +259,152 @@ fn every_blocking_and_split_agrees() {
     }
 }
 
+/// f64 GPT-2 GELU (tanh form) and SiLU: the formulas, not the kernels' f32 code.
+fn gelu_f64(y: f64) -> f64 {
+    0.5 * y * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (y + 0.044715 * y.powi(3))).tanh())
+}
+
+fn silu_f64(g: f64) -> f64 {
+    g / (1.0 + (-g).exp())
+}
+
+/// Every epilogue against the f64 formula applied to the f64 product, with each kernel,
+/// blockings that split k (the activation must wait for the last k block, the residual add
+/// happen once) and both splits over threads.
+#[test]
+fn every_epilogue_agrees() {
+    let blockings = [
+        Blocking::for_kernel(Kernel::Avx512),
+        Blocking {
+            mc: 7,
+            kc: 3,
+            nc: 17,
+            skinny_m: 0,
+            nc_packed_once: None,
+        },
+        Blocking {
+            mc: 12,
+            kc: 16,
+            nc: 48,
+            skinny_m: 5,
+            nc_packed_once: Some(40),
+        },
+        Blocking {
+            mc: 14,
+            kc: 1000,
+            nc: 16,
+            skinny_m: 0,
+            nc_packed_once: Some(33),
+        },
+    ];
+    for &(m, k, n) in &[(1, 1, 1), (5, 17, 33), (31, 29, 70), (29, 9, 100)] {
+        let x = random(m * k, 4);
+        let w = random(k * n, 5);
+        let b = random(n, 6);
+        let gate: Vec<f32> = random(m * n, 7).iter().map(|g| 4.0 * g).collect(); // ±[1, 4]
+        let resid = random(m * n, 8);
+        let packed = PackedMatrix::from_k_by_n(&w, k, n);
+        let y = reference(&x, &w, Some(&b), m, k, n);
+        // The product's own rounding, then 2e-6 relative for the activation's f32 evaluation
+        // (its exp is within two ulps; |gelu'| <= 1.13 and |silu(g)| <= |g| <= 4 scale the
+        // product's error at most 4-fold).
+        let tol_y = 2.0 * f32::EPSILON as f64 * (k as f64 + 1.0);
+        let cases: [(&str, Epilogue<'_>, Vec<f64>, f64); 4] = [
+            ("store", Epilogue::Store, y.clone(), tol_y),
+            (
+                "add",
+                Epilogue::AddInto,
+                y.iter().zip(&resid).map(|(y, &r)| y + r as f64).collect(),
+                tol_y + f32::EPSILON as f64,
+            ),
+            (
+                "gelu",
+                Epilogue::GeluNew,
+                y.iter().map(|&y| gelu_f64(y)).collect(),
+                1.2 * tol_y + 2e-6,
+            ),
+            (
+                "silu-gate",
+                Epilogue::SiluGateMul(&gate),
+                y.iter()
+                    .zip(&gate)
+                    .map(|(y, &g)| silu_f64(g as f64) * y)
+                    .collect(),
+                4.0 * tol_y + 2e-6,
+            ),
+        ];
+        for (name, then, want, tol) in &cases {
+            for kernel in [Kernel::Avx512, Kernel::Avx2Fma, Kernel::Portable] {
+                for blocking in blockings {
+                    for split in [Split::Rows, Split::Columns] {
+                        for threads in [1, 2] {
+                            let opts = GemmOptions {
+                                kernel,
+                                threads,
+                                split,
+                                blocking: Some(blocking),
+                                parallel_min_work: 0,
+                            };
+                            let mut got = match then {
+                                Epilogue::AddInto => resid.clone(),
+                                _ => vec![f32::NAN; m * n],
+                            };
+                            gemm_then_with(&x, m, &packed, Some(&b), *then, &mut got, &opts);
+                            for (i, (&g, &r)) in got.iter().zip(want).enumerate() {
+                                let scale = r.abs().max(1.0);
+                                assert!(
+                                    (g as f64 - r).abs() <= tol * scale,
+                                    "{name} {m}x{k}x{n} {opts:?}: element {i}: got {g}, want {r}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn empty_product_applies_the_epilogue() {
+    let w = PackedMatrix::from_k_by_n(&[], 0, 2);
+    let bias = [1.0, -2.0];
+    let mut out = [10.0, 20.0, 30.0, 40.0];
+    gemm_then(&[], 2, &w, Some(&bias), Epilogue::AddInto, &mut out);
+    assert_eq!(out, [11.0, 18.0, 31.0, 38.0]);
+    gemm_then(&[], 2, &w, Some(&bias), Epilogue::GeluNew, &mut out);
+    for (o, &b) in out.iter().zip(bias.iter().cycle()) {
+        assert!((*o as f64 - gelu_f64(b as f64)).abs() < 1e-6);
+    }
+    let gate = [1.0, 2.0, 3.0, 4.0];
+    gemm_then(
+        &[],
+        2,
+        &w,
+        Some(&bias),
+        Epilogue::SiluGateMul(&gate),
+        &mut out,
+    );
+    for ((o, &b), &g) in out.iter().zip(bias.iter().cycle()).zip(&gate) {
+        assert!((*o as f64 - silu_f64(g as f64) * b as f64).abs() < 1e-6);
+    }
+}
+
+#[test]
+#[should_panic(expected = "gate has 3 values")]
+fn gemm_checks_gate() {
+    let w = PackedMatrix::from_k_by_n(&[1.0; 4], 2, 2);
+    let mut out = [0.0; 4];
+    gemm_then(
+        &[1.0; 4],
+        2,
+        &w,
+        None,
+        Epilogue::SiluGateMul(&[1.0; 3]),
+        &mut out,
+    );
+}
+
 #[test]
 fn kernel_choice() {
     assert!(Kernel::Portable.is_available());

@@ -1,10 +1,10 @@
 //! Elementwise activations.
 
 use super::simd::multiversion;
-use super::threads::reserve_workers;
+use super::threads::{reserve_workers, threads_for};
 
-/// Below this many elements an activation runs on the calling thread.
-const PARALLEL_MIN_LEN: usize = 1 << 16;
+/// Elements per thread at least (a pass over fewer runs on the calling thread).
+const MIN_PER_THREAD: usize = 1 << 15;
 
 /// `e^x` for `x` in f32 range, written with plain arithmetic and bit operations so the compiler
 /// vectorises loops over it (libm's `expf` is a scalar call): range reduction `x = n ln2 + r`
@@ -76,7 +76,7 @@ pub fn sum_of(x: &[f32]) -> f32 {
 /// Runs `f(chunk, offset)` over contiguous chunks of `x` on the shared worker budget;
 /// `offset` is the chunk's start in `x`.
 fn par_chunks(x: &mut [f32], f: impl Fn(&mut [f32], usize) + Sync) {
-    let workers = reserve_workers(if x.len() < PARALLEL_MIN_LEN { 1 } else { 2 });
+    let workers = reserve_workers(threads_for(x.len(), MIN_PER_THREAD));
     let threads = workers.threads();
     if threads == 1 {
         f(x, 0);

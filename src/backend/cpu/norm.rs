@@ -2,7 +2,7 @@
 //! between them and a hook that edits the scale changes the normalised values, as in TL.
 
 use super::simd::multiversion;
-use super::threads::reserve_workers;
+use super::threads::{reserve_workers, threads_for};
 
 /// The mean (0 without centring) and `sqrt(mean((x - mean)²) + eps)` of one row, summed in f64.
 #[inline(always)]
@@ -91,7 +91,7 @@ pub fn norm_fused(
     center: bool,
 ) {
     let rows = scale.len();
-    let workers = reserve_workers(if rows * d < PARALLEL_MIN_LEN { 1 } else { 2 });
+    let workers = reserve_workers(threads_for(rows * d, MIN_PER_THREAD));
     let per_part = rows.div_ceil(workers.threads()).max(1);
     let parts: Vec<_> = x
         .chunks(per_part * d)
@@ -103,8 +103,8 @@ pub fn norm_fused(
     });
 }
 
-/// Below this many values a norm runs on the calling thread.
-const PARALLEL_MIN_LEN: usize = 1 << 15;
+/// Values per thread at least (a norm over fewer runs on the calling thread).
+const MIN_PER_THREAD: usize = 1 << 14;
 
 multiversion! {
     /// [`norm_fused`] on a share of the rows; shape: (d, eps, center).

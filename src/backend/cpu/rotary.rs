@@ -2,7 +2,7 @@
 //! `(x[i], x[i + d_head/2])`.
 
 use super::simd::multiversion;
-use super::threads::reserve_workers;
+use super::threads::{reserve_workers, threads_for};
 
 /// cos/sin tables for positions `0..seq`. Each is // [seq, d_head / 2]
 pub struct RotaryTables {
@@ -38,11 +38,7 @@ impl RotaryTables {
             return;
         }
         let rows = positions.len().min(x.len() / width);
-        let workers = reserve_workers(if rows * width < PARALLEL_MIN_LEN {
-            1
-        } else {
-            2
-        });
+        let workers = reserve_workers(threads_for(rows * width, MIN_PER_THREAD));
         let per_part = rows.div_ceil(workers.threads()).max(1);
         let parts: Vec<_> = x[..rows * width]
             .chunks_mut(per_part * width)
@@ -54,8 +50,8 @@ impl RotaryTables {
     }
 }
 
-/// Below this many values rotary runs on the calling thread.
-const PARALLEL_MIN_LEN: usize = 1 << 15;
+/// Values per thread at least (rotary over fewer runs on the calling thread).
+const MIN_PER_THREAD: usize = 1 << 14;
 
 multiversion! {
     /// [`RotaryTables::apply`] on a share of the rows; tables: (cos, sin), each

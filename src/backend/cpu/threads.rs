@@ -93,6 +93,12 @@ pub fn reserve_workers(wanted: usize) -> Workers {
     }
 }
 
+/// Threads worth using for a pass over `len` values when each should get at least
+/// `min_per_thread` of them (thread hand-off costs a few µs): between 1 and [`num_threads`].
+pub fn threads_for(len: usize, min_per_thread: usize) -> usize {
+    (len / min_per_thread.max(1)).clamp(1, num_threads())
+}
+
 /// Atomically takes up to `wanted` from what `busy` leaves of `budget`; returns how many.
 fn take_from(busy: &AtomicUsize, budget: usize, wanted: usize) -> usize {
     let mut now = busy.load(Ordering::Acquire);
@@ -126,6 +132,14 @@ mod tests {
         busy.fetch_sub(2, Ordering::AcqRel);
         assert_eq!(take_from(&busy, 3, 5), 2);
         assert_eq!(busy.load(Ordering::Acquire), 3);
+    }
+
+    #[test]
+    fn threads_for_scales_with_the_length() {
+        assert_eq!(threads_for(0, 100), 1);
+        assert_eq!(threads_for(199, 100), 1);
+        assert_eq!(threads_for(200, 100).min(2), 2.min(num_threads()));
+        assert_eq!(threads_for(usize::MAX, 1), num_threads());
     }
 
     #[test]

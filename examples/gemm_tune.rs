@@ -4,6 +4,8 @@
 //! cargo run --release --example gemm_tune -- M K N [threads] [mc kc nc] [reps]
 //! ```
 //!
+//! `mc kc nc` of `0 0 0` keep the kernel's default blocking (to give `reps` alone).
+//!
 //! `HOOKLENS_MIN_WORK` overrides the threading threshold (`PARALLEL_MIN_WORK`).
 
 use std::time::Instant;
@@ -31,7 +33,7 @@ fn main() {
     let threads = args.get(3).copied().unwrap_or(1);
     let kernel = Kernel::best();
     let mut blocking = Blocking::for_kernel(kernel);
-    if args.len() >= 7 {
+    if args.len() >= 7 && args[4..7] != [0, 0, 0] {
         blocking.mc = args[4];
         blocking.kc = args[5];
         blocking.nc = args[6];

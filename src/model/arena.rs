@@ -26,9 +26,10 @@ pub(crate) struct Arena {
     pub k: Vec<f32>,
     /// Values of the computed rows. // [kv_rows, n_kv_heads, d_head]
     pub v: Vec<f32>,
-    /// Keys at every position (computed rows + base prefix). // [batch, seq, n_kv_heads, d_head]
+    /// Keys at every position (computed rows + base prefix), sized by the pass when it needs
+    /// them (a pass computing every position uses `k` itself). // [batch, seq, n_kv_heads, d_head]
     pub k_full: Vec<f32>,
-    /// Values at every position. // [batch, seq, n_kv_heads, d_head]
+    /// Values at every position, as `k_full`. // [batch, seq, n_kv_heads, d_head]
     pub v_full: Vec<f32>,
     /// Scores, then the pattern (softmax in place); per sequence // [n_heads, rows_s, seq]
     pub scores: Vec<f32>,
@@ -48,9 +49,9 @@ pub(crate) struct Arena {
 }
 
 impl Arena {
-    /// Zeroed buffers for `rows` packed rows of `batch` sequences of `seq` positions: those of
-    /// the last finished pass if one was [`Arena::recycle`]d, else new ones.
-    pub fn new(cfg: &ModelConfig, batch: usize, seq: usize, rows: usize) -> Self {
+    /// Zeroed buffers for `rows` packed rows of sequences of `seq` positions: those of the last
+    /// finished pass if one was [`Arena::recycle`]d, else new ones.
+    pub fn new(cfg: &ModelConfig, seq: usize, rows: usize) -> Self {
         let spare = SPARE.lock().unwrap_or_else(|e| e.into_inner()).take();
         let mut a = spare.unwrap_or_else(|| Arena {
             resid: Vec::new(),
@@ -76,8 +77,6 @@ impl Arena {
         zeroed(&mut a.normed, rows * cfg.d_model);
         zeroed(&mut a.k, rows * kv);
         zeroed(&mut a.v, rows * kv);
-        zeroed(&mut a.k_full, batch * seq * kv);
-        zeroed(&mut a.v_full, batch * seq * kv);
         a.resize_rows(cfg, rows);
         a
     }
@@ -135,7 +134,7 @@ impl Arena {
 }
 
 /// Makes `v` `len` zeros, reusing its allocation.
-fn zeroed(v: &mut Vec<f32>, len: usize) {
+pub(crate) fn zeroed(v: &mut Vec<f32>, len: usize) {
     v.clear();
     v.resize(len, 0.0);
 }

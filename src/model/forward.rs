@@ -3,7 +3,7 @@
 //! that reuses a base run's keys and values for the unchanged prefix. A hook slot sits
 //! between every pair of kernels.
 
-use super::arena::Arena;
+use super::arena::{zeroed, Arena};
 use super::config::{ModelConfig, NormKind, PositionKind};
 use super::input::TokenBatch;
 use super::layout::RowLayout;
@@ -180,7 +180,7 @@ pub(crate) fn run_pass(
     let d = cfg.d_model;
     let p = layout.seq_len;
     let mut rows = layout.rows();
-    let mut a = Arena::new(cfg, layout.batch(), p, rows);
+    let mut a = Arena::new(cfg, p, rows);
     let mut positions = row_positions(&layout);
 
     match plan.input {
@@ -304,18 +304,39 @@ pub(crate) fn run_pass(
                 })
             }
         };
-        assemble_kv(&mut a.k_full, &a.k, kv_layout, kv_width, base(0))?;
-        assemble_kv(&mut a.v_full, &a.v, kv_layout, kv_width, base(1))?;
-
-        if slots.active(at(HookKind::AttnScores)) || slots.active(at(HookKind::Pattern)) {
+        let watch_scores =
+            slots.active(at(HookKind::AttnScores)) || slots.active(at(HookKind::Pattern));
+        if watch_scores {
             a.ensure_scores(cfg, rows);
-            attention_scores(&a.q, &a.k_full, &mut a.scores, &layout, heads);
+        }
+        // Every sequence computed whole, in order: the computed rows already are the keys and
+        // values at every position. Otherwise they are assembled with the base run's.
+        let kv_whole = plan.kv_prefix.is_none()
+            && kv_layout.is_full()
+            && (kv_layout.seqs.iter().enumerate()).all(|(s, q)| q.offset == s * p);
+        // [batch, seq, n_kv_heads, d_head] each
+        let (k_all, v_all): (&[f32], &[f32]) = if kv_whole {
+            (&a.k, &a.v)
+        } else {
+            // assemble_kv writes every value, so only a new size needs (zeroed) space.
+            let full = kv_layout.batch() * p * kv_width;
+            if a.k_full.len() != full {
+                zeroed(&mut a.k_full, full);
+                zeroed(&mut a.v_full, full);
+            }
+            assemble_kv(&mut a.k_full, &a.k, kv_layout, kv_width, base(0))?;
+            assemble_kv(&mut a.v_full, &a.v, kv_layout, kv_width, base(1))?;
+            (&a.k_full, &a.v_full)
+        };
+
+        if watch_scores {
+            attention_scores(&a.q, k_all, &mut a.scores, &layout, heads);
             slots.fire(at(HookKind::AttnScores), &mut a.scores, &layout)?;
             softmax_rows(&mut a.scores, p);
             slots.fire(at(HookKind::Pattern), &mut a.scores, &layout)?;
-            attention_values(&a.scores, &a.v_full, &mut a.z, &layout, heads);
+            attention_values(&a.scores, v_all, &mut a.z, &layout, heads);
         } else {
-            attention_fused(&a.q, &a.k_full, &a.v_full, &mut a.z, &layout, heads);
+            attention_fused(&a.q, k_all, v_all, &mut a.z, &layout, heads);
         }
         slots.fire(at(HookKind::Z), &mut a.z, &layout)?;
 

@@ -4,11 +4,17 @@ same machine, same thread count, same weights, in one run. Shapes (batch x token
 1x16, 8x128, 144x16. Full logits everywhere (what HF and TL compute). Writes Markdown.
 
 Run with the reference venv's python after `cargo build --release`:
-  python scripts/bench/forward.py [--threads 2] [--reps 5] [--out docs/bench-forward.md]
+  python scripts/bench/forward.py [--threads 2] [--reps 5] [--rounds 3] [--out docs/bench-forward.md]
+
+The machine's speed drifts over minutes, so the contenders are timed in rounds: each round runs
+hooklens (every shape, both models) and then HF and TL (every shape); ratios are taken within a
+round and the table shows each side's median over rounds and the median and range of the
+per-round ratios.
 """
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -45,6 +51,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--out", default=str(ROOT / "docs/bench-forward.md"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -54,45 +61,64 @@ def main():
     subprocess.run([sys.executable, str(ROOT / "scripts/bench/make_gpt2_small_random.py"), str(gpt2_dir)], check=True)
     smol = HOME / "SmolLM2-135M-Instruct.Q4_1.gguf"
     shapes = ",".join(f"{b}x{p}" for b, p in SHAPES)
-    # hooklens first, before torch has run anything in this process: torch's idle OpenMP
-    # threads spin for a while after each op and would steal the cores from the subprocess.
-    ours = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, path in (("GPT-2 small shape", gpt2_dir), ("SmolLM2-135M", smol)):
-            out = Path(tmp) / "bench.json"
-            subprocess.run([str(ROOT / "target/release/hooklens"), "--model", str(path), "--threads", str(args.threads),
-                            "bench", "--shapes", shapes, "--reps", str(args.reps), "--json", str(out)],
-                           check=True, capture_output=True)
-            ours[name] = json.loads(out.read_text())["results"]
     models = []
     hf = GPT2LMHeadModel.from_pretrained(gpt2_dir, dtype=torch.float32).eval()
     cfg = gpt2_tl_cfg(hf.config)
     cfg.use_attn_result = False
-    models.append(("GPT-2 small shape", hf, load_tl(cfg, convert_gpt2_weights(hf, cfg)).eval(), 50257))
+    models.append(("GPT-2 small shape", gpt2_dir, hf, load_tl(cfg, convert_gpt2_weights(hf, cfg)).eval(), 50257))
     hf = AutoModelForCausalLM.from_pretrained(smol.parent, gguf_file=smol.name, dtype=torch.float32).eval()
     cfg = llama_tl_cfg(hf.config)
     cfg.use_attn_result = False
-    models.append(("SmolLM2-135M", hf, load_tl(cfg, convert_llama_weights(hf, cfg)).eval(), 49152))
+    models.append(("SmolLM2-135M", smol, hf, load_tl(cfg, convert_llama_weights(hf, cfg)).eval(), 49152))
+    # (model, shape) -> per round: (hf s, tl s, hooklens result)
+    runs = {(name, shape): [] for name, *_ in models for shape in SHAPES}
+    for r in range(args.rounds):
+        # torch's idle OpenMP threads spin for a while after each op and would steal the cores
+        # from the hooklens subprocess: let them go to sleep first.
+        time.sleep(2.0)
+        ours = {}
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, path, *_ in models:
+                out = Path(tmp) / "bench.json"
+                subprocess.run([str(ROOT / "target/release/hooklens"), "--model", str(path), "--threads",
+                                str(args.threads), "bench", "--shapes", shapes, "--reps", str(args.reps),
+                                "--json", str(out)], check=True, capture_output=True)
+                ours[name] = json.loads(out.read_text())["results"]
+        for name, _, hf, tl, vocab in models:
+            for (b, p), o in zip(SHAPES, ours[name]):
+                t = tokens(b, p, vocab)
+                t_hf = median(args.reps, lambda: hf(t))
+                t_tl = median(args.reps, lambda: tl(t))
+                runs[(name, (b, p))].append((t_hf, t_tl, o))
+                print(f"round {r + 1}: {name} {b}x{p}: HF {t_hf * 1e3:.1f} ms, TL {t_tl * 1e3:.1f} ms, "
+                      f"hooklens {o['forward_s'] * 1e3:.1f} ms", file=sys.stderr)
     lines = [
         "# Forward-pass benchmarks: hooklens vs HF transformers vs TransformerLens",
         "",
         f"Machine: {open('/proc/cpuinfo').read().split('model name')[1].split(':')[1].splitlines()[0].strip()}; "
-        f"{args.threads} threads for every contender (torch {torch.__version__}). Median of {args.reps} runs,",
-        "full logits at every position, f32. Produced by `python scripts/bench/forward.py` (reference venv)",
-        "after `cargo build --release`; hook columns come from `hooklens bench` in the same run.",
+        f"{args.threads} threads for every contender (torch {torch.__version__}). {args.rounds} rounds; in each,",
+        f"every contender's median of {args.reps} runs. Times are medians over rounds; ratios are the median of the",
+        "per-round ratios, with their range. Full logits at every position, f32. Produced by",
+        "`python scripts/bench/forward.py` (reference venv) after `cargo build --release`; the hook column",
+        "comes from `hooklens bench` in the same run.",
         "",
-        "| model | shape | HF ms | TL ms | hooklens ms | tokens/s (hooklens) | vs HF | vs TL | read-only hook at every slot |",
+        "| model | shape | HF ms | TL ms | hooklens ms | tokens/s (hooklens) | vs HF (range) | vs TL (range) "
+        "| read-only hook at every slot |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, hf, tl, vocab in models:
-        for (b, p), o in zip(SHAPES, ours[name]):
-            t = tokens(b, p, vocab)
-            t_hf = median(args.reps, lambda: hf(t))
-            t_tl = median(args.reps, lambda: tl(t))
-            row = (f"| {name} | {b}x{p} | {t_hf * 1e3:.1f} | {t_tl * 1e3:.1f} | {o['forward_s'] * 1e3:.1f} | "
-                   f"{o['tokens_per_s']:.0f} | {t_hf / o['forward_s']:.2f}x | {t_tl / o['forward_s']:.2f}x | "
-                   f"{o['read_all_hooks_ratio']:.3f}x |")
-            print(row, file=sys.stderr)
+    mid = statistics.median
+    for name, *_ in models:
+        for b, p in SHAPES:
+            rs = runs[(name, (b, p))]
+            t_hf = mid(x[0] for x in rs)
+            t_tl = mid(x[1] for x in rs)
+            t_ours = mid(x[2]["forward_s"] for x in rs)
+            vs_hf = [x[0] / x[2]["forward_s"] for x in rs]
+            vs_tl = [x[1] / x[2]["forward_s"] for x in rs]
+            hooks = mid(x[2]["read_all_hooks_ratio"] for x in rs)
+            row = (f"| {name} | {b}x{p} | {t_hf * 1e3:.1f} | {t_tl * 1e3:.1f} | {t_ours * 1e3:.1f} | "
+                   f"{b * p / t_ours:.0f} | {mid(vs_hf):.2f}x ({min(vs_hf):.2f}-{max(vs_hf):.2f}) | "
+                   f"{mid(vs_tl):.2f}x ({min(vs_tl):.2f}-{max(vs_tl):.2f}) | {hooks:.3f}x |")
             lines.append(row)
     Path(args.out).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -227,6 +227,18 @@ fn attention_rows(
     let mut kt = Vec::new(); // [d_head, padded keys]
     #[cfg(target_arch = "x86_64")]
     let avx512 = level() == Level::Avx512;
+    // Blocks of query vectors for the AVX-512 kernel: queries and outputs // [QUERY_BLOCK, d_head]
+    // and their scores // [QUERY_BLOCK, padded keys]
+    #[cfg(target_arch = "x86_64")]
+    let (mut q_block, mut z_block, mut block_scores) = {
+        use super::attention_avx512::QUERY_BLOCK;
+        let n = if avx512 { QUERY_BLOCK } else { 0 };
+        (
+            vec![0.0f32; n * d_head],
+            vec![0.0f32; n * d_head],
+            vec![0.0f32; n * padded_keys(seq_len)],
+        )
+    };
     let mut i0 = 0;
     while i0 < rows.len() {
         let s = rows[i0].0;
@@ -236,31 +248,69 @@ fn attention_rows(
         let v_seq = &v[s * seq_len * kv_width..][..keys * kv_width]; // [keys, n_kv, d_head]
         for kv in 0..n_kv_heads {
             transpose_keys(k_seq, kv, dims, keys, &mut kt);
-            for (i, &(_, t)) in rows.iter().enumerate().take(i1).skip(i0) {
-                for h in kv * group..(kv + 1) * group {
-                    let q_row = &q[((first + i) * n_heads + h) * d_head..][..d_head];
-                    let z_row = &mut z[(i * n_heads + h) * d_head..][..d_head];
-                    let used = &mut scores[..=t];
-                    let values = (v_seq, kv * d_head, kv_width);
-                    #[cfg(target_arch = "x86_64")]
-                    if avx512 {
-                        // SAFETY: level() is Avx512 only where the CPU reports avx512f; kt is
-                        // [d_head, padded_keys(keys)] and the other shapes are as it states.
-                        unsafe {
-                            super::attention_avx512::attend_one(
-                                q_row,
-                                &kt,
-                                padded_keys(keys),
-                                scale,
-                                used,
-                                values,
-                                z_row,
-                            )
-                        };
-                        continue;
+            let values = (v_seq, kv * d_head, kv_width);
+            // The query vectors reading this kv head: (row, head, position), row-major so that
+            // neighbours have about the same number of keys.
+            let vectors: Vec<(usize, usize, usize)> = (i0..i1)
+                .flat_map(|i| (kv * group..(kv + 1) * group).map(move |h| (i, h, rows[i].1)))
+                .collect();
+            #[allow(unused_mut)]
+            let mut done = 0;
+            #[cfg(target_arch = "x86_64")]
+            if avx512 {
+                use super::attention_avx512::{attend_block, QUERY_BLOCK};
+                for block in vectors.chunks_exact(QUERY_BLOCK) {
+                    let mut last = [0; QUERY_BLOCK];
+                    for (r, &(i, h, t)) in block.iter().enumerate() {
+                        let q_row = &q[((first + i) * n_heads + h) * d_head..][..d_head];
+                        q_block[r * d_head..][..d_head].copy_from_slice(q_row);
+                        last[r] = t;
                     }
-                    attend_one(q_row, &kt, keys, scale, used, values, z_row);
+                    let kt = (&kt[..], padded_keys(keys));
+                    // SAFETY: level() is Avx512 only where the CPU reports avx512f; the
+                    // blocks are [QUERY_BLOCK, d_head], kt is [d_head, padded_keys(keys)] with
+                    // every t < keys, block_scores holds QUERY_BLOCK * padded_keys(seq_len)
+                    // values, and v_seq holds keys rows.
+                    unsafe {
+                        attend_block(
+                            &q_block,
+                            &last,
+                            kt,
+                            scale,
+                            &mut block_scores,
+                            values,
+                            &mut z_block,
+                        )
+                    };
+                    for (r, &(i, h, _)) in block.iter().enumerate() {
+                        z[(i * n_heads + h) * d_head..][..d_head]
+                            .copy_from_slice(&z_block[r * d_head..][..d_head]);
+                    }
                 }
+                done = vectors.len() / QUERY_BLOCK * QUERY_BLOCK;
+            }
+            for &(i, h, t) in &vectors[done..] {
+                let q_row = &q[((first + i) * n_heads + h) * d_head..][..d_head];
+                let z_row = &mut z[(i * n_heads + h) * d_head..][..d_head];
+                let used = &mut scores[..=t];
+                #[cfg(target_arch = "x86_64")]
+                if avx512 {
+                    // SAFETY: level() is Avx512 only where the CPU reports avx512f; kt is
+                    // [d_head, padded_keys(keys)] and the other shapes are as it states.
+                    unsafe {
+                        super::attention_avx512::attend_one(
+                            q_row,
+                            &kt,
+                            padded_keys(keys),
+                            scale,
+                            used,
+                            values,
+                            z_row,
+                        )
+                    };
+                    continue;
+                }
+                attend_one(q_row, &kt, keys, scale, used, values, z_row);
             }
         }
         i0 = i1;
@@ -488,5 +538,43 @@ mod tests {
             }
         }
         crate::backend::cpu::threads::set_num_threads(0);
+    }
+
+    /// The fused path (blocks of query vectors where the CPU has AVX-512, one vector at a
+    /// time otherwise and for the remainder) against the three kernels at head widths around
+    /// the 16- and 32-lane blocks and key counts around the 32-key blocks.
+    #[test]
+    fn fused_equals_three_kernels_at_awkward_sizes() {
+        let mut g = crate::sweep::noise::Gaussian::new(5);
+        for (n_heads, n_kv_heads, d_head) in [(4, 4, 37), (9, 3, 64), (2, 1, 16), (3, 3, 33)] {
+            let dims = HeadDims {
+                n_heads,
+                n_kv_heads,
+                d_head,
+            };
+            for layout in [
+                RowLayout::full(1, 1),
+                RowLayout::full(2, 17),
+                RowLayout::full(1, 33),
+                RowLayout::suffixes(70, &[0, 31, 69, 50]),
+            ] {
+                let (p, b, rows) = (layout.seq_len, layout.batch(), layout.rows());
+                let (qw, kvw) = (n_heads * d_head, n_kv_heads * d_head);
+                let mut rnd = |n: usize| -> Vec<f32> { (0..n).map(|_| g.sample()).collect() };
+                let q = rnd(rows * qw);
+                let k = rnd(b * p * kvw);
+                let v = rnd(b * p * kvw);
+                let mut scores = vec![0.0; rows * n_heads * p];
+                attention_scores(&q, &k, &mut scores, &layout, dims);
+                softmax_rows(&mut scores, p);
+                let mut z1 = vec![0.0; rows * qw];
+                attention_values(&scores, &v, &mut z1, &layout, dims);
+                let mut z2 = vec![f32::NAN; rows * qw];
+                attention_fused(&q, &k, &v, &mut z2, &layout, dims);
+                for (i, (a, c)) in z1.iter().zip(&z2).enumerate() {
+                    assert!((a - c).abs() < 1e-5, "{dims:?} {p}: z[{i}]: {a} vs {c}");
+                }
+            }
+        }
     }
 }

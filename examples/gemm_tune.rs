@@ -52,6 +52,12 @@ fn main() {
             .unwrap_or(hooklens::backend::cpu::gemm::PARALLEL_MIN_WORK),
         ..GemmOptions::default()
     };
+    // Warm-up for 0.3 s: the pool's workers start, and the scheduler spreads them over the
+    // cores (a short-lived process otherwise sometimes runs both threads on one core).
+    let warm = Instant::now();
+    while warm.elapsed().as_secs_f64() < 0.3 {
+        gemm_with(&x, m, &w, None, &mut out, &opts);
+    }
     let mut times = Vec::new();
     for _ in 0..reps {
         let t = Instant::now();

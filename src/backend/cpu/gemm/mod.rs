@@ -181,10 +181,11 @@ pub fn gemm_then_with(
     });
     let threads = workers.threads();
     let tile = (kernel.kernel().mr(), kernel.kernel().panels_per_tile());
-    let chunks = parallel::plan((m, w.panels()), tile, threads, opts.split);
+    // A skinny x is packed once (below) for every chunk.
+    let skinny = m <= blk.skinny_m;
+    let chunks = parallel::plan((m, w.panels()), tile, threads, (opts.split, skinny));
     block::PACK_X.with_borrow_mut(|packed_x| {
-        // A skinny x is packed once here for every chunk. // micro-panels [k, rows]
-        let skinny = m <= blk.skinny_m;
+        // micro-panels [k, rows]
         if skinny {
             packed_x.resize(m * k, 0.0);
             let all = pack_a::ABlock {

@@ -27,8 +27,19 @@ pub enum Split {
     Rows,
 }
 
-/// Chunks per thread: enough that a slowed thread leaves little for the others to wait on.
+/// Chunks per thread at most: enough that a slowed thread (or a slower core) leaves little
+/// for the others to wait on.
 const CHUNKS_PER_THREAD: usize = 4;
+
+/// Rows per chunk at least when rows are split, and columns when columns are: smaller chunks
+/// cost more in repeated passes over the other operand than they gain in balance. Measured
+/// with `examples/gemm_tune.rs` on the machine of `docs/bench-gemm.md`: one chunk per thread
+/// was 4 % faster than four in the geometric mean over the model shapes at M = 256, 1024 and
+/// 2304, up to 20 % at M = 256, and level at M = 2304; in whole forward passes 256-row
+/// chunks did as well as or better than 512.
+const MIN_CHUNK_ROWS: usize = 256;
+/// See [`MIN_CHUNK_ROWS`].
+const MIN_CHUNK_COLS: usize = 2048;
 
 /// One rectangle of the output: rows x panels.
 pub(super) type Chunk = (Range<usize>, Range<usize>);
@@ -36,11 +47,13 @@ pub(super) type Chunk = (Range<usize>, Range<usize>);
 /// The chunks for `threads` threads: none empty, covering `0..m` x `0..panels` exactly once.
 /// Row ranges start at multiples of `mr` and panel ranges at multiples of `step` (the kernel's
 /// tile), so that only the last chunk has edge tiles. One thread gets one chunk: the whole.
+/// `x_shared`: all of x is packed once for every chunk (a skinny product), so column chunks
+/// cost nothing extra and may be narrow.
 pub(super) fn plan(
     (m, panels): (usize, usize),
     (mr, step): (usize, usize),
     threads: usize,
-    split: Split,
+    (split, x_shared): (Split, bool),
 ) -> Vec<Chunk> {
     let row_blocks = m.div_ceil(mr);
     let col_blocks = panels.div_ceil(step);
@@ -54,10 +67,19 @@ pub(super) fn plan(
             row_blocks < 2 * threads || (col_blocks >= 2 * threads && panels * NR >= 8 * m)
         }
     };
+    // Every chunk costs a pass over the operand it does not split (row chunks stream all of
+    // W again, column chunks pack all of x again), so chunks stay at least MIN_CHUNK_ROWS tall
+    // or MIN_CHUNK_COLS wide; their count is a multiple of the thread count, so that equal
+    // threads finish together.
+    let by_size = if by_columns {
+        panels * NR / if x_shared { NR } else { MIN_CHUNK_COLS }
+    } else {
+        m / MIN_CHUNK_ROWS
+    };
     let wanted = if threads <= 1 {
         1
     } else {
-        threads * CHUNKS_PER_THREAD
+        threads * (by_size / threads).clamp(1, CHUNKS_PER_THREAD)
     };
     let mut parts = Vec::with_capacity(wanted);
     if by_columns {
@@ -119,11 +141,12 @@ mod tests {
 
     #[test]
     fn plans_cover_the_output_once() {
-        for split in [Split::Auto, Split::Columns, Split::Rows] {
+        let splits = [Split::Auto, Split::Columns, Split::Rows];
+        for (split, shared) in splits.into_iter().flat_map(|s| [(s, false), (s, true)]) {
             for &(m, panels) in &[(1, 1), (1, 48), (7, 3), (300, 12), (2304, 192), (13, 3142)] {
                 for (threads, tile) in (1..=5).flat_map(|t| [(t, (6, 1)), (t, (14, 2))]) {
                     let mut hits = vec![0u8; m * panels];
-                    let parts = plan((m, panels), tile, threads, split);
+                    let parts = plan((m, panels), tile, threads, (split, shared));
                     assert!(parts.len() <= threads * CHUNKS_PER_THREAD);
                     if threads == 1 {
                         assert_eq!(parts, vec![(0..m, 0..panels)]);
@@ -139,10 +162,24 @@ mod tests {
                     }
                     assert!(
                         hits.iter().all(|&h| h == 1),
-                        "{split:?} {m} {panels} {threads}"
+                        "{split:?} {shared} {m} {panels} {threads}"
                     );
                 }
             }
         }
+    }
+
+    /// Chunks stay large enough to pay for their repeated pass over the other operand, come in
+    /// multiples of the thread count, and skinny products (x packed once) split finely.
+    #[test]
+    fn chunk_counts_follow_their_size() {
+        let count = |m, panels, split| plan((m, panels), (14, 2), 2, split).len();
+        assert_eq!(count(2304, 48, (Split::Rows, false)), 8); // 288 rows each
+        assert_eq!(count(1024, 48, (Split::Rows, false)), 4);
+        assert_eq!(count(600, 48, (Split::Rows, false)), 2);
+        assert_eq!(count(256, 48, (Split::Rows, false)), 2);
+        assert_eq!(count(256, 192, (Split::Columns, false)), 2); // 3072 columns
+        assert_eq!(count(2304, 3142, (Split::Columns, false)), 8); // the unembedding
+        assert_eq!(count(1, 36, (Split::Columns, true)), 8); // batch 1: x shared
     }
 }

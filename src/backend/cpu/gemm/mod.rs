@@ -7,6 +7,8 @@
 //! - Threads ([`super::threads::num_threads`]) take rectangles of the output in turn: column
 //!   ranges for small batches (the memory-bound batch-1 case streams each part of `W` once), row
 //!   ranges for large batches with few columns.
+//! - [`gemm_then`] fuses what follows the product ([`Epilogue`]): GELU or the SiLU gate applied
+//!   to each output tile while it is in L1, or a residual add done by the tile's store.
 //!
 //! The plain kernels in [`super::matmul`] are the reference this one is tested against.
 //! Files: `packed.rs` (layout of `W`), `pack_a.rs` (layout of `x` blocks), `avx512.rs`,

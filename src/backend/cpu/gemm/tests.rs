@@ -180,11 +180,10 @@ fn empty_shapes() {
     assert_eq!(out, [2.0, 2.0, 7.0]);
 }
 
-/// Tiny and odd block sizes force many k blocks (the accumulate path and bias on the first
-/// block only), several row and column blocks, and every split, for both kernels.
-#[test]
-fn every_blocking_and_split_agrees() {
-    let blockings = [
+/// The kernels' own block sizes and odd ones: many k blocks (the accumulate path, bias on the
+/// first block only), several row and column blocks, packing once per thread or not.
+fn odd_blockings() -> [Blocking; 7] {
+    [
         Blocking::for_kernel(Kernel::Avx512),
         Blocking::for_kernel(Kernel::Avx2Fma),
         Blocking {
@@ -222,7 +221,14 @@ fn every_blocking_and_split_agrees() {
             skinny_m: 0,
             nc_packed_once: Some(33),
         },
-    ];
+    ]
+}
+
+/// Tiny and odd block sizes force many k blocks (the accumulate path and bias on the first
+/// block only), several row and column blocks, and every split, for both kernels.
+#[test]
+fn every_blocking_and_split_agrees() {
+    let blockings = odd_blockings();
     for &(m, k, n) in &[
         (1, 1, 1),
         (5, 17, 33),
@@ -273,30 +279,8 @@ fn silu_f64(g: f64) -> f64 {
 /// happen once) and both splits over threads.
 #[test]
 fn every_epilogue_agrees() {
-    let blockings = [
-        Blocking::for_kernel(Kernel::Avx512),
-        Blocking {
-            mc: 7,
-            kc: 3,
-            nc: 17,
-            skinny_m: 0,
-            nc_packed_once: None,
-        },
-        Blocking {
-            mc: 12,
-            kc: 16,
-            nc: 48,
-            skinny_m: 5,
-            nc_packed_once: Some(40),
-        },
-        Blocking {
-            mc: 14,
-            kc: 1000,
-            nc: 16,
-            skinny_m: 0,
-            nc_packed_once: Some(33),
-        },
-    ];
+    let all = odd_blockings();
+    let blockings = [all[0], all[3], all[4], all[6]];
     for &(m, k, n) in &[(1, 1, 1), (5, 17, 33), (31, 29, 70), (29, 9, 100)] {
         let x = random(m * k, 4);
         let w = random(k * n, 5);

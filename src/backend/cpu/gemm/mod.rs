@@ -42,10 +42,13 @@ use block::{compute, OutPtr, Problem};
 /// Width of the panels of packed `W` (one AVX-512 register, two AVX2 registers).
 pub const NR: usize = 16;
 
-/// Default [`GemmOptions::parallel_min_work`]: about 40 µs of single-threaded work, where
-/// handing half to a parked pool worker starts to pay (measured on the machine of
-/// `docs/bench-gemm.md`: 1x576x576 runs 25 % faster on two threads, 1x576x192 15 % slower).
-pub const PARALLEL_MIN_WORK: usize = 1 << 22;
+/// Default [`GemmOptions::parallel_min_work`]: about 20 µs of single-threaded work. Measured on
+/// the machine of `docs/bench-gemm.md`: with the weights hot in cache, 1x576x576 runs 25 %
+/// faster on two threads and 1x576x192 / 16x576x192 10-25 % slower; but in whole passes, where
+/// the weights come from memory, threading those (SmolLM2's k/v products) made the 1x16
+/// forward 3-4 % faster (median of 30 passes, four interleaved pairs), so the threshold sits
+/// below them.
+pub const PARALLEL_MIN_WORK: usize = 1 << 21;
 
 /// How [`gemm_with`] runs. [`GemmOptions::default`] is what [`gemm`] uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -225,6 +225,8 @@ fn attention_rows(
     let kv_width = n_kv_heads * d_head;
     let mut scores = vec![0.0f32; seq_len]; // [keys]
     let mut kt = Vec::new(); // [d_head, padded keys]
+                             // The query vectors reading one kv head of one sequence: (row, head, position).
+    let mut vectors: Vec<(usize, usize, usize)> = Vec::new();
     #[cfg(target_arch = "x86_64")]
     let avx512 = level() == Level::Avx512;
     // Blocks of query vectors for the AVX-512 kernel: queries and outputs // [QUERY_BLOCK, d_head]
@@ -249,11 +251,12 @@ fn attention_rows(
         for kv in 0..n_kv_heads {
             transpose_keys(k_seq, kv, dims, keys, &mut kt);
             let values = (v_seq, kv * d_head, kv_width);
-            // The query vectors reading this kv head: (row, head, position), row-major so that
-            // neighbours have about the same number of keys.
-            let vectors: Vec<(usize, usize, usize)> = (i0..i1)
-                .flat_map(|i| (kv * group..(kv + 1) * group).map(move |h| (i, h, rows[i].1)))
-                .collect();
+            // Row-major, so that neighbouring vectors have about the same number of keys.
+            vectors.clear();
+            vectors.extend(
+                (i0..i1)
+                    .flat_map(|i| (kv * group..(kv + 1) * group).map(move |h| (i, h, rows[i].1))),
+            );
             #[allow(unused_mut)]
             let mut done = 0;
             #[cfg(target_arch = "x86_64")]

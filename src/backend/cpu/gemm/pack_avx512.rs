@@ -20,39 +20,57 @@ pub(super) unsafe fn pack(x: &[f32], k: usize, blk: ABlock, mr: usize, buf: &mut
     for (panel, chunk) in buf.chunks_mut(kc * mr).take(mc.div_ceil(mr)).enumerate() {
         let rows = mr.min(mc - panel * mr);
         let dst = &mut chunk[..kc * rows]; // [kc, rows]
-        if rows == 1 {
-            let row = i0 + panel * mr;
-            dst.copy_from_slice(&x[row * k + p0..row * k + p0 + kc]);
-            continue;
-        }
         let first = (i0 + panel * mr) * k + p0;
         let src = &x[first..first + (rows - 1) * k + kc]; // rows of stride k, kc used each
-        let row_mask: __mmask16 = ((1u32 << rows) - 1) as u16;
-        let mut c0 = 0;
-        while c0 < kc {
-            let cols = (kc - c0).min(16);
-            let col_mask: __mmask16 = ((1u32 << cols) - 1) as u16;
-            let mut v = [_mm512_setzero_ps(); 16];
-            for (r, v_r) in v.iter_mut().enumerate().take(rows) {
-                // SAFETY: row r < rows, columns c0 .. c0 + cols <= kc of it lie in `src`;
-                // masked-off lanes are not read.
-                *v_r = unsafe { _mm512_maskz_loadu_ps(col_mask, src.as_ptr().add(r * k + c0)) };
-                // Rows of x often come from memory: ask for them PREFETCH_COLS ahead. (A
-                // prefetch never faults; wrapping_add keeps the address arithmetic defined.)
-                _mm_prefetch::<_MM_HINT_T0>(
-                    src.as_ptr().wrapping_add(r * k + c0 + PREFETCH_COLS).cast(),
-                );
-            }
-            let t = transpose16(v);
-            for (c, t_c) in t.iter().enumerate().take(cols) {
-                // SAFETY: column c0 + c < kc of the panel: `rows` values at (c0 + c) * rows lie
-                // in `dst` ([kc, rows]); lanes past `rows` are masked off and not written.
-                unsafe {
-                    _mm512_mask_storeu_ps(dst.as_mut_ptr().add((c0 + c) * rows), row_mask, *t_c)
-                };
-            }
-            c0 += cols;
+        macro_rules! dispatch {
+            ($($r:literal)*) => {
+                match rows {
+                    1 => dst.copy_from_slice(src),
+                    $(
+                        // SAFETY: AVX-512F is available (this function's contract); `src`
+                        // holds $r rows of stride k with kc values each, `dst` kc * $r values.
+                        $r => unsafe { panel_of::<$r>(src, k, kc, dst) },
+                    )*
+                    _ => unreachable!("panel of {rows} rows (mr <= 16)"),
+                }
+            };
         }
+        dispatch!(2 3 4 5 6 7 8 9 10 11 12 13 14 15 16);
+    }
+}
+
+/// One micro-panel of `R` rows: `dst[c * R + r] = src[r * k + c]` for `c < kc`, 16 columns at a
+/// time. `R` is a constant so that the 16 row registers stay in registers.
+/// src: `R` rows of stride `k`, `kc` values used from each   dst: `[kc, R]`
+///
+/// # Safety
+/// AVX-512F available; `src` holds at least `(R - 1) * k + kc` values and `dst` `kc * R`.
+#[target_feature(enable = "avx512f")]
+unsafe fn panel_of<const R: usize>(src: &[f32], k: usize, kc: usize, dst: &mut [f32]) {
+    debug_assert!(src.len() >= (R - 1) * k + kc && dst.len() >= kc * R);
+    let row_mask: __mmask16 = ((1u32 << R) - 1) as u16;
+    let mut c0 = 0;
+    while c0 < kc {
+        let cols = (kc - c0).min(16);
+        let col_mask: __mmask16 = ((1u32 << cols) - 1) as u16;
+        let mut v = [_mm512_setzero_ps(); 16];
+        for (r, v_r) in v.iter_mut().enumerate().take(R) {
+            // SAFETY: row r < R, columns c0 .. c0 + cols <= kc of it lie in `src`; masked-off
+            // lanes are not read.
+            *v_r = unsafe { _mm512_maskz_loadu_ps(col_mask, src.as_ptr().add(r * k + c0)) };
+            // Rows of x often come from memory: ask for them PREFETCH_COLS ahead. (A prefetch
+            // never faults; wrapping_add keeps the address arithmetic defined.)
+            _mm_prefetch::<_MM_HINT_T0>(
+                src.as_ptr().wrapping_add(r * k + c0 + PREFETCH_COLS).cast(),
+            );
+        }
+        let t = transpose16(v);
+        for (c, t_c) in t.iter().enumerate().take(cols) {
+            // SAFETY: column c0 + c < kc of the panel: R values at (c0 + c) * R lie in `dst`
+            // ([kc, R]); lanes past R are masked off and not written.
+            unsafe { _mm512_mask_storeu_ps(dst.as_mut_ptr().add((c0 + c) * R), row_mask, *t_c) };
+        }
+        c0 += cols;
     }
 }
 

@@ -132,6 +132,37 @@ fn pack_a_kernels_match_plain() {
     }
 }
 
+/// The AVX-512 packing has one code path per panel height (a compile-time row count): each
+/// height from 1 to 16, at column counts below, at and past one 16-wide transpose, equals the
+/// plain packing and writes nothing past the block.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn avx512_packing_every_panel_height() {
+    if !Kernel::Avx512.is_available() {
+        return; // nothing to compare on this CPU; the plain packing is tested above
+    }
+    let (m, k) = (40, 53);
+    let x = random(m * k, 12); // [m, k]
+    for mr in [14, 16] {
+        for mc in 1..=2 * mr {
+            for (p0, kc) in [(0, 1), (3, 16), (1, 37), (0, 53)] {
+                let blk = super::pack_a::ABlock { i0: 2, mc, p0, kc };
+                let mut want = vec![f32::NAN; mc * kc];
+                super::pack_a::pack_a_plain(&x, k, blk, mr, &mut want);
+                let mut got = vec![f32::NAN; mc * kc + 17];
+                // SAFETY: AVX-512F is available (checked above); the block lies inside x
+                // (rows 2..2 + mc <= 34 of 40, columns p0 + kc <= 53) and `got` holds mc * kc.
+                unsafe { super::pack_avx512::pack(&x, k, blk, mr, &mut got) };
+                assert_eq!(&got[..mc * kc], &want[..], "mr {mr} {blk:?}");
+                assert!(
+                    got[mc * kc..].iter().all(|v| v.is_nan()),
+                    "mr {mr} {blk:?}: overrun"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 #[should_panic(expected = "expected k * n")]
 fn packing_checks_its_shape() {

@@ -34,6 +34,11 @@ pub struct Blocking {
     /// micro-panel (in L1) across the whole block before the next one. `None`: the loop
     /// above, `NC` columns at a time with the `W` panels outermost.
     pub nc_packed_once: Option<usize>,
+    /// A thread's share of rows is computed in pieces of at most this many rows (rounded up
+    /// to the tile height), so that a piece's packed x and its output stay in L2 however few
+    /// threads split a large product (one thread alone would otherwise pack all of x, 7 MB
+    /// at 2304 x 768, and stream it back from L3 for every W block).
+    pub share_rows: usize,
 }
 
 impl Blocking {
@@ -46,6 +51,7 @@ impl Blocking {
                 nc: 3072,
                 skinny_m: 28,
                 nc_packed_once: Some(384),
+                share_rows: 294,
             },
             Kernel::Avx2Fma | Kernel::Portable => Self {
                 mc: 144,
@@ -53,6 +59,7 @@ impl Blocking {
                 nc: 3072,
                 skinny_m: 24,
                 nc_packed_once: None,
+                share_rows: 288,
             },
         }
     }
@@ -95,12 +102,39 @@ pub(super) struct Problem<'a> {
     pub epilogue: Epilogue<'a>,
 }
 
-/// Computes rows `rows` x panels `panels` of the output.
+/// Computes rows `rows` x panels `panels` of the output, in pieces of at most
+/// [`Blocking::share_rows`] rows (unless all of x is packed already).
 ///
 /// # Safety
 /// `p.out` must be valid for `m * n` values (`m` >= `rows.end`), `x` must hold `rows.end * k`
 /// values, and no other thread may touch the output tiles of this share during the call.
 pub(super) unsafe fn compute(
+    p: &Problem,
+    rows: Range<usize>,
+    panels: Range<usize>,
+    kernel: CheckedKernel,
+    blk: &Blocking,
+) {
+    let mr = kernel.kernel().mr();
+    let pieces = rows.len().div_ceil(blk.share_rows.max(mr));
+    if pieces <= 1 || p.packed_x.is_some() {
+        // SAFETY: the caller's contract, passed through.
+        return unsafe { compute_piece(p, rows, panels, kernel, blk) };
+    }
+    // Pieces of about equal height, starting (as `rows` does) at multiples of mr.
+    let height = rows.len().div_ceil(pieces).next_multiple_of(mr);
+    for start in rows.clone().step_by(height) {
+        let piece = start..(start + height).min(rows.end);
+        // SAFETY: the piece lies inside `rows`: the caller's contract covers it.
+        unsafe { compute_piece(p, piece, panels.clone(), kernel, blk) };
+    }
+}
+
+/// [`compute`] for one piece of a share.
+///
+/// # Safety
+/// As [`compute`].
+unsafe fn compute_piece(
     p: &Problem,
     rows: Range<usize>,
     panels: Range<usize>,

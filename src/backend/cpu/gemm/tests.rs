@@ -223,6 +223,7 @@ fn odd_blockings() -> [Blocking; 7] {
             nc: 1,
             skinny_m: 0,
             nc_packed_once: Some(1),
+            share_rows: 1,
         },
         Blocking {
             mc: 7,
@@ -230,6 +231,7 @@ fn odd_blockings() -> [Blocking; 7] {
             nc: 17,
             skinny_m: 0,
             nc_packed_once: None,
+            share_rows: 12,
         },
         Blocking {
             mc: 12,
@@ -237,6 +239,7 @@ fn odd_blockings() -> [Blocking; 7] {
             nc: 48,
             skinny_m: 5,
             nc_packed_once: Some(40),
+            share_rows: 20,
         },
         Blocking {
             mc: 1000,
@@ -244,6 +247,7 @@ fn odd_blockings() -> [Blocking; 7] {
             nc: 10000,
             skinny_m: 1000,
             nc_packed_once: None,
+            share_rows: 1000,
         },
         Blocking {
             mc: 14,
@@ -251,6 +255,7 @@ fn odd_blockings() -> [Blocking; 7] {
             nc: 16,
             skinny_m: 0,
             nc_packed_once: Some(33),
+            share_rows: 28,
         },
     ]
 }

@@ -6,7 +6,9 @@
 //!
 //! `mc kc nc` of `0 0 0` keep the kernel's default blocking (to give `reps` alone).
 //!
-//! `HOOKLENS_MIN_WORK` overrides the threading threshold (`PARALLEL_MIN_WORK`).
+//! `HOOKLENS_MIN_WORK` overrides the threading threshold (`PARALLEL_MIN_WORK`),
+//! `HOOKLENS_NC_ONCE` the W block width of `Blocking::nc_packed_once` (0: `None`) and
+//! `HOOKLENS_SHARE_ROWS` `Blocking::share_rows`.
 
 use std::time::Instant;
 
@@ -37,6 +39,13 @@ fn main() {
         blocking.mc = args[4];
         blocking.kc = args[5];
         blocking.nc = args[6];
+    }
+    let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<usize>().ok());
+    if let Some(nc) = env("HOOKLENS_NC_ONCE") {
+        blocking.nc_packed_once = (nc > 0).then_some(nc);
+    }
+    if let Some(rows) = env("HOOKLENS_SHARE_ROWS") {
+        blocking.share_rows = rows;
     }
     let reps = args.get(7).copied().unwrap_or(15);
     let w = PackedMatrix::from_k_by_n(&values(k * n, 1), k, n);

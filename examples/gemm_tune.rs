@@ -40,7 +40,11 @@ fn main() {
         blocking.kc = args[5];
         blocking.nc = args[6];
     }
-    let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<usize>().ok());
+    let env = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+    };
     if let Some(nc) = env("HOOKLENS_NC_ONCE") {
         blocking.nc_packed_once = (nc > 0).then_some(nc);
     }

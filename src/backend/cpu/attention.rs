@@ -225,7 +225,8 @@ fn attention_rows(
     let kv_width = n_kv_heads * d_head;
     let mut scores = vec![0.0f32; seq_len]; // [keys]
     let mut kt = Vec::new(); // [d_head, padded keys]
-                             // The query vectors reading one kv head of one sequence: (row, head, position).
+
+    // The query vectors that read one kv head of one sequence: (row, head, position).
     let mut vectors: Vec<(usize, usize, usize)> = Vec::new();
     #[cfg(target_arch = "x86_64")]
     let avx512 = level() == Level::Avx512;

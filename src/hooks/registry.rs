@@ -1,6 +1,6 @@
 //! Hook functions and the per-pass slot table that the forward pass fires into.
 //!
-//! Selectors are resolved to slot indices once per pass ([`SlotTable::build`]); firing an empty
+//! Selectors are resolved to slot indices once per pass (`SlotTable::build`); firing an empty
 //! slot is one indexed load and a length check: no allocation, no copy, no string compare.
 
 use super::intervention::ResolvedIntervention;

@@ -11,58 +11,58 @@ use crate::error::{HookLensError, Result};
 /// Weights of one transformer block.
 #[derive(Clone, Debug)]
 pub struct LayerWeights {
-    /// First norm weight. // [d_model]
+    /// First norm weight. `[d_model]`
     pub ln1_w: Vec<f32>,
-    /// First norm bias (LayerNorm only). // [d_model]
+    /// First norm bias (LayerNorm only). `[d_model]`
     pub ln1_b: Option<Vec<f32>>,
-    /// Query projection. // [d_model, n_heads * d_head]
+    /// Query projection. `[d_model, n_heads * d_head]`
     pub w_q: PackedMatrix,
-    /// Query bias. // [n_heads * d_head]
+    /// Query bias. `[n_heads * d_head]`
     pub b_q: Option<Vec<f32>>,
-    /// Key projection. // [d_model, n_kv_heads * d_head]
+    /// Key projection. `[d_model, n_kv_heads * d_head]`
     pub w_k: PackedMatrix,
-    /// Key bias. // [n_kv_heads * d_head]
+    /// Key bias. `[n_kv_heads * d_head]`
     pub b_k: Option<Vec<f32>>,
-    /// Value projection. // [d_model, n_kv_heads * d_head]
+    /// Value projection. `[d_model, n_kv_heads * d_head]`
     pub w_v: PackedMatrix,
-    /// Value bias. // [n_kv_heads * d_head]
+    /// Value bias. `[n_kv_heads * d_head]`
     pub b_v: Option<Vec<f32>>,
-    /// Output projection. // [n_heads * d_head, d_model]
+    /// Output projection. `[n_heads * d_head, d_model]`
     pub w_o: PackedMatrix,
-    /// Output bias. // [d_model]
+    /// Output bias. `[d_model]`
     pub b_o: Option<Vec<f32>>,
-    /// Second norm weight. // [d_model]
+    /// Second norm weight. `[d_model]`
     pub ln2_w: Vec<f32>,
-    /// Second norm bias (LayerNorm only). // [d_model]
+    /// Second norm bias (LayerNorm only). `[d_model]`
     pub ln2_b: Option<Vec<f32>>,
-    /// MLP input (GPT-2 `c_fc`, Llama `up_proj`). // [d_model, d_mlp]
+    /// MLP input (GPT-2 `c_fc`, Llama `up_proj`). `[d_model, d_mlp]`
     pub w_in: PackedMatrix,
-    /// MLP input bias. // [d_mlp]
+    /// MLP input bias. `[d_mlp]`
     pub b_in: Option<Vec<f32>>,
-    /// Gate projection (gated MLPs only). // [d_model, d_mlp]
+    /// Gate projection (gated MLPs only). `[d_model, d_mlp]`
     pub w_gate: Option<PackedMatrix>,
-    /// MLP output. // [d_mlp, d_model]
+    /// MLP output. `[d_mlp, d_model]`
     pub w_out: PackedMatrix,
-    /// MLP output bias. // [d_model]
+    /// MLP output bias. `[d_model]`
     pub b_out: Option<Vec<f32>>,
 }
 
 /// All weights of a model.
 #[derive(Clone, Debug)]
 pub struct Weights {
-    /// Token embedding. // [d_vocab, d_model]
+    /// Token embedding. `[d_vocab, d_model]`
     pub w_e: Vec<f32>,
-    /// Learned position embedding (GPT-2). // [n_ctx, d_model]
+    /// Learned position embedding (GPT-2). `[n_ctx, d_model]`
     pub w_pos: Option<Vec<f32>>,
     /// The blocks.
     pub layers: Vec<LayerWeights>,
-    /// Final norm weight. // [d_model]
+    /// Final norm weight. `[d_model]`
     pub ln_final_w: Vec<f32>,
-    /// Final norm bias (LayerNorm only). // [d_model]
+    /// Final norm bias (LayerNorm only). `[d_model]`
     pub ln_final_b: Option<Vec<f32>>,
-    /// Unembedding `W_U` (the token embedding again when tied). // [d_model, d_vocab]
+    /// Unembedding `W_U` (the token embedding again when tied). `[d_model, d_vocab]`
     pub unembed: PackedMatrix,
-    /// Unembedding bias. // [d_vocab]
+    /// Unembedding bias. `[d_vocab]`
     pub b_u: Option<Vec<f32>>,
 }
 

@@ -98,7 +98,7 @@ impl Metric {
     }
 }
 
-/// log softmax(logits)[i], in f64.
+/// `log softmax(logits)[i]`, in f64.
 pub fn log_softmax_at(logits: &[f32], i: usize) -> f64 {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
     let lse = logits

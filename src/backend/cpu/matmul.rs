@@ -46,7 +46,7 @@ fn for_column_ranges(n: usize, work: usize, f: impl Fn(usize, usize) + Sync) {
 }
 
 /// `out = x @ w (+ bias)`.
-/// x: // [m, k]   w: // [k, n]   bias: // [n]   out: // [m, n]
+/// x: `[m, k]`   w: `[k, n]`   bias: `[n]`   out: `[m, n]`
 pub fn matmul(
     x: &[f32],
     w: &[f32],
@@ -110,7 +110,7 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// `out = x @ wᵀ (+ bias)`.
-/// x: // [m, k]   w: // [n, k]   bias: // [n]   out: // [m, n]
+/// x: `[m, k]`   w: `[n, k]`   bias: `[n]`   out: `[m, n]`
 pub fn matmul_transposed(
     x: &[f32],
     w: &[f32],

@@ -35,7 +35,7 @@ fn lane_sum_f64(row: &[f32], f: impl Fn(f32) -> f64) -> f64 {
 
 /// First step: writes the row to normalise into `out` (centred for LayerNorm, copied for
 /// RMSNorm) and `scale = sqrt(mean(out²) + eps)` per row.
-/// x, out: // [rows, d]   scale: // [rows]
+/// x, out: `[rows, d]`   scale: `[rows]`
 pub fn norm_scale(x: &[f32], out: &mut [f32], scale: &mut [f32], d: usize, eps: f32, center: bool) {
     for ((xr, or), s) in x
         .chunks_exact(d)
@@ -50,7 +50,7 @@ pub fn norm_scale(x: &[f32], out: &mut [f32], scale: &mut [f32], d: usize, eps: 
     }
 }
 
-/// Second step: `out /= scale` per row. out: // [rows, d]   scale: // [rows]
+/// Second step: `out /= scale` per row. out: `[rows, d]`   scale: `[rows]`
 pub fn divide_by_scale(out: &mut [f32], scale: &[f32], d: usize) {
     for (or, &s) in out.chunks_exact_mut(d).zip(scale) {
         for o in or.iter_mut() {
@@ -59,7 +59,7 @@ pub fn divide_by_scale(out: &mut [f32], scale: &[f32], d: usize) {
     }
 }
 
-/// Third step: `out = out * w (+ b)` per row. out: // [rows, d]   w, b: // [d]
+/// Third step: `out = out * w (+ b)` per row. out: `[rows, d]`   w, b: `[d]`
 pub fn affine(out: &mut [f32], w: &[f32], b: Option<&[f32]>, d: usize) {
     for or in out.chunks_exact_mut(d) {
         match b {
@@ -80,7 +80,7 @@ pub fn affine(out: &mut [f32], w: &[f32], b: Option<&[f32]>, d: usize) {
 /// All three steps in one pass over each row, for when neither norm hook is watched:
 /// `out = (x - mean) / sqrt(mean((x - mean)²) + eps) * w (+ b)` (no centring for RMSNorm).
 /// Rows are split across the worker pool.
-/// x, out: // [rows, d]   scale: // [rows]   w, b: // [d]
+/// x, out: `[rows, d]`   scale: `[rows]`   w, b: `[d]`
 pub fn norm_fused(
     x: &[f32],
     out: &mut [f32],

@@ -1,13 +1,13 @@
 //! Running plain-Rust loops with the vector instructions the CPU has.
 //!
 //! The crate is compiled for the baseline x86-64 instruction set (SSE2, no FMA), so a loop the
-//! compiler vectorises there uses 4-wide vectors. [`multiversion!`] defines a function whose
+//! compiler vectorises there uses 4-wide vectors. `multiversion!` defines a function whose
 //! body is compiled three times: with AVX-512 enabled, with AVX2 + FMA, and for the baseline;
 //! each call runs the copy the CPU supports, where the loops are vectorised 16 or 8 wide.
 //! The choice follows the GEMM's kernel ([`super::gemm::Kernel::best`]), so forcing the portable
 //! GEMM (`HOOKLENS_FORCE_PORTABLE=1`) also runs these loops in their baseline build.
 
-/// Which copy of a [`multiversion!`] function runs on this CPU.
+/// Which copy of a `multiversion!` function runs on this CPU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Level {
     /// AVX-512F (with AVX2 and FMA).
@@ -18,7 +18,7 @@ pub enum Level {
     Baseline,
 }
 
-/// The level [`multiversion!`] functions run at: that of [`super::gemm::Kernel::best`].
+/// The level `multiversion!` functions run at: that of [`super::gemm::Kernel::best`].
 #[inline]
 pub fn level() -> Level {
     use super::gemm::Kernel;

@@ -49,7 +49,7 @@ impl Workers {
     }
 
     /// Runs `task(i)` for every `i` in `0..self.threads()`: `0` on the calling thread, the
-    /// others on parked pool workers ([`super::pool`]); returns when all are done.
+    /// others on parked pool workers (`super::pool`); returns when all are done.
     pub fn run(&self, task: impl Fn(usize) + Sync) {
         super::pool::run(self.extra, &task);
     }

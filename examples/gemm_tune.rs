@@ -8,7 +8,8 @@
 //!
 //! `HOOKLENS_MIN_WORK` overrides the threading threshold (`PARALLEL_MIN_WORK`),
 //! `HOOKLENS_NC_ONCE` the W block width of `Blocking::nc_packed_once` (0: `None`) and
-//! `HOOKLENS_SHARE_ROWS` `Blocking::share_rows`.
+//! `HOOKLENS_SHARE_ROWS` `Blocking::share_rows` and `HOOKLENS_DEEP_KC` `Blocking::deep_kc`
+//! (0: `None`).
 
 use std::time::Instant;
 
@@ -50,6 +51,9 @@ fn main() {
     }
     if let Some(rows) = env("HOOKLENS_SHARE_ROWS") {
         blocking.share_rows = rows;
+    }
+    if let Some(deep) = env("HOOKLENS_DEEP_KC") {
+        blocking.deep_kc = (deep > 0).then_some(deep);
     }
     let reps = args.get(7).copied().unwrap_or(15);
     let w = PackedMatrix::from_k_by_n(&values(k * n, 1), k, n);

@@ -224,6 +224,7 @@ fn odd_blockings() -> [Blocking; 7] {
             skinny_m: 0,
             nc_packed_once: Some(1),
             share_rows: 1,
+            deep_kc: Some(3),
         },
         Blocking {
             mc: 7,
@@ -232,6 +233,7 @@ fn odd_blockings() -> [Blocking; 7] {
             skinny_m: 0,
             nc_packed_once: None,
             share_rows: 12,
+            deep_kc: None,
         },
         Blocking {
             mc: 12,
@@ -240,6 +242,7 @@ fn odd_blockings() -> [Blocking; 7] {
             skinny_m: 5,
             nc_packed_once: Some(40),
             share_rows: 20,
+            deep_kc: Some(64),
         },
         Blocking {
             mc: 1000,
@@ -248,6 +251,7 @@ fn odd_blockings() -> [Blocking; 7] {
             skinny_m: 1000,
             nc_packed_once: None,
             share_rows: 1000,
+            deep_kc: Some(41),
         },
         Blocking {
             mc: 14,
@@ -256,6 +260,7 @@ fn odd_blockings() -> [Blocking; 7] {
             skinny_m: 0,
             nc_packed_once: Some(33),
             share_rows: 28,
+            deep_kc: None,
         },
     ]
 }

@@ -58,8 +58,8 @@ impl Blocking {
                 nc_packed_once: Some(384),
                 share_rows: 294,
                 // GPT-2's MLP down (k = 3072) as 2 x 1536 steps with 70-row blocks of x:
-                // 3-4 % faster than 4 x 768 at 2304 x 3072 x 768 with one and two threads
-                // (interleaved, 6 rounds). Not for k <= 1536: 1536 then fits one block and
+                // 3-4.5 % faster than 4 x 768 at 2304 x 3072 x 768 with one and two threads
+                // (interleaved, 5-6 rounds). Not for k <= 1536: 1536 then fits one block and
                 // that shape was 0-4 % slower in the SmolLM2 forward pass (its MLP down).
                 deep_kc: Some(1536),
             },

@@ -7,7 +7,7 @@
 //! `mc kc nc` of `0 0 0` keep the kernel's default blocking (to give `reps` alone).
 //!
 //! `HOOKLENS_MIN_WORK` overrides the threading threshold (`PARALLEL_MIN_WORK`),
-//! `HOOKLENS_NC_ONCE` the W block width of `Blocking::nc_packed_once` (0: `None`) and
+//! `HOOKLENS_NC_ONCE` the W block width of `Blocking::nc_packed_once` (0: `None`),
 //! `HOOKLENS_SHARE_ROWS` `Blocking::share_rows` and `HOOKLENS_DEEP_KC` `Blocking::deep_kc`
 //! (0: `None`).
 

@@ -74,6 +74,20 @@ impl Blocking {
             },
         }
     }
+
+    /// The depth of the k blocks and the rows of x packed per block for a product with `k`
+    /// steps that packs x block by block (see [`Blocking::deep_kc`]).
+    pub(super) fn k_blocks(&self, k: usize) -> (usize, usize) {
+        let kc = self.kc.max(1);
+        match self.deep_kc {
+            Some(deep) if k > 2 * kc && deep > kc => {
+                // Blocks of equal depth (3072 as 2 x 1536, 2000 as 2 x 1000).
+                let depth = k.div_ceil(k.div_ceil(deep));
+                (depth, self.mc * kc / depth)
+            }
+            _ => (kc.min(k), self.mc),
+        }
+    }
 }
 
 thread_local! {
@@ -158,15 +172,9 @@ unsafe fn compute_piece(
     }
     let mr = kernel.kernel().mr();
     let step = kernel.kernel().panels_per_tile();
-    let kc = blk.kc.max(1);
-    let (kc_max, mc) = match blk.deep_kc {
-        _ if p.packed_x.is_some() => (k, blk.mc),
-        Some(deep) if k > 2 * kc && deep > kc => {
-            // Blocks of equal depth (3072 as 2 x 1536, 2000 as 2 x 1000).
-            let depth = k.div_ceil(k.div_ceil(deep));
-            (depth, blk.mc * kc / depth)
-        }
-        _ => (kc.min(k), blk.mc),
+    let (kc_max, mc) = match p.packed_x {
+        Some(_) => (k, blk.mc),
+        None => blk.k_blocks(k),
     };
     let mc_max = mc
         .max(1)

@@ -212,7 +212,8 @@ fn empty_shapes() {
 }
 
 /// The kernels' own block sizes and odd ones: many k blocks (the accumulate path, bias on the
-/// first block only), several row and column blocks, packing once per thread or not.
+/// first block only), deep k blocks, several row and column blocks, packing once per thread or
+/// not.
 fn odd_blockings() -> [Blocking; 7] {
     [
         Blocking::for_kernel(Kernel::Avx512),
@@ -251,7 +252,7 @@ fn odd_blockings() -> [Blocking; 7] {
             skinny_m: 1000,
             nc_packed_once: None,
             share_rows: 1000,
-            deep_kc: Some(41),
+            deep_kc: None,
         },
         Blocking {
             mc: 14,
@@ -263,6 +264,25 @@ fn odd_blockings() -> [Blocking; 7] {
             deep_kc: None,
         },
     ]
+}
+
+/// Deep products take equal k blocks of at most `deep_kc` steps, with the x block's rows cut
+/// by the same factor; others keep `kc` and `mc` (sizes worked out by hand).
+#[test]
+fn deep_products_take_longer_k_blocks() {
+    let avx512 = Blocking::for_kernel(Kernel::Avx512); // mc 140, kc 768, deep 1536
+    assert_eq!(avx512.k_blocks(3072), (1536, 70)); // GPT-2's MLP down
+    assert_eq!(avx512.k_blocks(2000), (1000, 107)); // 140 * 768 / 1000, rounded down
+    assert_eq!(avx512.k_blocks(1536), (768, 140)); // two KC blocks: unchanged
+    assert_eq!(avx512.k_blocks(576), (576, 140)); // one block
+    assert_eq!(avx512.k_blocks(5000), (1250, 86)); // 4 x 1250
+    let no_deeper = Blocking {
+        deep_kc: Some(700), // not deeper than kc: ignored
+        ..avx512
+    };
+    assert_eq!(no_deeper.k_blocks(3072), (768, 140));
+    let avx2 = Blocking::for_kernel(Kernel::Avx2Fma); // no deep blocks
+    assert_eq!(avx2.k_blocks(3072), (512, 144));
 }
 
 /// Tiny and odd block sizes force many k blocks (the accumulate path and bias on the first

@@ -3,13 +3,15 @@
 //! `tokenizer.ggml.*`.
 
 use std::path::Path;
+use std::time::Instant;
 
 use super::config::{Architecture, MlpKind, ModelConfig, NormKind, PositionKind};
 use super::gguf::tokenizer::tokenizer_from_gguf;
 use super::gguf::GgufFile;
+use super::load_clock::{LoadClock, LoadTimes};
 use super::load_llama::{load_llama, LlamaTensor};
 use super::weights::TensorSource;
-use super::Model;
+use super::{join_loader, Model};
 use crate::error::{HookLensError, Result};
 use crate::tokenizer::Tokenizer;
 
@@ -117,19 +119,40 @@ pub fn gguf_llama_config(file: &GgufFile) -> Result<ModelConfig> {
     Ok(config)
 }
 
-/// Loads a Llama-architecture GGUF file.
+/// Loads a Llama-architecture GGUF file: weights on every thread of the budget, the
+/// tokenizer alongside them.
 pub fn load_gguf_model(path: &Path) -> Result<Model> {
+    let started = Instant::now();
     let file = GgufFile::open(path)?;
     let config = gguf_llama_config(&file)?;
+    let open = started.elapsed();
     let tied = !file.contains(&gguf_llama_names(LlamaTensor::LmHead));
-    let weights = load_llama(&file, &config, tied, gguf_llama_names, true)?;
-    // A GGUF without tokenizer metadata is still usable with token ids.
-    let tokenizer = match file.metadata("tokenizer.ggml.model") {
-        Some(_) => Some(Tokenizer::new(
-            tokenizer_from_gguf(&file)?.tokenizer,
+    let clock = LoadClock::default();
+    let (weights, (tokenizer, tokenizer_time)) = std::thread::scope(|scope| {
+        let tokenizer = scope.spawn(|| {
+            let t = Instant::now();
+            (gguf_tokenizer(&file, &config), t.elapsed())
+        });
+        let weights = load_llama(&file, &config, tied, gguf_llama_names, true, &clock);
+        (weights, join_loader(tokenizer))
+    });
+    let model = Model::from_parts(config, weights?, tokenizer?, path.to_path_buf())?;
+    Ok(model.with_load_times(LoadTimes {
+        total: started.elapsed(),
+        open,
+        tokenizer: tokenizer_time,
+        ..clock.times()
+    }))
+}
+
+/// The tokenizer in the file's metadata; `None` without one (a GGUF without tokenizer
+/// metadata is still usable with token ids).
+fn gguf_tokenizer(file: &GgufFile, config: &ModelConfig) -> Result<Option<Tokenizer>> {
+    match file.metadata("tokenizer.ggml.model") {
+        Some(_) => Ok(Some(Tokenizer::new(
+            tokenizer_from_gguf(file)?.tokenizer,
             config.bos_token_id,
-        )),
-        None => None,
-    };
-    Model::from_parts(config, weights, tokenizer, path.to_path_buf())
+        ))),
+        None => Ok(None),
+    }
 }

@@ -2,6 +2,7 @@
 //! weights are stored `[in, out]`, which is already hooklens' layout).
 
 use super::config::ModelConfig;
+use super::load_clock::LoadClock;
 use super::weights::{LayerWeights, TensorSource, Weights};
 use crate::backend::cpu::gemm::PackedMatrix;
 use crate::error::Result;
@@ -21,8 +22,20 @@ fn split_columns(data: &[f32], rows: usize, parts: usize, width: usize) -> Vec<V
         .collect()
 }
 
-/// Loads GPT-2 weights; `tied` says whether `lm_head` shares `wte`.
-pub fn load_gpt2(src: &dyn TensorSource, cfg: &ModelConfig, tied: bool) -> Result<Weights> {
+/// One job of a parallel load: a layer, or the embeddings with the unembedding.
+enum Part {
+    Layer(Box<LayerWeights>),
+    Embedding(Vec<f32>, PackedMatrix),
+}
+
+/// Loads GPT-2 weights, the layers and the embedding in parallel (see
+/// [`LoadClock::par_map`]); `tied` says whether `lm_head` shares `wte`.
+pub fn load_gpt2(
+    src: &(dyn TensorSource + Sync),
+    cfg: &ModelConfig,
+    tied: bool,
+    clock: &LoadClock,
+) -> Result<Weights> {
     let prefix = if src.contains("transformer.wte.weight") {
         "transformer."
     } else {
@@ -30,62 +43,88 @@ pub fn load_gpt2(src: &dyn TensorSource, cfg: &ModelConfig, tied: bool) -> Resul
     };
     let d = cfg.d_model;
     let name = |s: &str| format!("{prefix}{s}");
-    // Conv1D weights are [in, out] already.
-    let packed = |name: &str, k: usize, n: usize| -> Result<PackedMatrix> {
-        Ok(PackedMatrix::from_k_by_n(
-            &src.read_shaped(name, &[k, n])?,
-            k,
-            n,
-        ))
-    };
+    let read = |name: &str, shape: &[usize]| clock.dequantize(|| src.read_shaped(name, shape));
+    // The embedding first: it is the largest job.
+    let parts = clock.par_map(cfg.n_layers + 1, |job| match job {
+        0 => {
+            let w_e = read(&name("wte.weight"), &[cfg.d_vocab, d])?;
+            let unembed = if tied {
+                clock.pack(|| PackedMatrix::from_n_by_k(&w_e, cfg.d_vocab, d))
+            } else {
+                let rows = read("lm_head.weight", &[cfg.d_vocab, d])?;
+                clock.pack(|| PackedMatrix::from_n_by_k(&rows, cfg.d_vocab, d))
+            };
+            Ok(Part::Embedding(w_e, unembed))
+        }
+        l => {
+            let t = |s: &str| name(&format!("h.{}.{s}", l - 1));
+            load_layer(&read, &t, cfg, clock).map(|w| Part::Layer(Box::new(w)))
+        }
+    })?;
     let mut layers = Vec::with_capacity(cfg.n_layers);
-    for l in 0..cfg.n_layers {
-        let t = |s: &str| name(&format!("h.{l}.{s}"));
-        let c_attn = src.read_shaped(&t("attn.c_attn.weight"), &[d, 3 * d])?;
-        let mut qkv = split_columns(&c_attn, d, 3, d).into_iter();
-        let c_attn_b = src.read_shaped(&t("attn.c_attn.bias"), &[3 * d])?;
-        let mut qkv_b = split_columns(&c_attn_b, 1, 3, d).into_iter();
-        let mut next = || PackedMatrix::from_k_by_n(&qkv.next().unwrap_or_default(), d, d);
-        let (w_q, w_k, w_v) = (next(), next(), next());
-        let mut next_b = || qkv_b.next();
-        let (b_q, b_k, b_v) = (next_b(), next_b(), next_b());
-        layers.push(LayerWeights {
-            ln1_w: src.read_shaped(&t("ln_1.weight"), &[d])?,
-            ln1_b: Some(src.read_shaped(&t("ln_1.bias"), &[d])?),
-            w_q,
-            b_q,
-            w_k,
-            b_k,
-            w_v,
-            b_v,
-            w_o: packed(&t("attn.c_proj.weight"), d, d)?,
-            b_o: Some(src.read_shaped(&t("attn.c_proj.bias"), &[d])?),
-            ln2_w: src.read_shaped(&t("ln_2.weight"), &[d])?,
-            ln2_b: Some(src.read_shaped(&t("ln_2.bias"), &[d])?),
-            w_in: packed(&t("mlp.c_fc.weight"), d, cfg.d_mlp)?,
-            b_in: Some(src.read_shaped(&t("mlp.c_fc.bias"), &[cfg.d_mlp])?),
-            w_gate: None,
-            w_out: packed(&t("mlp.c_proj.weight"), cfg.d_mlp, d)?,
-            b_out: Some(src.read_shaped(&t("mlp.c_proj.bias"), &[d])?),
-        });
+    let mut embedding = None;
+    for part in parts {
+        match part {
+            Part::Layer(w) => layers.push(*w),
+            Part::Embedding(w_e, unembed) => embedding = Some((w_e, unembed)),
+        }
     }
-    let w_e = src.read_shaped(&name("wte.weight"), &[cfg.d_vocab, d])?;
-    let unembed = if tied {
-        PackedMatrix::from_n_by_k(&w_e, cfg.d_vocab, d)
-    } else {
-        PackedMatrix::from_n_by_k(
-            &src.read_shaped("lm_head.weight", &[cfg.d_vocab, d])?,
-            cfg.d_vocab,
-            d,
-        )
-    };
+    let (w_e, unembed) = embedding.expect("job 0 is the embedding");
     Ok(Weights {
         w_e,
-        w_pos: Some(src.read_shaped(&name("wpe.weight"), &[cfg.n_ctx, d])?),
+        w_pos: Some(read(&name("wpe.weight"), &[cfg.n_ctx, d])?),
         layers,
-        ln_final_w: src.read_shaped(&name("ln_f.weight"), &[d])?,
-        ln_final_b: Some(src.read_shaped(&name("ln_f.bias"), &[d])?),
+        ln_final_w: read(&name("ln_f.weight"), &[d])?,
+        ln_final_b: Some(read(&name("ln_f.bias"), &[d])?),
         unembed,
         b_u: None,
+    })
+}
+
+/// Reads a tensor by name, checking its shape.
+type ReadTensor<'a> = &'a dyn Fn(&str, &[usize]) -> Result<Vec<f32>>;
+
+/// Reads and packs one layer; `read` reads a tensor by name with its shape, `t` gives the
+/// full name of one of the layer's tensors.
+fn load_layer(
+    read: ReadTensor,
+    t: &dyn Fn(&str) -> String,
+    cfg: &ModelConfig,
+    clock: &LoadClock,
+) -> Result<LayerWeights> {
+    let d = cfg.d_model;
+    // Conv1D weights are [in, out] already.
+    let packed = |name: &str, k: usize, n: usize| -> Result<PackedMatrix> {
+        let w = read(name, &[k, n])?;
+        Ok(clock.pack(|| PackedMatrix::from_k_by_n(&w, k, n)))
+    };
+    let c_attn = read(&t("attn.c_attn.weight"), &[d, 3 * d])?;
+    let (w_q, w_k, w_v) = clock.pack(|| {
+        let mut qkv = split_columns(&c_attn, d, 3, d).into_iter();
+        let mut next = || PackedMatrix::from_k_by_n(&qkv.next().unwrap_or_default(), d, d);
+        (next(), next(), next())
+    });
+    let c_attn_b = read(&t("attn.c_attn.bias"), &[3 * d])?;
+    let mut qkv_b = split_columns(&c_attn_b, 1, 3, d).into_iter();
+    let mut next_b = || qkv_b.next();
+    let (b_q, b_k, b_v) = (next_b(), next_b(), next_b());
+    Ok(LayerWeights {
+        ln1_w: read(&t("ln_1.weight"), &[d])?,
+        ln1_b: Some(read(&t("ln_1.bias"), &[d])?),
+        w_q,
+        b_q,
+        w_k,
+        b_k,
+        w_v,
+        b_v,
+        w_o: packed(&t("attn.c_proj.weight"), d, d)?,
+        b_o: Some(read(&t("attn.c_proj.bias"), &[d])?),
+        ln2_w: read(&t("ln_2.weight"), &[d])?,
+        ln2_b: Some(read(&t("ln_2.bias"), &[d])?),
+        w_in: packed(&t("mlp.c_fc.weight"), d, cfg.d_mlp)?,
+        b_in: Some(read(&t("mlp.c_fc.bias"), &[cfg.d_mlp])?),
+        w_gate: None,
+        w_out: packed(&t("mlp.c_proj.weight"), cfg.d_mlp, d)?,
+        b_out: Some(read(&t("mlp.c_proj.bias"), &[d])?),
     })
 }

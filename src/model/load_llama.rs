@@ -2,6 +2,7 @@
 //! (HF safetensors, GGUF). Linear weights arrive `[out, in]` and are transposed to `[in, out]`.
 
 use super::config::ModelConfig;
+use super::load_clock::LoadClock;
 use super::weights::{LayerWeights, TensorSource, Weights};
 use crate::backend::cpu::gemm::PackedMatrix;
 use crate::error::Result;
@@ -85,73 +86,112 @@ pub fn unpermute_rows(data: &[f32], n_heads: usize, d_head: usize, cols: usize) 
     out
 }
 
-/// Loads Llama weights. `unpermute_qk` is true for GGUF files written by llama.cpp's converter.
+/// One job of a parallel load: a layer, or the embedding with the unembedding.
+enum Part {
+    Layer(Box<LayerWeights>),
+    Embedding(Vec<f32>, PackedMatrix),
+}
+
+/// Loads Llama weights, the layers and the embedding in parallel (see [`LoadClock::par_map`]).
+/// `unpermute_qk` is true for GGUF files written by llama.cpp's converter.
 pub fn load_llama(
-    src: &dyn TensorSource,
+    src: &(dyn TensorSource + Sync),
     cfg: &ModelConfig,
     tied: bool,
     names: LlamaNames,
     unpermute_qk: bool,
+    clock: &LoadClock,
 ) -> Result<Weights> {
+    let d = cfg.d_model;
+    let read =
+        |t: LlamaTensor, shape: &[usize]| clock.dequantize(|| src.read_shaped(&names(t), shape));
+    // The embedding first: it is the largest job.
+    let parts = clock.par_map(cfg.n_layers + 1, |job| match job {
+        0 => {
+            let w_e = read(LlamaTensor::Embed, &[cfg.d_vocab, d])?;
+            let unembed = if tied {
+                clock.pack(|| PackedMatrix::from_n_by_k(&w_e, cfg.d_vocab, d))
+            } else {
+                let rows = read(LlamaTensor::LmHead, &[cfg.d_vocab, d])?;
+                clock.pack(|| PackedMatrix::from_n_by_k(&rows, cfg.d_vocab, d))
+            };
+            Ok(Part::Embedding(w_e, unembed))
+        }
+        l => load_layer(src, cfg, (names, unpermute_qk), l - 1, clock)
+            .map(|w| Part::Layer(Box::new(w))),
+    })?;
+    let mut layers = Vec::with_capacity(cfg.n_layers);
+    let mut embedding = None;
+    for part in parts {
+        match part {
+            Part::Layer(w) => layers.push(*w),
+            Part::Embedding(w_e, unembed) => embedding = Some((w_e, unembed)),
+        }
+    }
+    let (w_e, unembed) = embedding.expect("job 0 is the embedding");
+    Ok(Weights {
+        w_e,
+        w_pos: None,
+        layers,
+        ln_final_w: read(LlamaTensor::FinalNorm, &[d])?,
+        ln_final_b: None,
+        unembed,
+        b_u: None,
+    })
+}
+
+/// Reads, dequantises and packs the weights of layer `l`.
+fn load_layer(
+    src: &(dyn TensorSource + Sync),
+    cfg: &ModelConfig,
+    (names, unpermute_qk): (LlamaNames, bool),
+    l: usize,
+    clock: &LoadClock,
+) -> Result<LayerWeights> {
+    use LlamaTensor::*;
     let d = cfg.d_model;
     let q_out = cfg.n_heads * cfg.d_head;
     let kv_out = cfg.n_kv_heads * cfg.d_head;
+    let read =
+        |t: LlamaTensor, shape: &[usize]| clock.dequantize(|| src.read_shaped(&names(t), shape));
+    let optional =
+        |t: LlamaTensor, shape: &[usize]| clock.dequantize(|| src.read_optional(&names(t), shape));
     // Packs an [out, in] linear weight as the [in, out] map.
     let linear = |t: LlamaTensor, out: usize, inp: usize| -> Result<PackedMatrix> {
-        let w = src.read_shaped(&names(t), &[out, inp])?;
-        Ok(PackedMatrix::from_n_by_k(&w, out, inp))
+        let w = read(t, &[out, inp])?;
+        Ok(clock.pack(|| PackedMatrix::from_n_by_k(&w, out, inp)))
     };
     let qk = |t: LlamaTensor, heads: usize| -> Result<PackedMatrix> {
-        let mut w = src.read_shaped(&names(t), &[heads * cfg.d_head, d])?;
+        let mut w = read(t, &[heads * cfg.d_head, d])?;
         if unpermute_qk {
             w = unpermute_rows(&w, heads, cfg.d_head, d);
         }
-        Ok(PackedMatrix::from_n_by_k(&w, heads * cfg.d_head, d))
+        Ok(clock.pack(|| PackedMatrix::from_n_by_k(&w, heads * cfg.d_head, d)))
     };
     let qk_bias = |t: LlamaTensor, heads: usize| -> Result<Option<Vec<f32>>> {
-        let b = src.read_optional(&names(t), &[heads * cfg.d_head])?;
+        let b = optional(t, &[heads * cfg.d_head])?;
         Ok(match (b, unpermute_qk) {
             (Some(b), true) => Some(unpermute_rows(&b, heads, cfg.d_head, 1)),
             (b, _) => b,
         })
     };
-    let mut layers = Vec::with_capacity(cfg.n_layers);
-    for l in 0..cfg.n_layers {
-        use LlamaTensor::*;
-        layers.push(LayerWeights {
-            ln1_w: src.read_shaped(&names(AttnNorm(l)), &[d])?,
-            ln1_b: None,
-            w_q: qk(Q(l), cfg.n_heads)?,
-            b_q: qk_bias(QBias(l), cfg.n_heads)?,
-            w_k: qk(K(l), cfg.n_kv_heads)?,
-            b_k: qk_bias(KBias(l), cfg.n_kv_heads)?,
-            w_v: linear(V(l), kv_out, d)?,
-            b_v: src.read_optional(&names(VBias(l)), &[kv_out])?,
-            w_o: linear(O(l), d, q_out)?,
-            b_o: None,
-            ln2_w: src.read_shaped(&names(FfnNorm(l)), &[d])?,
-            ln2_b: None,
-            w_in: linear(Up(l), cfg.d_mlp, d)?,
-            b_in: None,
-            w_gate: Some(linear(Gate(l), cfg.d_mlp, d)?),
-            w_out: linear(Down(l), d, cfg.d_mlp)?,
-            b_out: None,
-        });
-    }
-    let w_e = src.read_shaped(&names(LlamaTensor::Embed), &[cfg.d_vocab, d])?;
-    let unembed = if tied {
-        PackedMatrix::from_n_by_k(&w_e, cfg.d_vocab, d)
-    } else {
-        let rows = src.read_shaped(&names(LlamaTensor::LmHead), &[cfg.d_vocab, d])?;
-        PackedMatrix::from_n_by_k(&rows, cfg.d_vocab, d)
-    };
-    Ok(Weights {
-        w_e,
-        w_pos: None,
-        layers,
-        ln_final_w: src.read_shaped(&names(LlamaTensor::FinalNorm), &[d])?,
-        ln_final_b: None,
-        unembed,
-        b_u: None,
+    Ok(LayerWeights {
+        ln1_w: read(AttnNorm(l), &[d])?,
+        ln1_b: None,
+        w_q: qk(Q(l), cfg.n_heads)?,
+        b_q: qk_bias(QBias(l), cfg.n_heads)?,
+        w_k: qk(K(l), cfg.n_kv_heads)?,
+        b_k: qk_bias(KBias(l), cfg.n_kv_heads)?,
+        w_v: linear(V(l), kv_out, d)?,
+        b_v: optional(VBias(l), &[kv_out])?,
+        w_o: linear(O(l), d, q_out)?,
+        b_o: None,
+        ln2_w: read(FfnNorm(l), &[d])?,
+        ln2_b: None,
+        w_in: linear(Up(l), cfg.d_mlp, d)?,
+        b_in: None,
+        w_gate: Some(linear(Gate(l), cfg.d_mlp, d)?),
+        w_out: linear(Down(l), d, cfg.d_mlp)?,
+        b_out: None,
     })
 }

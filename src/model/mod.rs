@@ -8,6 +8,7 @@ pub mod hf_config;
 pub mod input;
 pub mod known;
 pub mod layout;
+pub mod load_clock;
 pub mod load_gguf;
 pub mod load_gpt2;
 pub mod load_llama;
@@ -17,11 +18,13 @@ pub mod safetensors_dir;
 pub mod weights;
 
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use self::config::{Architecture, ModelConfig};
 use self::forward::{LogitRows, PassInput, PassPlan};
 use self::input::{Input, LogitPositions, Output, ReturnType, RunOptions, TokenBatch};
 use self::layout::RowLayout;
+use self::load_clock::{LoadClock, LoadTimes};
 use self::loss::next_token_loss;
 use self::weights::{check_sizes, Weights};
 use crate::error::{HookLensError, Result};
@@ -38,6 +41,8 @@ pub struct Model {
     weights: Weights,
     tokenizer: Option<Tokenizer>,
     source: PathBuf,
+    /// Where the load's time went (`None` for a model assembled from parts).
+    load_times: Option<LoadTimes>,
 }
 
 impl Model {
@@ -55,7 +60,19 @@ impl Model {
             weights,
             tokenizer,
             source,
+            load_times: None,
         })
+    }
+
+    /// Where the time of loading this model went (`None` when it was assembled from parts).
+    pub fn load_times(&self) -> Option<&LoadTimes> {
+        self.load_times.as_ref()
+    }
+
+    /// Records where the load's time went (loaders call it).
+    pub(crate) fn with_load_times(mut self, times: LoadTimes) -> Self {
+        self.load_times = Some(times);
+        self
     }
 
     /// Loads an HF checkpoint directory (`config.json`, safetensors weights, tokenizer files).
@@ -66,21 +83,39 @@ impl Model {
                 dir.display()
             )));
         }
+        let started = Instant::now();
         let hf = hf_config::read_hf_config(&dir.join("config.json"))?;
         let cfg = hf.config;
         let src = safetensors_dir::SafetensorsDir::open(dir)?;
-        let weights = match cfg.architecture {
-            Architecture::Gpt2 => load_gpt2::load_gpt2(&src, &cfg, hf.tie_word_embeddings)?,
-            Architecture::Llama => load_llama::load_llama(
-                &src,
-                &cfg,
-                hf.tie_word_embeddings,
-                load_llama::hf_llama_names,
-                false,
-            )?,
-        };
-        let tokenizer = Tokenizer::from_hf_dir(dir, cfg.bos_token_id)?;
-        Model::from_parts(cfg, weights, tokenizer, dir.to_path_buf())
+        let open = started.elapsed();
+        let clock = LoadClock::default();
+        let (weights, (tokenizer, tokenizer_time)) = std::thread::scope(|scope| {
+            let tokenizer = scope.spawn(|| {
+                let t = Instant::now();
+                (Tokenizer::from_hf_dir(dir, cfg.bos_token_id), t.elapsed())
+            });
+            let weights = match cfg.architecture {
+                Architecture::Gpt2 => {
+                    load_gpt2::load_gpt2(&src, &cfg, hf.tie_word_embeddings, &clock)
+                }
+                Architecture::Llama => load_llama::load_llama(
+                    &src,
+                    &cfg,
+                    hf.tie_word_embeddings,
+                    load_llama::hf_llama_names,
+                    false,
+                    &clock,
+                ),
+            };
+            (weights, join_loader(tokenizer))
+        });
+        let model = Model::from_parts(cfg, weights?, tokenizer?, dir.to_path_buf())?;
+        Ok(model.with_load_times(LoadTimes {
+            total: started.elapsed(),
+            open,
+            tokenizer: tokenizer_time,
+            ..clock.times()
+        }))
     }
 
     /// Loads a model from a path: an HF directory, or a `.gguf` file.
@@ -275,4 +310,11 @@ impl Model {
         let cache = cache.map(|_| ActivationCache::new(slots.cached, cfg.clone()));
         Ok((out, cache))
     }
+}
+
+/// The result of a loader thread; a panic there (a bug) is raised again on the caller.
+pub(crate) fn join_loader<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    handle
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }

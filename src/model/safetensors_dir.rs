@@ -134,33 +134,54 @@ impl TensorSource for SafetensorsDir {
         let view = st
             .tensor(name)
             .map_err(|e| HookLensError::format(&file.path, format!("tensor `{name}`: {e}")))?;
-        let bytes = view.data();
-        let data = match view.dtype() {
-            Dtype::F32 => bytes
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-            Dtype::F16 => bytes
-                .chunks_exact(2)
-                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            Dtype::BF16 => bytes
-                .chunks_exact(2)
-                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            Dtype::F64 => bytes
-                .chunks_exact(8)
-                .map(|c| {
-                    f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32
-                })
-                .collect(),
-            other => {
-                return Err(HookLensError::unsupported(format!(
-                    "{}: tensor `{name}` has dtype {other:?} (hooklens reads F32, F16, BF16, F64)",
-                    file.path.display()
-                )))
-            }
-        };
+        let data = convert_to_f32(view.dtype(), view.data()).ok_or_else(|| {
+            HookLensError::unsupported(format!(
+                "{}: tensor `{name}` has dtype {:?} (hooklens reads F32, F16, BF16, F64)",
+                file.path.display(),
+                view.dtype()
+            ))
+        })?;
         Ok((data, view.shape().to_vec()))
     }
+}
+
+/// Little-endian tensor bytes of `dtype` as f32 (on huge pages when large); `None` for a
+/// dtype hooklens does not read.
+fn convert_to_f32(dtype: Dtype, bytes: &[u8]) -> Option<Vec<f32>> {
+    let size = match dtype {
+        Dtype::F32 => 4,
+        Dtype::F16 | Dtype::BF16 => 2,
+        Dtype::F64 => 8,
+        _ => return None,
+    };
+    let mut data: Vec<f32> = crate::backend::cpu::huge_pages::zeroed_vec(bytes.len() / size);
+    match dtype {
+        Dtype::F32 if cfg!(target_endian = "little") => {
+            // The file's bytes are the values: one copy (the map need not be 4-byte aligned,
+            // the Vec is).
+            let n = data.len() * 4;
+            bytemuck::cast_slice_mut::<f32, u8>(&mut data).copy_from_slice(&bytes[..n]);
+        }
+        Dtype::F32 => {
+            for (x, c) in data.iter_mut().zip(bytes.chunks_exact(4)) {
+                *x = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            }
+        }
+        Dtype::F16 => {
+            for (x, c) in data.iter_mut().zip(bytes.chunks_exact(2)) {
+                *x = half::f16::from_le_bytes([c[0], c[1]]).to_f32();
+            }
+        }
+        Dtype::BF16 => {
+            for (x, c) in data.iter_mut().zip(bytes.chunks_exact(2)) {
+                *x = half::bf16::from_le_bytes([c[0], c[1]]).to_f32();
+            }
+        }
+        _ => {
+            for (x, c) in data.iter_mut().zip(bytes.chunks_exact(8)) {
+                *x = f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32;
+            }
+        }
+    }
+    Some(data)
 }

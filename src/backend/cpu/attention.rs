@@ -229,19 +229,25 @@ fn attention_rows(
     // The query vectors that read one kv head of one sequence: (row, head, position).
     let mut vectors: Vec<(usize, usize, usize)> = Vec::new();
     #[cfg(target_arch = "x86_64")]
-    let avx512 = level() == Level::Avx512;
-    // Blocks of query vectors for the AVX-512 kernel: queries and outputs // [QUERY_BLOCK, d_head]
-    // and their scores // [QUERY_BLOCK, padded keys]
+    let (avx512, avx2) = (level() == Level::Avx512, level() == Level::Avx2);
+    // Blocks of query vectors for the AVX-512 kernel: queries and outputs
+    // // [QUERY_BLOCK, d_head] and their scores // [QUERY_BLOCK, padded keys]
     #[cfg(target_arch = "x86_64")]
     let (mut q_block, mut z_block, mut block_scores) = {
-        use super::attention_avx512::QUERY_BLOCK;
-        let n = if avx512 { QUERY_BLOCK } else { 0 };
+        use super::attention_avx512;
+        let n = if avx512 {
+            attention_avx512::QUERY_BLOCK
+        } else {
+            0
+        };
         (
             vec![0.0f32; n * d_head],
             vec![0.0f32; n * d_head],
             vec![0.0f32; n * padded_keys(seq_len)],
         )
     };
+    #[cfg(target_arch = "x86_64")]
+    let mut scratch = Avx2Scratch::new(if avx2 { d_head } else { 0 });
     let mut i0 = 0;
     while i0 < rows.len() {
         let s = rows[i0].0;
@@ -250,7 +256,6 @@ fn attention_rows(
         let k_seq = &k[s * seq_len * kv_width..][..keys * kv_width]; // [keys, n_kv, d_head]
         let v_seq = &v[s * seq_len * kv_width..][..keys * kv_width]; // [keys, n_kv, d_head]
         for kv in 0..n_kv_heads {
-            transpose_keys(k_seq, kv, dims, keys, &mut kt);
             let values = (v_seq, kv * d_head, kv_width);
             // Row-major, so that neighbouring vectors have about the same number of keys.
             vectors.clear();
@@ -258,18 +263,27 @@ fn attention_rows(
                 (i0..i1)
                     .flat_map(|i| (kv * group..(kv + 1) * group).map(move |h| (i, h, rows[i].1))),
             );
+            #[cfg(target_arch = "x86_64")]
+            if avx2 {
+                avx2_vectors(
+                    &vectors,
+                    (q, first),
+                    (k_seq, keys),
+                    values,
+                    dims,
+                    &mut scratch,
+                    z,
+                );
+                continue;
+            }
+            transpose_keys(k_seq, kv, dims, keys, &mut kt);
             #[allow(unused_mut)]
             let mut done = 0;
             #[cfg(target_arch = "x86_64")]
             if avx512 {
                 use super::attention_avx512::{attend_block, QUERY_BLOCK};
                 for block in vectors.chunks_exact(QUERY_BLOCK) {
-                    let mut last = [0; QUERY_BLOCK];
-                    for (r, &(i, h, t)) in block.iter().enumerate() {
-                        let q_row = &q[((first + i) * n_heads + h) * d_head..][..d_head];
-                        q_block[r * d_head..][..d_head].copy_from_slice(q_row);
-                        last[r] = t;
-                    }
+                    let last = gather_block(block, q, (first, n_heads, d_head), &mut q_block);
                     let kt = (&kt[..], padded_keys(keys));
                     // SAFETY: level() is Avx512 only where the CPU reports avx512f; the
                     // blocks are [QUERY_BLOCK, d_head], kt is [d_head, padded_keys(keys)] with
@@ -286,10 +300,7 @@ fn attention_rows(
                             &mut z_block,
                         )
                     };
-                    for (r, &(i, h, _)) in block.iter().enumerate() {
-                        z[(i * n_heads + h) * d_head..][..d_head]
-                            .copy_from_slice(&z_block[r * d_head..][..d_head]);
-                    }
+                    scatter_block(block, &z_block, (n_heads, d_head), z);
                 }
                 done = vectors.len() / QUERY_BLOCK * QUERY_BLOCK;
             }
@@ -318,6 +329,108 @@ fn attention_rows(
             }
         }
         i0 = i1;
+    }
+}
+
+/// Buffers of the AVX2 kernel: a group of query vectors, their outputs and the blocked keys.
+#[cfg(target_arch = "x86_64")]
+struct Avx2Scratch {
+    /// `[TILES * QUERY_BLOCK, d_head]`
+    q: Vec<f32>,
+    /// `[TILES * QUERY_BLOCK, d_head]`
+    z: Vec<f32>,
+    /// `[key blocks, d_head, 16]`
+    keys: Vec<f32>,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Avx2Scratch {
+    /// Buffers for heads of `d_head` values (0: none, for other kernels).
+    fn new(d_head: usize) -> Self {
+        use super::attention_avx2::{QUERY_BLOCK, TILES};
+        let n = TILES * QUERY_BLOCK * d_head;
+        Avx2Scratch {
+            q: vec![0.0; n],
+            z: vec![0.0; n],
+            keys: Vec::new(),
+        }
+    }
+}
+
+/// The query vectors of one kv head of one sequence through the AVX2 kernel, in groups of up
+/// to `TILES` tiles; a last tile short of `QUERY_BLOCK` vectors repeats its last vector and
+/// drops the copies' outputs.
+/// vectors: (packed row, head, position)   q: (`[rows, n_heads, d_head]`, first row)
+/// keys: (`[keys, n_kv, d_head]` of the sequence, keys)   z: `[rows, n_heads, d_head]`
+#[cfg(target_arch = "x86_64")]
+fn avx2_vectors(
+    vectors: &[(usize, usize, usize)],
+    (q, first): (&[f32], usize),
+    (k_seq, keys): (&[f32], usize),
+    values: (&[f32], usize, usize),
+    dims: HeadDims,
+    scratch: &mut Avx2Scratch,
+    z: &mut [f32],
+) {
+    use super::attention_avx2::{attend_tiles, block_keys, QUERY_BLOCK, TILES};
+    let (d_head, kv_width) = (dims.d_head, values.2);
+    let scale = 1.0 / (d_head as f32).sqrt();
+    block_keys(k_seq, (values.1, kv_width, d_head), keys, &mut scratch.keys);
+    for group in vectors.chunks(TILES * QUERY_BLOCK) {
+        let padded = group.len().next_multiple_of(QUERY_BLOCK);
+        let mut last = [0; TILES * QUERY_BLOCK];
+        for r in 0..padded {
+            let (i, h, t) = group[r.min(group.len() - 1)];
+            let q_row = &q[((first + i) * dims.n_heads + h) * d_head..][..d_head];
+            scratch.q[r * d_head..][..d_head].copy_from_slice(q_row);
+            last[r] = t;
+        }
+        let n = padded * d_head;
+        // SAFETY: level() is Avx2 only where the CPU reports avx2 and fma; the group is at
+        // most TILES tiles, the blocked keys cover every t < keys, and the values hold keys
+        // rows.
+        unsafe {
+            attend_tiles(
+                &scratch.q[..n],
+                &last[..padded],
+                &scratch.keys,
+                scale,
+                values,
+                &mut scratch.z[..n],
+            )
+        };
+        scatter_block(group, &scratch.z[..n], (dims.n_heads, d_head), z);
+    }
+}
+
+/// Copies the query vectors of `block` (`(packed row, head, position)`, rows counted from
+/// `first`) into `q_block` and returns their positions.
+/// q: `[rows, n_heads, d_head]`   q_block: `[N, d_head]`
+fn gather_block<const N: usize>(
+    block: &[(usize, usize, usize)],
+    q: &[f32],
+    (first, n_heads, d_head): (usize, usize, usize),
+    q_block: &mut [f32],
+) -> [usize; N] {
+    let mut last = [0; N];
+    for (r, &(i, h, t)) in block.iter().enumerate() {
+        let q_row = &q[((first + i) * n_heads + h) * d_head..][..d_head];
+        q_block[r * d_head..][..d_head].copy_from_slice(q_row);
+        last[r] = t;
+    }
+    last
+}
+
+/// Writes the outputs of `block`'s query vectors from `z_block` into their places in `z`.
+/// z_block: `[block.len(), d_head]`   z: `[rows, n_heads, d_head]`
+fn scatter_block(
+    block: &[(usize, usize, usize)],
+    z_block: &[f32],
+    (n_heads, d_head): (usize, usize),
+    z: &mut [f32],
+) {
+    for (r, &(i, h, _)) in block.iter().enumerate() {
+        z[(i * n_heads + h) * d_head..][..d_head].copy_from_slice(&z_block[r * d_head..][..d_head]);
     }
 }
 

@@ -4,8 +4,12 @@
 pub mod activation;
 pub mod attention;
 #[cfg(target_arch = "x86_64")]
+mod attention_avx2;
+#[cfg(target_arch = "x86_64")]
 mod attention_avx512;
+pub mod caches;
 pub mod gemm;
+pub mod huge_pages;
 pub mod matmul;
 pub mod norm;
 mod pool;

@@ -29,6 +29,26 @@ pub fn level() -> Level {
     }
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Calls of each copy (`Level as usize`) on this thread, counted in unit tests only.
+    static DISPATCHED: std::cell::Cell<[usize; 3]> = const { std::cell::Cell::new([0; 3]) };
+}
+
+/// Counts one call of the `level` copy of a `multiversion!` function on this thread (unit
+/// tests only; elsewhere it compiles to nothing).
+#[inline(always)]
+pub fn note_dispatch(level: Level) {
+    #[cfg(test)]
+    DISPATCHED.with(|d| {
+        let mut counts = d.get();
+        counts[level as usize] += 1;
+        d.set(counts);
+    });
+    #[cfg(not(test))]
+    let _ = level;
+}
+
 /// Defines `fn name(args) { body }` (no generics, no return value) whose body is compiled for
 /// AVX-512, for AVX2 + FMA and for the baseline, and dispatched on [`level`] at each call.
 /// Helpers the body calls should be `#[inline(always)]` so they are compiled into each copy.
@@ -51,14 +71,25 @@ macro_rules! multiversion {
                 body($($arg),*)
             }
 
-            match $crate::backend::cpu::simd::level() {
+            use $crate::backend::cpu::simd::{level, note_dispatch, Level};
+            match level() {
                 #[cfg(target_arch = "x86_64")]
-                // SAFETY: level() is Avx512 only where the CPU reports avx512f (and so avx2, fma).
-                $crate::backend::cpu::simd::Level::Avx512 => unsafe { with_avx512($($arg),*) },
+                Level::Avx512 => {
+                    note_dispatch(Level::Avx512);
+                    // SAFETY: level() is Avx512 only where the CPU reports avx512f (and so
+                    // avx2, fma).
+                    unsafe { with_avx512($($arg),*) }
+                }
                 #[cfg(target_arch = "x86_64")]
-                // SAFETY: level() is Avx2 only where the CPU reports avx2 and fma.
-                $crate::backend::cpu::simd::Level::Avx2 => unsafe { with_avx2($($arg),*) },
-                _ => body($($arg),*),
+                Level::Avx2 => {
+                    note_dispatch(Level::Avx2);
+                    // SAFETY: level() is Avx2 only where the CPU reports avx2 and fma.
+                    unsafe { with_avx2($($arg),*) }
+                }
+                _ => {
+                    note_dispatch(Level::Baseline);
+                    body($($arg),*)
+                }
             }
         }
     };
@@ -74,6 +105,42 @@ mod tests {
         fn sum_squares(x: &[f32], out: &mut f32) {
             *out = x.iter().map(|v| v * v).sum();
         }
+    }
+
+    /// The copy of a real kernel that runs is the one for this CPU: AVX2 on an AVX2-only
+    /// machine, AVX-512 on one that has it, unless `HOOKLENS_KERNEL` forces a lower path
+    /// (CI runs this test with `HOOKLENS_KERNEL=avx2` on AVX-512 machines). The expected
+    /// level comes from the CPU's feature flags, not from `level()`.
+    #[test]
+    fn the_copy_for_this_cpu_is_the_one_that_runs() {
+        use crate::backend::cpu::gemm::Kernel;
+        #[cfg(target_arch = "x86_64")]
+        let (avx512, avx2) = (
+            is_x86_feature_detected!("avx512f"),
+            is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
+        );
+        #[cfg(not(target_arch = "x86_64"))]
+        let (avx512, avx2) = (false, false);
+        let forced = Kernel::from_env().expect("a valid HOOKLENS_KERNEL");
+        let want = match forced {
+            Some(Kernel::Portable) => Level::Baseline,
+            Some(Kernel::Avx2Fma) if avx2 => Level::Avx2,
+            _ if avx512 => Level::Avx512,
+            _ if avx2 => Level::Avx2,
+            _ => Level::Baseline,
+        };
+        let before = DISPATCHED.with(|d| d.get());
+        let mut rows = vec![0.5f32; 3 * 40];
+        super::super::attention::softmax_rows(&mut rows, 40);
+        let after = DISPATCHED.with(|d| d.get());
+        let ran: Vec<usize> = (0..3).map(|i| after[i] - before[i]).collect();
+        let mut expected = vec![0; 3];
+        expected[want as usize] = 1;
+        assert_eq!(
+            ran, expected,
+            "calls per copy [avx512, avx2, baseline]; want {want:?}"
+        );
+        assert!((rows[0] - 1.0 / 40.0).abs() < 1e-6);
     }
 
     #[test]

@@ -26,6 +26,10 @@ struct Cli {
     /// CPU threads (default: $HOOKLENS_THREADS, else all cores).
     #[arg(long, global = true)]
     threads: Option<usize>,
+    /// Print where the load's time went (open, read + dequantize, pack, tokenizer) and which
+    /// kernel path runs (set one with HOOKLENS_KERNEL=avx512|avx2|portable).
+    #[arg(long, short, global = true)]
+    verbose: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -46,7 +50,7 @@ enum Command {
     Bench(cmd_bench::BenchArgs),
 }
 
-fn load_model(arg: Option<&str>) -> Result<Model> {
+fn load_model(arg: Option<&str>, verbose: bool) -> Result<Model> {
     if let Some(shape) = arg.and_then(|a| a.strip_prefix("random:")) {
         let cfg = match shape {
             "gpt2-small" => ModelConfig::gpt2_small(),
@@ -73,7 +77,27 @@ fn load_model(arg: Option<&str>) -> Result<Model> {
         cfg.n_heads,
         started.elapsed().as_secs_f64()
     );
+    if let (true, Some(times)) = (verbose, model.load_times()) {
+        eprintln!("{times}");
+    }
     Ok(model)
+}
+
+/// Rejects an invalid `HOOKLENS_KERNEL` before any work; with `verbose`, names the path.
+fn check_kernel_choice(verbose: bool) -> Result<()> {
+    use hooklens::backend::cpu::gemm::Kernel;
+    Kernel::from_env().map_err(HookLensError::input)?;
+    if verbose {
+        let caches = hooklens::backend::cpu::caches::CacheSizes::get();
+        eprintln!(
+            "kernel path: {} (caches: L1d {} KiB, L2 {} KiB, L3 {} KiB)",
+            Kernel::best().name(),
+            caches.l1d >> 10,
+            caches.l2 >> 10,
+            caches.l3 >> 10
+        );
+    }
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -81,17 +105,19 @@ fn main() -> ExitCode {
     if let Some(n) = cli.threads {
         hooklens::set_num_threads(n);
     }
-    let result = load_model(cli.model.as_deref()).and_then(|model| match &cli.command {
-        Command::Hooks => {
-            cmd_hooks::run(&model);
-            Ok(())
-        }
-        Command::Run(args) => cmd_run::run(&model, args),
-        Command::Ablate(args) => cmd_sweep::ablate(&model, args),
-        Command::Patch(args) => cmd_sweep::patch(&model, args),
-        Command::Trace(args) => cmd_sweep::trace(&model, args),
-        Command::Bench(args) => cmd_bench::run(&model, args),
-    });
+    let result = check_kernel_choice(cli.verbose)
+        .and_then(|()| load_model(cli.model.as_deref(), cli.verbose))
+        .and_then(|model| match &cli.command {
+            Command::Hooks => {
+                cmd_hooks::run(&model);
+                Ok(())
+            }
+            Command::Run(args) => cmd_run::run(&model, args),
+            Command::Ablate(args) => cmd_sweep::ablate(&model, args),
+            Command::Patch(args) => cmd_sweep::patch(&model, args),
+            Command::Trace(args) => cmd_sweep::trace(&model, args),
+            Command::Bench(args) => cmd_bench::run(&model, args),
+        });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

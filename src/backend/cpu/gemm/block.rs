@@ -5,14 +5,15 @@
 use std::cell::RefCell;
 use std::ops::Range;
 
+use super::super::caches::CacheSizes;
 use super::kernel::{CheckedKernel, Finish, Kernel, Tile};
 use super::pack_a::{pack_a, ABlock};
 use super::packed::PackedMatrix;
 use super::{Epilogue, NR};
 
-/// Cache block sizes. [`Blocking::for_kernel`] gives the ones measured best on the 2-core
-/// machine described in `docs/bench-gemm.md` (48 KiB L1d, 2 MiB L2 per core): its large L2 makes
-/// a long `KC` pay (fewer passes over the output), and `NC` larger than the model widths.
+/// Cache block sizes. [`Blocking::for_kernel`] gives each kernel's block sizes as tuned on a
+/// reference machine ([`Blocking::tuned`]), scaled to the cache sizes of the machine it runs
+/// on ([`Blocking::for_caches`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Blocking {
     /// Rows of `x` packed at a time (rounded up to a multiple of the kernel's tile height): the
@@ -46,32 +47,93 @@ pub struct Blocking {
     pub deep_kc: Option<usize>,
 }
 
+/// The caches of the machine the AVX-512 blocking was tuned on (an Intel Xeon, see
+/// `docs/bench-gemm.md`).
+pub const AVX512_REFERENCE: CacheSizes = CacheSizes {
+    l1d: 48 << 10,
+    l2: 2 << 20,
+    l3: 105 << 20,
+};
+
+/// The caches of the machine the AVX2 blocking was tuned on (an AMD EPYC, Zen 3).
+pub const AVX2_REFERENCE: CacheSizes = CacheSizes {
+    l1d: 32 << 10,
+    l2: 512 << 10,
+    l3: 32 << 20,
+};
+
 impl Blocking {
-    /// The block sizes tuned for `kernel`.
+    /// The block sizes for `kernel` on this machine: [`Blocking::tuned`] scaled to the
+    /// caches [`CacheSizes::get`] reads.
     pub fn for_kernel(kernel: Kernel) -> Self {
+        let (tuned, reference) = Self::tuned(kernel);
+        tuned.for_caches(reference, CacheSizes::get(), kernel.mr())
+    }
+
+    /// The block sizes measured best for `kernel`, with the caches of the machine they were
+    /// measured on.
+    pub fn tuned(kernel: Kernel) -> (Self, CacheSizes) {
         match kernel {
-            Kernel::Avx512 => Self {
-                mc: 140,
-                kc: 768,
-                nc: 3072,
-                skinny_m: 28,
-                nc_packed_once: Some(384),
-                share_rows: 294,
-                // GPT-2's MLP down (k = 3072) as 2 x 1536 steps with 70-row blocks of x:
-                // 3-4.5 % faster than 4 x 768 at 2304 x 3072 x 768 with one and two threads
-                // (interleaved, 5-6 rounds). Not for k <= 1536: 1536 then fits one block and
-                // that shape was 0-4 % slower in the SmolLM2 forward pass (its MLP down).
-                deep_kc: Some(1536),
-            },
-            Kernel::Avx2Fma | Kernel::Portable => Self {
-                mc: 144,
-                kc: 512,
-                nc: 3072,
-                skinny_m: 24,
-                nc_packed_once: None,
-                share_rows: 288,
-                deep_kc: None,
-            },
+            Kernel::Avx512 => (
+                Self {
+                    mc: 140,
+                    kc: 768,
+                    nc: 3072,
+                    skinny_m: 28,
+                    nc_packed_once: Some(384),
+                    share_rows: 294,
+                    // GPT-2's MLP down (k = 3072) as 2 x 1536 steps with 70-row blocks of x:
+                    // 3-4.5 % faster than 4 x 768 at 2304 x 3072 x 768 with one and two
+                    // threads (interleaved, 5-6 rounds). Not for k <= 1536: 1536 then fits
+                    // one block and that shape was 0-4 % slower in the SmolLM2 forward pass.
+                    deep_kc: Some(1536),
+                },
+                AVX512_REFERENCE,
+            ),
+            Kernel::Avx2Fma | Kernel::Portable => (
+                Self {
+                    mc: 144,
+                    kc: 512,
+                    nc: 3072,
+                    skinny_m: 24,
+                    nc_packed_once: None,
+                    share_rows: 288,
+                    deep_kc: None,
+                },
+                AVX2_REFERENCE,
+            ),
+        }
+    }
+
+    /// These block sizes, tuned on a machine with caches `reference`, for one with caches
+    /// `caches`: the k depth grows and shrinks with L1d (a `[kc, 16]` panel of W is read from
+    /// L1 by every micro-panel of x), the rows of a packed x block with L2 per step of k (the
+    /// `[mc, kc]` block of x stays in L2), and a thread's piece of rows with them. Rows stay
+    /// multiples of the kernel's tile height `mr`; the same caches give the same sizes back.
+    pub fn for_caches(self, reference: CacheSizes, caches: CacheSizes, mr: usize) -> Self {
+        if caches == reference {
+            return self;
+        }
+        let scale = |v: usize, num: usize, den: usize| {
+            ((v as u128 * num as u128) / den.max(1) as u128) as usize
+        };
+        let kc = scale(self.kc, caches.l1d, reference.l1d)
+            .next_multiple_of(16)
+            .clamp(64, 4096);
+        // mc * kc scales with L2.
+        let rows = |v: usize| {
+            scale(scale(v, caches.l2, reference.l2), self.kc, kc)
+                .clamp(mr, 4096)
+                .next_multiple_of(mr)
+        };
+        Self {
+            mc: rows(self.mc),
+            kc,
+            share_rows: rows(self.share_rows),
+            deep_kc: self
+                .deep_kc
+                .map(|deep| scale(deep, kc, self.kc).next_multiple_of(16)),
+            ..self
         }
     }
 

@@ -17,40 +17,118 @@ pub enum Kernel {
     Portable,
 }
 
-/// 0: not decided yet; 1: best available; 2: forced portable.
+/// The kernel choice: 0 not decided yet, 1 the best available, else `2 + forced kernel`
+/// (2 portable, 3 AVX2, 4 AVX-512).
 static MODE: AtomicU8 = AtomicU8::new(0);
 
 /// Forces (`true`) or stops forcing (`false`) the portable kernel for [`Kernel::best`], and so for
-/// [`super::gemm`]. Overrides the `HOOKLENS_FORCE_PORTABLE` environment variable.
+/// [`super::gemm`]. Overrides the `HOOKLENS_KERNEL` and `HOOKLENS_FORCE_PORTABLE` environment
+/// variables. Same as [`Kernel::force`] with `Some(Kernel::Portable)` or `None`.
 pub fn set_force_portable(force: bool) {
-    MODE.store(if force { 2 } else { 1 }, Ordering::Relaxed);
+    Kernel::force(force.then_some(Kernel::Portable));
 }
 
+/// The environment variable that forces a kernel path: `avx512`, `avx2`, `portable` or `auto`.
+pub const KERNEL_ENV: &str = "HOOKLENS_KERNEL";
+
 impl Kernel {
-    /// The fastest kernel this CPU runs (AVX-512, else AVX2 + FMA, else portable), unless the
-    /// portable one is forced by [`set_force_portable`] or by `HOOKLENS_FORCE_PORTABLE=1`
-    /// (read once, at the first call).
+    /// Every kernel family, fastest first.
+    pub const ALL: [Kernel; 3] = [Kernel::Avx512, Kernel::Avx2Fma, Kernel::Portable];
+
+    /// The name `HOOKLENS_KERNEL` takes for this kernel.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::Avx512 => "avx512",
+            Kernel::Avx2Fma => "avx2",
+            Kernel::Portable => "portable",
+        }
+    }
+
+    /// Parses a `HOOKLENS_KERNEL` value: a kernel name, or `auto` / empty for `None` (the best
+    /// available). A name the CPU cannot run is an error naming the ones it can.
+    pub fn parse_choice(value: &str) -> Result<Option<Kernel>, String> {
+        let value = value.trim().to_ascii_lowercase();
+        if value.is_empty() || value == "auto" {
+            return Ok(None);
+        }
+        let available = || {
+            let names: Vec<_> = Kernel::ALL
+                .iter()
+                .filter(|k| k.is_available())
+                .map(|k| k.name())
+                .collect();
+            names.join(", ")
+        };
+        let kernel = Kernel::ALL
+            .into_iter()
+            .find(|k| k.name() == value || (value == "avx2fma" && *k == Kernel::Avx2Fma))
+            .ok_or_else(|| {
+                format!(
+                    "{KERNEL_ENV}={value}: unknown kernel (expected auto, avx512, avx2 or \
+                     portable; this CPU runs {})",
+                    available()
+                )
+            })?;
+        if !kernel.is_available() {
+            return Err(format!(
+                "{KERNEL_ENV}={value}: this CPU cannot run the {value} kernel (it runs {})",
+                available()
+            ));
+        }
+        Ok(Some(kernel))
+    }
+
+    /// The kernel the environment asks for: `HOOKLENS_KERNEL` if set, else
+    /// `HOOKLENS_FORCE_PORTABLE=1` (the older switch), else `None` (the best available).
+    pub fn from_env() -> Result<Option<Kernel>, String> {
+        if let Ok(value) = std::env::var(KERNEL_ENV) {
+            return Kernel::parse_choice(&value);
+        }
+        let portable =
+            std::env::var("HOOKLENS_FORCE_PORTABLE").is_ok_and(|v| !v.is_empty() && v != "0");
+        Ok(portable.then_some(Kernel::Portable))
+    }
+
+    /// Forces `Some(kernel)` (falling back as [`Kernel::best`] says if the CPU lacks it) or,
+    /// with `None`, the best available, for every later [`Kernel::best`]; overrides the
+    /// environment.
+    pub fn force(kernel: Option<Kernel>) {
+        MODE.store(Self::mode_of(kernel), Ordering::Relaxed);
+    }
+
+    fn mode_of(kernel: Option<Kernel>) -> u8 {
+        match kernel {
+            None => 1,
+            Some(Kernel::Portable) => 2,
+            Some(Kernel::Avx2Fma) => 3,
+            Some(Kernel::Avx512) => 4,
+        }
+    }
+
+    /// The kernel [`super::gemm`] and the vectorised loops use: the one forced by
+    /// [`Kernel::force`], else by `HOOKLENS_KERNEL` (read once, at the first call; an invalid
+    /// value is reported on stderr once and ignored, see [`Kernel::from_env`]), else the
+    /// fastest this CPU runs (AVX-512, else AVX2 + FMA, else portable). A forced kernel the
+    /// CPU lacks falls back to the best one it has below it.
     pub fn best() -> Kernel {
         let mode = match MODE.load(Ordering::Relaxed) {
             0 => {
-                let forced = std::env::var("HOOKLENS_FORCE_PORTABLE")
-                    .is_ok_and(|v| !v.is_empty() && v != "0");
-                let mode = if forced { 2 } else { 1 };
-                // Keep a value set_force_portable stored meanwhile.
+                let mode = Self::mode_of(Kernel::from_env().unwrap_or_else(|message| {
+                    eprintln!("hooklens: {message}; using the best available kernel");
+                    None
+                }));
+                // Keep a value Kernel::force stored meanwhile.
                 let _ = MODE.compare_exchange(0, mode, Ordering::Relaxed, Ordering::Relaxed);
                 MODE.load(Ordering::Relaxed)
             }
             m => m,
         };
-        if mode == 2 {
-            Kernel::Portable
-        } else if Kernel::Avx512.is_available() {
-            Kernel::Avx512
-        } else if Kernel::Avx2Fma.is_available() {
-            Kernel::Avx2Fma
-        } else {
-            Kernel::Portable
-        }
+        let ceiling = match mode {
+            2 => Kernel::Portable,
+            3 => Kernel::Avx2Fma,
+            _ => Kernel::Avx512,
+        };
+        ceiling.checked().0
     }
 
     /// Whether this CPU can run the kernel.

@@ -32,7 +32,7 @@ mod avx2;
 mod avx512;
 
 pub use block::Blocking;
-pub use kernel::{set_force_portable, Kernel};
+pub use kernel::{set_force_portable, Kernel, KERNEL_ENV};
 pub use packed::PackedMatrix;
 pub use parallel::Split;
 

@@ -11,6 +11,10 @@ use super::NR;
 #[repr(C, align(64))]
 pub(super) struct PanelRow(pub [f32; NR]);
 
+// SAFETY: a PanelRow is sixteen f32s (no padding: see the size assertion at the end of this
+// file), for which all-zero bytes are the valid value 0.0.
+unsafe impl bytemuck::Zeroable for PanelRow {}
+
 /// A `[k, n]` right-hand-side matrix in panel layout: panel `p` holds columns
 /// `p * NR .. p * NR + NR` as `k` rows of `NR` values; columns past `n` in the last panel are 0.
 #[derive(Clone)]
@@ -78,7 +82,7 @@ impl PackedMatrix {
         Self {
             k,
             n,
-            data: vec![PanelRow([0.0; NR]); rows],
+            data: super::super::huge_pages::zeroed_vec(rows),
         }
     }
 

@@ -270,7 +270,7 @@ fn odd_blockings() -> [Blocking; 7] {
 /// by the same factor; others keep `kc` and `mc` (sizes worked out by hand).
 #[test]
 fn deep_products_take_longer_k_blocks() {
-    let avx512 = Blocking::for_kernel(Kernel::Avx512); // mc 140, kc 768, deep 1536
+    let avx512 = Blocking::tuned(Kernel::Avx512).0; // mc 140, kc 768, deep 1536
     assert_eq!(avx512.k_blocks(3072), (1536, 70)); // GPT-2's MLP down
     assert_eq!(avx512.k_blocks(2000), (1000, 107)); // 140 * 768 / 1000, rounded down
     assert_eq!(avx512.k_blocks(1536), (768, 140)); // two KC blocks: unchanged
@@ -281,8 +281,41 @@ fn deep_products_take_longer_k_blocks() {
         ..avx512
     };
     assert_eq!(no_deeper.k_blocks(3072), (768, 140));
-    let avx2 = Blocking::for_kernel(Kernel::Avx2Fma); // no deep blocks
+    let avx2 = Blocking::tuned(Kernel::Avx2Fma).0; // no deep blocks
     assert_eq!(avx2.k_blocks(3072), (512, 144));
+}
+
+/// The tuned sizes come back unchanged on the machine they were tuned on, and scale with the
+/// caches elsewhere (sizes worked out by hand).
+#[test]
+fn blocking_follows_the_cache_sizes() {
+    use super::block::{AVX2_REFERENCE, AVX512_REFERENCE};
+    use crate::backend::cpu::caches::CacheSizes;
+    let (avx2, zen3) = Blocking::tuned(Kernel::Avx2Fma);
+    assert_eq!(avx2.for_caches(zen3, zen3, 6), avx2);
+    // The AVX2 kernel forced on the Xeon: L1d 1.5x (kc 512 -> 768), L2 4x per kc step
+    // (mc 144 * 4 * 512 / 768 = 384, share 288 * 4 * 512 / 768 = 768).
+    let on_xeon = avx2.for_caches(zen3, AVX512_REFERENCE, 6);
+    assert_eq!(
+        (on_xeon.kc, on_xeon.mc, on_xeon.share_rows),
+        (768, 384, 768)
+    );
+    assert_eq!((on_xeon.nc, on_xeon.skinny_m), (avx2.nc, avx2.skinny_m));
+    let (avx512, xeon) = Blocking::tuned(Kernel::Avx512);
+    assert_eq!(avx512.for_caches(xeon, xeon, 14), avx512);
+    // AVX-512 on a core with Zen 3's caches: kc 768 * 32/48 = 512; mc 140 / 4 * 768/512 =
+    // 52.5 -> 52 -> 56 (a multiple of 14); deep 1536 * 512/768 = 1024.
+    let small = avx512.for_caches(xeon, AVX2_REFERENCE, 14);
+    assert_eq!((small.kc, small.mc, small.deep_kc), (512, 56, Some(1024)));
+    assert_eq!(small.mc % 14, 0);
+    // A tiny L1 keeps kc at 64 at least, and rows at one tile at least.
+    let tiny = CacheSizes {
+        l1d: 4 << 10,
+        l2: 8 << 10,
+        l3: 1 << 20,
+    };
+    let t = avx2.for_caches(zen3, tiny, 6);
+    assert!(t.kc == 64 && t.mc >= 6 && t.mc % 6 == 0, "{t:?}");
 }
 
 /// Tiny and odd block sizes force many k blocks (the accumulate path and bias on the first

@@ -1,0 +1,141 @@
+//! Parallel weight loading and where its time goes: the layers (and the embedding) are read,
+//! dequantised and packed on every thread of the budget at once, and each thread's time in
+//! each phase is summed, so `--verbose` can say where a load's time went.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::backend::cpu::threads::reserve_workers;
+use crate::error::Result;
+
+/// Where the time of one model load went.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct LoadTimes {
+    /// Wall time from the call to a ready model.
+    pub total: Duration,
+    /// Wall time opening the files: mapping them, parsing headers, metadata and config.
+    pub open: Duration,
+    /// Thread time reading tensors from the mapped files and converting them to f32 (page
+    /// faults of a cold file land here), summed over threads.
+    pub dequantize: Duration,
+    /// Thread time packing weight matrices into the GEMM's panel layout, summed over threads.
+    pub pack: Duration,
+    /// Wall time building the tokenizer (it overlaps the weights).
+    pub tokenizer: Duration,
+    /// Threads that loaded the weights.
+    pub threads: usize,
+}
+
+impl std::fmt::Display for LoadTimes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "load {:.3} s: open {:.3} s; weights on {} threads: read + dequantize {:.3} s, \
+             pack {:.3} s (thread time); tokenizer {:.3} s (alongside)",
+            self.total.as_secs_f64(),
+            self.open.as_secs_f64(),
+            self.threads,
+            self.dequantize.as_secs_f64(),
+            self.pack.as_secs_f64(),
+            self.tokenizer.as_secs_f64()
+        )
+    }
+}
+
+/// Thread time of the load phases, added to from every loading thread.
+#[derive(Debug, Default)]
+pub struct LoadClock {
+    dequantize_ns: AtomicU64,
+    pack_ns: AtomicU64,
+    threads: AtomicU64,
+}
+
+impl LoadClock {
+    /// Runs `read` (reading and dequantising a tensor), adding its time to the read phase.
+    pub fn dequantize<T>(&self, read: impl FnOnce() -> T) -> T {
+        Self::timed(&self.dequantize_ns, read)
+    }
+
+    /// Runs `pack` (packing a matrix), adding its time to the pack phase.
+    pub fn pack<T>(&self, pack: impl FnOnce() -> T) -> T {
+        Self::timed(&self.pack_ns, pack)
+    }
+
+    fn timed<T>(total: &AtomicU64, f: impl FnOnce() -> T) -> T {
+        let start = Instant::now();
+        let value = f();
+        let ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        total.fetch_add(ns, Ordering::Relaxed);
+        value
+    }
+
+    /// The phases' sums so far, in a [`LoadTimes`] whose wall times are still zero.
+    pub fn times(&self) -> LoadTimes {
+        let load = |a: &AtomicU64| Duration::from_nanos(a.load(Ordering::Relaxed));
+        LoadTimes {
+            dequantize: load(&self.dequantize_ns),
+            pack: load(&self.pack_ns),
+            threads: self.threads.load(Ordering::Relaxed) as usize,
+            ..LoadTimes::default()
+        }
+    }
+
+    /// `load(i)` for every `i` in `0..n`, on the threads the budget allows (each takes the
+    /// next index not yet taken), in order. The first error (by index) is returned.
+    pub fn par_map<T: Send>(
+        &self,
+        n: usize,
+        load: impl Fn(usize) -> Result<T> + Sync,
+    ) -> Result<Vec<T>> {
+        let workers = reserve_workers(n);
+        self.threads
+            .fetch_max(workers.threads() as u64, Ordering::Relaxed);
+        let slots: Vec<Mutex<Option<Result<T>>>> = (0..n).map(|_| Mutex::new(None)).collect();
+        workers.run_parts((0..n).collect(), |i| {
+            let value = load(i);
+            *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(value);
+        });
+        slots
+            .into_iter()
+            .map(|slot| {
+                slot.into_inner()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .expect("run_parts ran every part")
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::HookLensError;
+
+    #[test]
+    fn par_map_keeps_order_and_returns_the_first_error() {
+        let clock = LoadClock::default();
+        let squares = clock.par_map(37, |i| Ok(i * i)).unwrap();
+        assert_eq!(squares, (0..37).map(|i| i * i).collect::<Vec<_>>());
+        let failed = clock.par_map(10, |i| {
+            if i == 3 || i == 7 {
+                Err(HookLensError::input(format!("bad {i}")))
+            } else {
+                Ok(i)
+            }
+        });
+        assert!(failed.unwrap_err().to_string().contains("bad 3"));
+    }
+
+    #[test]
+    fn phases_add_up() {
+        let clock = LoadClock::default();
+        let v = clock.pack(|| {
+            std::thread::sleep(Duration::from_millis(2));
+            5
+        });
+        assert_eq!(v, 5);
+        assert!(clock.times().pack >= Duration::from_millis(2));
+        assert_eq!(clock.times().dequantize, Duration::ZERO);
+    }
+}

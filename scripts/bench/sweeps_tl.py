@@ -47,6 +47,7 @@ def main():
     ap.add_argument("--target", type=int, required=True)
     ap.add_argument("--other", type=int, required=True)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--ablation-only", action="store_true", help="skip the resid_pre patching sweep")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.set_grad_enabled(False)
@@ -74,16 +75,17 @@ def main():
     def metric(logits):
         return logits[0, -1, args.target] - logits[0, -1, args.other]
 
-    t0 = time.perf_counter()
-    _, clean_cache = model.run_with_cache(clean)
-    grid = patching.get_act_patch_resid_pre(model, corrupted, clean_cache, metric)
-    t_patch = time.perf_counter() - t0
-    json.dump({
+    doc = {
         "threads": args.threads,
         "torch": torch.__version__,
         "ablation": {"seconds": t_ablation, "clean": clean_lp, "values": ablation},
-        "patch_resid_pre": {"seconds": t_patch, "values": grid.tolist()},
-    }, sys.stdout)
+    }
+    if not args.ablation_only:
+        t0 = time.perf_counter()
+        _, clean_cache = model.run_with_cache(clean)
+        grid = patching.get_act_patch_resid_pre(model, corrupted, clean_cache, metric)
+        doc["patch_resid_pre"] = {"seconds": time.perf_counter() - t0, "values": grid.tolist()}
+    json.dump(doc, sys.stdout)
 
 
 if __name__ == "__main__":

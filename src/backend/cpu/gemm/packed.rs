@@ -11,10 +11,6 @@ use super::NR;
 #[repr(C, align(64))]
 pub(super) struct PanelRow(pub [f32; NR]);
 
-// SAFETY: a PanelRow is sixteen f32s (no padding: see the size assertion at the end of this
-// file), for which all-zero bytes are the valid value 0.0.
-unsafe impl bytemuck::Zeroable for PanelRow {}
-
 /// A `[k, n]` right-hand-side matrix in panel layout: panel `p` holds columns
 /// `p * NR .. p * NR + NR` as `k` rows of `NR` values; columns past `n` in the last panel are 0.
 #[derive(Clone)]
@@ -37,15 +33,9 @@ impl PackedMatrix {
             "PackedMatrix::from_k_by_n: w has {} values, expected k * n = {k} * {n}",
             w.len()
         );
-        let mut packed = Self::zeroed(k, n);
-        for (p, panel) in packed.data.chunks_exact_mut(k.max(1)).enumerate() {
-            let j0 = p * NR;
-            let cols = NR.min(n - j0);
-            for (kk, row) in panel.iter_mut().enumerate().take(k) {
-                row.0[..cols].copy_from_slice(&w[kk * n + j0..kk * n + j0 + cols]);
-            }
-        }
-        packed
+        Self::from_rows(k, n, |j0, cols, kk, row| {
+            row[..cols].copy_from_slice(&w[kk * n + j0..kk * n + j0 + cols]);
+        })
     }
 
     /// Packs `w` stored row-major as `[n, k]` (the product is `x @ wᵀ`: torch `nn.Linear`
@@ -59,31 +49,36 @@ impl PackedMatrix {
             "PackedMatrix::from_n_by_k: w has {} values, expected n * k = {n} * {k}",
             w.len()
         );
-        let mut packed = Self::zeroed(k, n);
-        for (p, panel) in packed.data.chunks_exact_mut(k.max(1)).enumerate() {
-            let j0 = p * NR;
-            let cols = NR.min(n - j0);
-            // Read the panel's `cols` source rows side by side, so both sides stream forward.
-            for jj in 0..cols {
-                let src = &w[(j0 + jj) * k..(j0 + jj + 1) * k];
-                for (row, &v) in panel.iter_mut().zip(src) {
-                    row.0[jj] = v;
-                }
+        // A panel row gathers one value from each of the panel's `cols` source rows, which
+        // are read side by side, front to back.
+        Self::from_rows(k, n, |j0, cols, kk, row| {
+            for (jj, v) in row[..cols].iter_mut().enumerate() {
+                *v = w[(j0 + jj) * k + kk];
             }
-        }
-        packed
+        })
     }
 
-    fn zeroed(k: usize, n: usize) -> Self {
+    /// Builds the panels row by row in storage order: `fill(j0, cols, kk, row)` writes the
+    /// first `cols` values of row `kk` of the panel starting at column `j0` into a zeroed
+    /// `row` (the rest stay zero). Each value is written once, straight into the buffer,
+    /// which is on huge pages when large (see `huge_pages`).
+    fn from_rows(k: usize, n: usize, fill: impl Fn(usize, usize, usize, &mut [f32; NR])) -> Self {
         let panels = n.div_ceil(NR);
         // With k == 0 there is nothing to store, but keep one (unused) row per panel so that
-        // `chunks_exact_mut(k.max(1))` above stays well defined.
+        // `panel_rows` and `chunks_exact(k.max(1))` stay well defined.
         let rows = panels * k.max(1);
-        Self {
-            k,
-            n,
-            data: super::super::huge_pages::zeroed_vec(rows),
+        let mut data = super::super::huge_pages::empty_vec(rows);
+        for p in 0..panels {
+            let (j0, cols) = (p * NR, NR.min(n - p * NR));
+            data.extend((0..k.max(1)).map(|kk| {
+                let mut row = [0.0; NR];
+                if kk < k {
+                    fill(j0, cols, kk, &mut row);
+                }
+                PanelRow(row)
+            }));
         }
+        Self { k, n, data }
     }
 
     /// The inner (reduction) dimension: rows of `W` in `x @ W`.

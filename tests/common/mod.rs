@@ -36,7 +36,12 @@ impl Reference {
 
 /// Reads `<dir>/reference.safetensors`.
 pub fn load_reference(dir: &Path) -> Reference {
-    let bytes = std::fs::read(dir.join("reference.safetensors")).expect("read reference");
+    load_reference_file(&dir.join("reference.safetensors"))
+}
+
+/// Reads a reference file written by the generator scripts.
+pub fn load_reference_file(path: &Path) -> Reference {
+    let bytes = std::fs::read(path).expect("read reference");
     let (_, meta) = SafeTensors::read_metadata(&bytes).expect("reference header");
     let metadata = meta.metadata().clone().unwrap_or_default();
     let st = SafeTensors::deserialize(&bytes).expect("reference file");

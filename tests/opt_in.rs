@@ -1,0 +1,261 @@
+//! TL's opt-in hook points (`hook_attn_in`, `hook_q_input` / `hook_k_input` / `hook_v_input`,
+//! `hook_mlp_in`) against TransformerLens 2.18 with `use_attn_in` / `use_split_qkv_input` /
+//! `use_hook_mlp_in`, and edits at them against TL's runs with the same edits
+//! (`scripts/golden/make_opt_in_refs.py` writes `tests/fixtures/opt_in/`).
+
+mod common;
+
+use common::{fixtures, load_reference_file, max_abs_diff, Reference};
+use hooklens::hooks::{Intervention, Op};
+use hooklens::{HookLensError, Hooks, Input, Model, NamesFilter, RunOptions, Tensor};
+
+const TOL: f32 = 1e-4;
+
+/// The fixture's model and its opt-in references.
+fn load(name: &str) -> (Model, Reference) {
+    let model = Model::load(&fixtures().join(name)).unwrap();
+    let file = fixtures()
+        .join("opt_in")
+        .join(format!("{name}.safetensors"));
+    (model, load_reference_file(&file))
+}
+
+/// The hook names TL cached under `prefix.` (e.g. `split.blocks.0.hook_q_input`).
+fn tl_names(reference: &Reference, prefix: &str) -> Vec<String> {
+    let mut names: Vec<String> = reference
+        .tensors
+        .keys()
+        .filter_map(|k| k.strip_prefix(&format!("{prefix}.")))
+        .filter(|k| k.contains("hook_"))
+        .map(str::to_string)
+        .collect();
+    names.sort();
+    names
+}
+
+/// Caching TL's names gives TL's values (ln1 per head with TL's shapes) and TL's logits.
+fn check_all_hooks(fixture: &str, prefix: &str) {
+    let (model, reference) = load(fixture);
+    let names = tl_names(&reference, prefix);
+    assert!(names
+        .iter()
+        .any(|n| n.ends_with("_input") || n.ends_with("attn_in")));
+    let filter = NamesFilter::from(names.clone());
+    let (out, cache) = model
+        .run_with_cache(&reference.tokens, &filter, &RunOptions::default())
+        .unwrap();
+    let mut ours = cache.names();
+    ours.sort();
+    assert_eq!(ours, names, "{fixture}/{prefix}: cached names");
+    for name in &names {
+        let want = reference.tensor(&format!("{prefix}.{name}"));
+        let got = cache.get(name.as_str()).unwrap();
+        assert_eq!(got.shape, want.shape, "{fixture}/{prefix}: {name} shape");
+        let d = max_abs_diff(got, want);
+        assert!(
+            d <= TOL,
+            "{fixture}/{prefix}: {name} differs from TL by {d}"
+        );
+    }
+    let d = max_abs_diff(
+        &out.logits.unwrap(),
+        reference.tensor(&format!("{prefix}.logits")),
+    );
+    assert!(d <= TOL, "{fixture}/{prefix}: logits differ by {d}");
+}
+
+/// A hook adding `delta` to one head (or, for `None`, every row) of a per-head input.
+fn add_delta(
+    delta: &Tensor,
+    head: Option<usize>,
+) -> impl FnMut(&mut hooklens::ActivationMut<'_>, &hooklens::HookContext<'_>) -> hooklens::Result<()> + '_
+{
+    move |act, _| {
+        let (b, p) = (act.shape()[0], act.shape()[1]);
+        for bi in 0..b {
+            for pi in 0..p {
+                let index: Vec<usize> = match head {
+                    Some(h) => vec![bi, pi, h],
+                    None => vec![bi, pi],
+                };
+                for (v, d) in act.slice_mut(&index)?.iter_mut().zip(&delta.data) {
+                    *v += d;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs with one edit hook (and a cache of `cached`) and compares the logits with TL's.
+fn check_edit(
+    fixture: &str,
+    hook: &str,
+    head: Option<usize>,
+    key: &str,
+) -> hooklens::ActivationCache {
+    let (model, reference) = load(fixture);
+    let delta = reference.tensor("delta").clone();
+    let mut hooks = Hooks::new();
+    hooks.add(hook, add_delta(&delta, head));
+    let filter = NamesFilter::from(vec!["blocks.0.attn.hook_q"]);
+    let (out, cache) = model
+        .run(
+            Input::Tokens(&reference.tokens),
+            Some(&mut hooks),
+            Some(&filter),
+            &RunOptions::default(),
+        )
+        .unwrap();
+    let want = reference.tensor(&format!("{key}.logits"));
+    let d = max_abs_diff(&out.logits.unwrap(), want);
+    assert!(d <= TOL, "{fixture}: {hook} edit differs from TL's by {d}");
+    let moved = max_abs_diff(want, reference.tensor("split.logits"));
+    assert!(
+        moved > 1e-3,
+        "{fixture}: TL's {key} does not change the logits"
+    );
+    cache.unwrap()
+}
+
+/// The edited head's queries change, and only that head's.
+fn check_q_input_edit_is_per_head(fixture: &str) {
+    let (_, reference) = load(fixture);
+    let cache = check_edit(fixture, "blocks.0.hook_q_input", Some(1), "edit_q_input");
+    let q = cache.get("blocks.0.attn.hook_q").unwrap();
+    let want = reference.tensor("edit_q_input.blocks.0.attn.hook_q");
+    let d = max_abs_diff(q, want);
+    assert!(d <= TOL, "{fixture}: edited hook_q differs from TL by {d}");
+    let clean = reference.tensor("split.blocks.0.attn.hook_q");
+    let d_head = q.shape[3];
+    let heads = q.shape[2];
+    let mut moved = vec![0.0f32; heads];
+    for (i, (a, b)) in q.data.iter().zip(&clean.data).enumerate() {
+        let h = (i / d_head) % heads;
+        moved[h] = moved[h].max((a - b).abs());
+    }
+    for (h, m) in moved.iter().enumerate() {
+        if h == 1 {
+            assert!(*m > 1e-3, "{fixture}: head 1 did not change");
+        } else {
+            assert!(*m <= TOL, "{fixture}: head {h} changed by {m}");
+        }
+    }
+}
+
+#[test]
+fn gpt2_split_inputs_match_tl() {
+    check_all_hooks("gpt2_tiny", "split");
+}
+
+#[test]
+fn gpt2_attn_in_matches_tl() {
+    check_all_hooks("gpt2_tiny", "attn_in");
+}
+
+#[test]
+fn llama_split_inputs_match_tl() {
+    check_all_hooks("llama_gqa", "split");
+}
+
+#[test]
+fn q_input_edit_matches_tl() {
+    check_q_input_edit_is_per_head("gpt2_tiny");
+    check_q_input_edit_is_per_head("llama_gqa");
+}
+
+#[test]
+fn k_input_edit_matches_tl() {
+    for f in ["gpt2_tiny", "llama_gqa"] {
+        check_edit(f, "blocks.1.hook_k_input", Some(0), "edit_k_input");
+    }
+}
+
+#[test]
+fn mlp_in_edit_matches_tl() {
+    for f in ["gpt2_tiny", "llama_gqa"] {
+        check_edit(f, "blocks.0.hook_mlp_in", None, "edit_mlp_in");
+    }
+}
+
+#[test]
+fn attn_in_edit_matches_tl() {
+    check_edit(
+        "gpt2_tiny",
+        "blocks.1.hook_attn_in",
+        Some(2),
+        "edit_attn_in",
+    );
+}
+
+/// The built-in `add` op at one head of `hook_q_input` (what sweeps run) is TL's edit.
+#[test]
+fn q_input_intervention_matches_tl() {
+    for f in ["gpt2_tiny", "llama_gqa"] {
+        let (model, reference) = load(f);
+        let delta = reference.tensor("delta").data.clone();
+        let iv =
+            Intervention::new("blocks.0.hook_q_input", Op::Add { vector: delta }).at_heads(vec![1]);
+        let rows: Vec<(usize, Intervention)> = (0..reference.tokens.batch())
+            .map(|b| (b, iv.clone()))
+            .collect();
+        let (out, _) = model
+            .run_with_interventions(
+                Input::Tokens(&reference.tokens),
+                None,
+                None,
+                &rows,
+                &RunOptions::default(),
+            )
+            .unwrap();
+        let d = max_abs_diff(
+            &out.logits.unwrap(),
+            reference.tensor("edit_q_input.logits"),
+        );
+        assert!(d <= TOL, "{f}: q_input intervention differs from TL by {d}");
+    }
+}
+
+/// Grouped-query models have no `hook_attn_in` (TL refuses `use_attn_in` there): a clear error.
+#[test]
+fn attn_in_needs_one_kv_head_per_query_head() {
+    let (model, reference) = load("llama_gqa");
+    let filter = NamesFilter::from(vec!["blocks.0.hook_attn_in"]);
+    let err = model
+        .run_with_cache(&reference.tokens, &filter, &RunOptions::default())
+        .err()
+        .expect("hook_attn_in on a GQA model");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("hook_q_input") && msg.contains("grouped-query"),
+        "{msg}"
+    );
+}
+
+/// An intervention at ln1 in a layer whose inputs are split is refused before the pass.
+#[test]
+fn ln1_intervention_in_a_split_layer_is_refused() {
+    let (model, reference) = load("gpt2_tiny");
+    let rows = vec![
+        (
+            0,
+            Intervention::new("blocks.0.ln1.hook_normalized", Op::Zero),
+        ),
+        (
+            0,
+            Intervention::new("blocks.0.hook_q_input", Op::Scale { factor: 2.0 }),
+        ),
+    ];
+    let err = model
+        .run_with_interventions(
+            Input::Tokens(&reference.tokens),
+            None,
+            None,
+            &rows,
+            &RunOptions::default(),
+        )
+        .err()
+        .expect("refused");
+    assert!(matches!(err, HookLensError::Input { .. }), "{err:?}");
+    assert!(err.to_string().contains("split per head"), "{err}");
+}

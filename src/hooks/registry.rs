@@ -328,7 +328,8 @@ pub fn measure_empty_fire(cfg: &ModelConfig, iterations: usize) -> Result<f64> {
     Ok(start.elapsed().as_secs_f64() / (iterations * points.len()).max(1) as f64)
 }
 
-/// Hook fires in one plain pass of a model (per-layer points plus the global ones).
+/// Hook fires in one plain pass of a model (per-layer points plus the global ones; opt-in
+/// points do not fire unless watched).
 pub fn fires_per_pass(cfg: &ModelConfig) -> usize {
-    super::point::hook_points(cfg, true).len()
+    super::point::hook_points(cfg, false).len()
 }

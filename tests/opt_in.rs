@@ -259,3 +259,77 @@ fn ln1_intervention_in_a_split_layer_is_refused() {
     assert!(matches!(err, HookLensError::Input { .. }), "{err:?}");
     assert!(err.to_string().contains("split per head"), "{err}");
 }
+
+/// Sweeps take the opt-in points and aliases as intervention hooks: the batched engine (which
+/// forks variants at their first layer and position, and in the last block computes only the
+/// metric's positions) equals one full forward per variant.
+#[test]
+fn sweeps_with_opt_in_points_equal_the_naive_loop() {
+    use hooklens::sweep::{run_naive, run_sweep, Base, Metric, SweepOptions, Variant};
+    for f in ["gpt2_tiny", "llama_gqa"] {
+        let (model, reference) = load(f);
+        let cfg = model.config();
+        let delta = reference.tensor("delta").data.clone();
+        let add = |hook: String, heads: Option<Vec<usize>>, from: usize| {
+            let mut iv = Intervention::new(
+                hook,
+                Op::Add {
+                    vector: delta.clone(),
+                },
+            );
+            iv.heads = heads;
+            iv.at_positions((from..reference.tokens.seq()).collect())
+        };
+        let mut variants = Vec::new();
+        for layer in 0..cfg.n_layers {
+            for from in [0, 3] {
+                let ivs = vec![
+                    add(format!("blocks.{layer}.hook_q_input"), Some(vec![1]), from),
+                    add(format!("blocks.{layer}.hook_k_input"), Some(vec![0]), from),
+                    add(format!("blocks.{layer}.hook_mlp_in"), None, from),
+                    add(format!("blocks.{layer}.hook_in"), None, from),
+                ];
+                for iv in ivs {
+                    variants.push(Variant {
+                        base: 0,
+                        interventions: vec![iv],
+                    });
+                }
+            }
+        }
+        let scale_logits = Intervention::new("unembed.hook_out", Op::Scale { factor: 0.5 });
+        variants.push(Variant {
+            base: 0,
+            interventions: vec![scale_logits],
+        });
+        let base = Base {
+            tokens: reference.tokens.row(0).to_vec(),
+            interventions: vec![],
+        };
+        let metric = Metric::LogitDiff {
+            target: 3,
+            other: 5,
+        };
+        let opts = SweepOptions::default();
+        let fast = run_sweep(&model, &[base.clone()], &variants, &metric, &opts).unwrap();
+        let naive = run_naive(&model, &[base], &variants, &metric, &opts).unwrap();
+        assert_eq!(fast.values.len(), variants.len());
+        for (i, (a, b)) in fast.values.iter().zip(&naive.values).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-4,
+                "{f}: variant {i} ({:?}): {a} vs {b}",
+                variants[i]
+            );
+        }
+        let clean = fast.base_values[0];
+        let moved = fast
+            .values
+            .iter()
+            .filter(|v| (*v - clean).abs() > 1e-3)
+            .count();
+        assert!(
+            moved > variants.len() / 2,
+            "{f}: only {moved} variants moved the metric"
+        );
+    }
+}

@@ -311,7 +311,14 @@ fn sweeps_with_opt_in_points_equal_the_naive_loop() {
             other: 5,
         };
         let opts = SweepOptions::default();
-        let fast = run_sweep(&model, &[base.clone()], &variants, &metric, &opts).unwrap();
+        let fast = run_sweep(
+            &model,
+            std::slice::from_ref(&base),
+            &variants,
+            &metric,
+            &opts,
+        )
+        .unwrap();
         let naive = run_naive(&model, &[base], &variants, &metric, &opts).unwrap();
         assert_eq!(fast.values.len(), variants.len());
         for (i, (a, b)) in fast.values.iter().zip(&naive.values).enumerate() {

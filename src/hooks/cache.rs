@@ -15,7 +15,7 @@ pub enum NamesFilter {
     /// Every default hook point (TL's `run_with_cache()`); opt-in points such as
     /// `attn.hook_result` are left out.
     All,
-    /// These points (names, short forms or typed points).
+    /// These points (names, TL 4.x aliases, short forms or typed points).
     Names(Vec<HookSelector>),
     /// Every point, opt-in ones included, whose TL 2.x name or one of whose TL 4.x aliases
     /// the regex matches anywhere.

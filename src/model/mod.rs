@@ -129,7 +129,8 @@ impl Model {
         })
     }
 
-    /// Every hook point in firing order; opt-in points (`attn.hook_result`) when asked.
+    /// Every hook point in firing order; opt-in points (`attn.hook_result`, `hook_q_input`,
+    /// `hook_mlp_in`, `hook_unembed`, ...) when asked.
     pub fn hook_points(&self, with_opt_in: bool) -> Vec<HookPoint> {
         hook_points(&self.config, with_opt_in)
     }

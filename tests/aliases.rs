@@ -6,7 +6,10 @@ mod common;
 
 use std::cell::Cell;
 
-use common::{fixtures, load_reference, max_abs_diff, temp_dir, Reference};
+use common::{
+    fixtures, load_reference, logits_with_interventions, max_abs_diff, read_tensors, temp_dir,
+    Reference,
+};
 use hooklens::{HookLensError, HookSelector, Hooks, Model, NamesFilter, RunOptions};
 
 const TOL: f32 = 1e-4;
@@ -48,6 +51,13 @@ fn check_row(fixture: &str, tl2: &str, aliases: &[&str]) {
     assert_eq!(cache.len(), 1, "{fixture}: {aliases:?} name one slot");
 }
 
+/// [`check_row`] on the GPT-2 and the Llama fixture.
+fn check_both(tl2: &str, aliases: &[&str]) {
+    for fixture in ["gpt2_tiny", "llama_gqa"] {
+        check_row(fixture, tl2, aliases);
+    }
+}
+
 /// A name that must not resolve in this architecture.
 fn check_absent(fixture: &str, name: &str) {
     let (model, _) = load(fixture);
@@ -66,24 +76,18 @@ macro_rules! rows {
 
 rows! {
     embed => {
-        for f in ["gpt2_tiny", "llama_gqa"] {
-            check_row(f, "hook_embed", &["embed.hook_out"]);
-        }
+        check_both("hook_embed", &["embed.hook_out"]);
     }
     pos_embed => {
         check_row("gpt2_tiny", "hook_pos_embed", &["pos_embed.hook_out"]);
         check_absent("llama_gqa", "pos_embed.hook_out");
     }
     resid_pre => {
-        for f in ["gpt2_tiny", "llama_gqa"] {
-            check_row(f, "blocks.1.hook_resid_pre", &["blocks.1.hook_in", "blocks.1.ln1.hook_in"]);
-        }
+        check_both("blocks.1.hook_resid_pre", &["blocks.1.hook_in", "blocks.1.ln1.hook_in"]);
     }
     ln1_normalized => {
         // LayerNorm: after the affine (TL 2.x's hook_normalized); RMSNorm: before the weight.
-        for f in ["gpt2_tiny", "llama_gqa"] {
-            check_row(f, "blocks.0.ln1.hook_normalized", &["blocks.0.ln1.hook_out", "blocks.0.attn.hook_in"]);
-        }
+        check_both("blocks.0.ln1.hook_normalized", &["blocks.0.ln1.hook_out", "blocks.0.attn.hook_in"]);
     }
     q_k_v => {
         for f in ["gpt2_tiny", "llama_gqa"] {
@@ -93,24 +97,16 @@ rows! {
         }
     }
     z => {
-        for f in ["gpt2_tiny", "llama_gqa"] {
-            check_row(f, "blocks.0.attn.hook_z", &["blocks.0.attn.o.hook_in"]);
-        }
+        check_both("blocks.0.attn.hook_z", &["blocks.0.attn.o.hook_in"]);
     }
     attn_out => {
-        for f in ["gpt2_tiny", "llama_gqa"] {
-            check_row(f, "blocks.1.hook_attn_out", &["blocks.1.attn.hook_out", "blocks.1.attn.o.hook_out"]);
-        }
+        check_both("blocks.1.hook_attn_out", &["blocks.1.attn.hook_out", "blocks.1.attn.o.hook_out"]);
     }
     resid_mid => {
-        for f in ["gpt2_tiny", "llama_gqa"] {
-            check_row(f, "blocks.0.hook_resid_mid", &["blocks.0.ln2.hook_in"]);
-        }
+        check_both("blocks.0.hook_resid_mid", &["blocks.0.ln2.hook_in"]);
     }
     ln2_normalized => {
-        for f in ["gpt2_tiny", "llama_gqa"] {
-            check_row(f, "blocks.1.ln2.hook_normalized", &["blocks.1.ln2.hook_out", "blocks.1.mlp.hook_in"]);
-        }
+        check_both("blocks.1.ln2.hook_normalized", &["blocks.1.ln2.hook_out", "blocks.1.mlp.hook_in"]);
     }
     mlp_pre => {
         check_row("gpt2_tiny", "blocks.0.mlp.hook_pre", &["blocks.0.mlp.in.hook_out"]);
@@ -121,24 +117,16 @@ rows! {
         check_absent("gpt2_tiny", "blocks.1.mlp.gate.hook_out");
     }
     mlp_post => {
-        for f in ["gpt2_tiny", "llama_gqa"] {
-            check_row(f, "blocks.0.mlp.hook_post", &["blocks.0.mlp.out.hook_in"]);
-        }
+        check_both("blocks.0.mlp.hook_post", &["blocks.0.mlp.out.hook_in"]);
     }
     mlp_out => {
-        for f in ["gpt2_tiny", "llama_gqa"] {
-            check_row(f, "blocks.1.hook_mlp_out", &["blocks.1.mlp.hook_out", "blocks.1.mlp.out.hook_out"]);
-        }
+        check_both("blocks.1.hook_mlp_out", &["blocks.1.mlp.hook_out", "blocks.1.mlp.out.hook_out"]);
     }
     resid_post => {
-        for f in ["gpt2_tiny", "llama_gqa"] {
-            check_row(f, "blocks.1.hook_resid_post", &["blocks.1.hook_out"]);
-        }
+        check_both("blocks.1.hook_resid_post", &["blocks.1.hook_out"]);
     }
     ln_final_normalized => {
-        for f in ["gpt2_tiny", "llama_gqa"] {
-            check_row(f, "ln_final.hook_normalized", &["ln_final.hook_out", "unembed.hook_in"]);
-        }
+        check_both("ln_final.hook_normalized", &["ln_final.hook_out", "unembed.hook_in"]);
     }
 }
 
@@ -291,9 +279,7 @@ fn cache_file_names() {
             .unwrap();
         let path = dir.join(file);
         cache.save_safetensors(&path).unwrap();
-        let bytes = std::fs::read(&path).unwrap();
-        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-        let mut names: Vec<String> = st.names().into_iter().map(String::from).collect();
+        let mut names: Vec<String> = read_tensors(&path).into_keys().collect();
         names.sort();
         names
     };
@@ -351,19 +337,8 @@ fn interventions_take_aliases() {
             hooklens::hooks::Op::Zero,
         )
         .at_heads(vec![head]);
-        let rows: Vec<(usize, hooklens::hooks::Intervention)> = (0..reference.tokens.batch())
-            .map(|b| (b, iv.clone()))
-            .collect();
-        let (out, _) = model
-            .run_with_interventions(
-                hooklens::Input::Tokens(&reference.tokens),
-                None,
-                None,
-                &rows,
-                &RunOptions::default(),
-            )
-            .unwrap();
-        let d = max_abs_diff(&out.logits.unwrap(), reference.tensor("zero_head_logits"));
+        let logits = logits_with_interventions(&model, &reference.tokens, &[iv]).unwrap();
+        let d = max_abs_diff(&logits, reference.tensor("zero_head_logits"));
         assert!(d <= TOL, "{f}: zero-head through the alias differs by {d}");
     }
 }

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{fixtures, load_reference_file, max_abs_diff, Reference};
+use common::{fixtures, load_reference_file, logits_with_interventions, max_abs_diff, Reference};
 use hooklens::hooks::{Intervention, Op};
 use hooklens::{HookLensError, Hooks, Input, Model, NamesFilter, RunOptions, Tensor};
 
@@ -196,22 +196,8 @@ fn q_input_intervention_matches_tl() {
         let delta = reference.tensor("delta").data.clone();
         let iv =
             Intervention::new("blocks.0.hook_q_input", Op::Add { vector: delta }).at_heads(vec![1]);
-        let rows: Vec<(usize, Intervention)> = (0..reference.tokens.batch())
-            .map(|b| (b, iv.clone()))
-            .collect();
-        let (out, _) = model
-            .run_with_interventions(
-                Input::Tokens(&reference.tokens),
-                None,
-                None,
-                &rows,
-                &RunOptions::default(),
-            )
-            .unwrap();
-        let d = max_abs_diff(
-            &out.logits.unwrap(),
-            reference.tensor("edit_q_input.logits"),
-        );
+        let logits = logits_with_interventions(&model, &reference.tokens, &[iv]).unwrap();
+        let d = max_abs_diff(&logits, reference.tensor("edit_q_input.logits"));
         assert!(d <= TOL, "{f}: q_input intervention differs from TL by {d}");
     }
 }
@@ -236,26 +222,11 @@ fn attn_in_needs_one_kv_head_per_query_head() {
 #[test]
 fn ln1_intervention_in_a_split_layer_is_refused() {
     let (model, reference) = load("gpt2_tiny");
-    let rows = vec![
-        (
-            0,
-            Intervention::new("blocks.0.ln1.hook_normalized", Op::Zero),
-        ),
-        (
-            0,
-            Intervention::new("blocks.0.hook_q_input", Op::Scale { factor: 2.0 }),
-        ),
+    let ivs = [
+        Intervention::new("blocks.0.ln1.hook_normalized", Op::Zero),
+        Intervention::new("blocks.0.hook_q_input", Op::Scale { factor: 2.0 }),
     ];
-    let err = model
-        .run_with_interventions(
-            Input::Tokens(&reference.tokens),
-            None,
-            None,
-            &rows,
-            &RunOptions::default(),
-        )
-        .err()
-        .expect("refused");
+    let err = logits_with_interventions(&model, &reference.tokens, &ivs).expect_err("refused");
     assert!(matches!(err, HookLensError::Input { .. }), "{err:?}");
     assert!(err.to_string().contains("split per head"), "{err}");
 }

@@ -200,22 +200,20 @@ impl<'h, 'a> SlotTable<'h, 'a> {
         data: &mut [f32],
         layout: &RowLayout,
     ) -> Result<()> {
-        if self.slots[point.slot(self.n_layers)].is_empty() {
-            return Ok(());
-        }
-        let shape = point.shape(self.cfg, layout.batch(), layout.seq_len);
-        self.fire_slow(point, data, layout, shape)
+        self.fire_shaped(point, data, layout, None)
     }
 
-    /// [`SlotTable::fire`] for a value whose shape is not the point's usual one: `ln1` applied
-    /// to per-head inputs (`shape` is `[batch, pos, heads, 1 | d_model]`, as TL's). Only hooks
-    /// and the cache see it; interventions at such a point are refused by `build`.
+    /// [`SlotTable::fire`], with `Some(shape)` for a value whose shape is not the point's
+    /// usual one: `ln1` applied to per-head inputs (`[batch, pos, heads, 1 | d_model]`, as
+    /// TL's). Only hooks and the cache see such a value; interventions at it are refused by
+    /// `build`.
+    #[inline]
     pub(crate) fn fire_shaped(
         &mut self,
         point: HookPoint,
         data: &mut [f32],
         layout: &RowLayout,
-        shape: Vec<usize>,
+        shape: Option<Vec<usize>>,
     ) -> Result<()> {
         if self.slots[point.slot(self.n_layers)].is_empty() {
             return Ok(());
@@ -229,8 +227,9 @@ impl<'h, 'a> SlotTable<'h, 'a> {
         point: HookPoint,
         data: &mut [f32],
         layout: &RowLayout,
-        shape: Vec<usize>,
+        shape: Option<Vec<usize>>,
     ) -> Result<()> {
+        let shape = shape.unwrap_or_else(|| point.shape(self.cfg, layout.batch(), layout.seq_len));
         let slot = &self.slots[point.slot(self.n_layers)];
         let observed = slot.cache || !slot.hooks.is_empty();
         if observed && !layout.is_full() {

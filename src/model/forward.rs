@@ -105,13 +105,8 @@ fn fire_norm_hook(
     layout: &RowLayout,
     (heads, width): (Option<usize>, usize),
 ) -> Result<()> {
-    match heads {
-        None => slots.fire(point, data, layout),
-        Some(h) => {
-            let shape = vec![layout.batch(), layout.seq_len, h, width];
-            slots.fire_shaped(point, data, layout, shape)
-        }
-    }
+    let shape = heads.map(|h| vec![layout.batch(), layout.seq_len, h, width]);
+    slots.fire_shaped(point, data, layout, shape)
 }
 
 pub(super) fn apply_norm(
@@ -143,6 +138,25 @@ pub(super) fn apply_norm(
         affine(out, step.w, None, d);
     }
     Ok(())
+}
+
+/// [`apply_norm`] of the residual stream into the arena's `normed` and `scale`.
+fn norm_residual(
+    cfg: &ModelConfig,
+    step: NormStep<'_>,
+    a: &mut Arena,
+    layout: &RowLayout,
+    slots: &mut SlotTable<'_, '_>,
+) -> Result<()> {
+    apply_norm(
+        cfg,
+        step,
+        &a.resid,
+        &mut a.normed,
+        &mut a.scale,
+        layout,
+        slots,
+    )
 }
 
 /// Absolute position of every packed row.
@@ -275,15 +289,7 @@ pub(crate) fn run_pass(
                 b: w.ln1_b.as_deref(),
                 heads: None,
             };
-            apply_norm(
-                cfg,
-                ln1,
-                &a.resid,
-                &mut a.normed,
-                &mut a.scale,
-                &layout,
-                slots,
-            )?;
+            norm_residual(cfg, ln1, &mut a, &layout, slots)?;
             gemm(&a.normed, rows, &w.w_k, w.b_k.as_deref(), &mut a.k);
             gemm(&a.normed, rows, &w.w_v, w.b_v.as_deref(), &mut a.v);
         }
@@ -478,15 +484,7 @@ pub(crate) fn run_pass(
         b: weights.ln_final_b.as_deref(),
         heads: None,
     };
-    apply_norm(
-        cfg,
-        ln_final,
-        &a.resid,
-        &mut a.normed,
-        &mut a.scale,
-        &layout,
-        slots,
-    )?;
+    norm_residual(cfg, ln_final, &mut a, &layout, slots)?;
 
     // The logits of every row, when hook_unembed (opt-in) is watched. // [rows, d_vocab]
     let all_logits = if slots.active(HookPoint::global(HookKind::Unembed)) {

@@ -233,12 +233,13 @@ impl HookPoint {
         // Discriminants in firing order: FIRST_KINDS, then LAYER_KINDS, then FINAL_KINDS.
         let k = self.kind as usize;
         let (first, per_layer) = (FIRST_KINDS.len(), LAYER_KINDS.len());
-        if k < first {
-            k
-        } else if k < first + per_layer {
-            first + self.layer.unwrap_or(0) * per_layer + (k - first)
-        } else {
-            k + (n_layers.max(1) - 1) * per_layer
+        match self.kind {
+            HookKind::Embed | HookKind::PosEmbed => k,
+            // k - per_layer >= first: the final kinds follow every layer's slots.
+            HookKind::LnFinalScale | HookKind::LnFinalNormalized | HookKind::Unembed => {
+                k - per_layer + n_layers * per_layer
+            }
+            _ => first + self.layer.unwrap_or(0) * per_layer + (k - first),
         }
     }
 
@@ -294,7 +295,7 @@ impl HookPoint {
 
 /// Number of entries in a dense slot table for a model with `n_layers` blocks.
 pub fn slot_count(n_layers: usize) -> usize {
-    FIRST_KINDS.len() + n_layers.max(1) * LAYER_KINDS.len() + FINAL_KINDS.len()
+    FIRST_KINDS.len() + n_layers * LAYER_KINDS.len() + FINAL_KINDS.len()
 }
 
 /// Every hook point of a model in TransformerLens firing order. Opt-in points are included
@@ -333,18 +334,19 @@ mod tests {
 
     #[test]
     fn slots_are_dense_and_distinct() {
-        let n_layers = 3;
-        let mut seen = vec![false; slot_count(n_layers)];
-        let globals = FIRST_KINDS.iter().chain(&FINAL_KINDS);
-        let mut all: Vec<HookPoint> = globals.map(|&k| HookPoint::global(k)).collect();
-        for l in 0..n_layers {
-            all.extend(LAYER_KINDS.iter().map(|&k| HookPoint::layer(k, l)));
+        for n_layers in [0, 1, 3] {
+            let mut seen = vec![false; slot_count(n_layers)];
+            let globals = FIRST_KINDS.iter().chain(&FINAL_KINDS);
+            let mut all: Vec<HookPoint> = globals.map(|&k| HookPoint::global(k)).collect();
+            for l in 0..n_layers {
+                all.extend(LAYER_KINDS.iter().map(|&k| HookPoint::layer(k, l)));
+            }
+            for p in all {
+                let s = p.slot(n_layers);
+                assert!(!seen[s], "{n_layers} layers: slot {s} used twice");
+                seen[s] = true;
+            }
+            assert!(seen.iter().all(|&x| x), "{n_layers} layers: a slot unused");
         }
-        for p in all {
-            let s = p.slot(n_layers);
-            assert!(!seen[s], "slot {s} used twice");
-            seen[s] = true;
-        }
-        assert!(seen.iter().all(|&x| x));
     }
 }

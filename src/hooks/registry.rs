@@ -200,7 +200,10 @@ impl<'h, 'a> SlotTable<'h, 'a> {
         data: &mut [f32],
         layout: &RowLayout,
     ) -> Result<()> {
-        self.fire_shaped(point, data, layout, None)
+        if self.slots[point.slot(self.n_layers)].is_empty() {
+            return Ok(());
+        }
+        self.fire_slow(point, data, layout, None)
     }
 
     /// [`SlotTable::fire`], with `Some(shape)` for a value whose shape is not the point's

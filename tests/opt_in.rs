@@ -311,3 +311,29 @@ fn sweeps_with_opt_in_points_equal_the_naive_loop() {
         );
     }
 }
+
+/// TL's `get_act_name` short forms name the opt-in points (`("q_input", 0)` is
+/// `blocks.0.hook_q_input`, as TL 2.18 gives), and the compact forms too.
+#[test]
+fn short_forms_name_opt_in_points() {
+    use hooklens::HookSelector;
+    let (model, _) = load("gpt2_tiny");
+    let cfg = model.config();
+    let cases: Vec<(HookSelector, &str)> = vec![
+        (("q_input", 0).into(), "blocks.0.hook_q_input"),
+        (("k_input", -1).into(), "blocks.1.hook_k_input"),
+        (("v_input", 1).into(), "blocks.1.hook_v_input"),
+        (("attn_in", 1).into(), "blocks.1.hook_attn_in"),
+        (("mlp_in", 0).into(), "blocks.0.hook_mlp_in"),
+        ("q_input1".into(), "blocks.1.hook_q_input"),
+        (("unembed",).into(), "hook_unembed"),
+    ];
+    for (selector, want) in cases {
+        let label = format!("{selector:?}");
+        let got = selector
+            .resolve(cfg)
+            .unwrap_or_else(|e| panic!("{label}: {e}"));
+        assert_eq!(got.len(), 1, "{label}");
+        assert_eq!(got[0].name(), want, "{label}");
+    }
+}

@@ -88,9 +88,13 @@ pub(crate) struct PassOutput {
 
 /// A norm with its two hook points.
 pub(super) struct NormStep<'w> {
+    /// Where the scale fires (`ln1.hook_scale`, ...).
     pub scale_hook: HookPoint,
+    /// Where the normalised value fires.
     pub normalized_hook: HookPoint,
+    /// The norm's weight. // [d_model]
     pub w: &'w [f32],
+    /// The LayerNorm bias. // [d_model]
     pub b: Option<&'w [f32]>,
     /// `Some(h)` when each row holds `h` per-head inputs (split attention inputs): the hooks
     /// then see TL's per-head shapes `[batch, pos, h, 1]` and `[batch, pos, h, d_model]`.
@@ -486,21 +490,7 @@ pub(crate) fn run_pass(
     };
     norm_residual(cfg, ln_final, &mut a, &layout, slots)?;
 
-    // The logits of every row, when hook_unembed (opt-in) is watched. // [rows, d_vocab]
-    let all_logits = if slots.active(HookPoint::global(HookKind::Unembed)) {
-        let mut all = vec![0.0f32; rows * cfg.d_vocab];
-        gemm(
-            &a.normed,
-            rows,
-            &weights.unembed,
-            weights.b_u.as_deref(),
-            &mut all,
-        );
-        slots.fire(HookPoint::global(HookKind::Unembed), &mut all, &layout)?;
-        Some(all)
-    } else {
-        None
-    };
+    let all_logits = watched_logits(weights, &a.normed, rows, &layout, slots)?;
     let logit_rows: Vec<usize> = match plan.logits {
         LogitRows::None => {
             a.recycle();
@@ -554,6 +544,33 @@ pub(crate) fn run_pass(
         resid: None,
         logits: Some((logits, logit_rows)),
     })
+}
+
+/// The logits of every row, fired at `hook_unembed`, when that opt-in point is watched (the
+/// pass then returns its rows of them, edits included); `None` otherwise.
+/// normed: // [rows, d_model] -> // [rows, d_vocab]
+fn watched_logits(
+    weights: &Weights,
+    normed: &[f32],
+    rows: usize,
+    layout: &RowLayout,
+    slots: &mut SlotTable<'_, '_>,
+) -> Result<Option<Vec<f32>>> {
+    let point = HookPoint::global(HookKind::Unembed);
+    if !slots.active(point) {
+        return Ok(None);
+    }
+    let vocab = weights.unembed.n();
+    let mut all = vec![0.0f32; rows * vocab];
+    gemm(
+        normed,
+        rows,
+        &weights.unembed,
+        weights.b_u.as_deref(),
+        &mut all,
+    );
+    slots.fire(point, &mut all, layout)?;
+    Ok(Some(all))
 }
 
 /// `result[r, h, :] = z[r, h, :] @ W_O[h]`, TL's per-head output without `b_O`: for each

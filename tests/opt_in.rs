@@ -337,3 +337,45 @@ fn short_forms_name_opt_in_points() {
         assert_eq!(got[0].name(), want, "{label}");
     }
 }
+
+/// In a layer whose inputs are split, a hook at `ln1.hook_normalized` fires once per q / k / v
+/// input with TL's per-head shapes, and its edit gives TL's logits (TL fires it three times
+/// too).
+#[test]
+fn ln1_hook_in_a_split_layer_matches_tl() {
+    for f in ["gpt2_tiny", "llama_gqa"] {
+        let (model, reference) = load(f);
+        let cfg = model.config();
+        let delta = reference.tensor("delta").clone();
+        let shapes = std::cell::RefCell::new(Vec::new());
+        let mut hooks = Hooks::new();
+        hooks.add("blocks.1.hook_v_input", |_, _| Ok(()));
+        hooks.add("blocks.1.ln1.hook_normalized", |act, _| {
+            shapes.borrow_mut().push(act.shape().to_vec());
+            for row in act.data_mut().chunks_exact_mut(delta.data.len()) {
+                row.iter_mut().zip(&delta.data).for_each(|(v, d)| *v += d);
+            }
+            Ok(())
+        });
+        let out = model
+            .run_with_hooks(&reference.tokens, &mut hooks, &RunOptions::default())
+            .unwrap();
+        drop(hooks);
+        let (b, p) = (reference.tokens.batch(), reference.tokens.seq());
+        let heads = |h| vec![b, p, h, cfg.d_model];
+        let want = vec![
+            heads(cfg.n_heads),
+            heads(cfg.n_kv_heads),
+            heads(cfg.n_kv_heads),
+        ];
+        assert_eq!(shapes.into_inner(), want, "{f}");
+        let d = max_abs_diff(
+            &out.logits.unwrap(),
+            reference.tensor("edit_ln1_split.logits"),
+        );
+        assert!(
+            d <= TOL,
+            "{f}: ln1 edit with split inputs differs from TL by {d}"
+        );
+    }
+}

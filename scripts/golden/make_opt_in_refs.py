@@ -14,8 +14,9 @@ set, and writes tests/fixtures/opt_in/<fixture>.safetensors:
 - `delta` [d_model]: a fixed random vector the edits add;
 - `edit_q_input.logits` / `edit_q_input.blocks.0.attn.hook_q`: blocks.0.hook_q_input[:, :, 1] +=
   delta; `edit_k_input.logits`: blocks.1.hook_k_input[:, :, 0] += delta; `edit_mlp_in.logits`:
-  blocks.0.hook_mlp_in += delta; `edit_attn_in.logits` (GPT-2): blocks.1.hook_attn_in[:, :, 2]
-  += delta; each with TL's run_with_hooks.
+  blocks.0.hook_mlp_in += delta; `edit_ln1_split.logits`: blocks.1.ln1.hook_normalized +=
+  delta with split inputs (the hook fires once per q / k / v input); `edit_attn_in.logits`
+  (GPT-2): blocks.1.hook_attn_in[:, :, 2] += delta; each with TL's run_with_hooks.
 
 Usage: /work/refvenv/bin/python scripts/golden/make_opt_in_refs.py [--fixtures tests/fixtures]
 """
@@ -104,7 +105,19 @@ def make(fixtures: Path, name: str, arch: str, seed: int) -> None:
     out["edit_k_input.logits"] = logits
     logits, _ = edited(split, tokens, [("blocks.0.hook_mlp_in", head_edit(delta, None))])
     out["edit_mlp_in.logits"] = logits
-    for key in ("edit_q_input.logits", "edit_k_input.logits", "edit_mlp_in.logits"):
+    # With split inputs, ln1 runs (and its hook fires) once per q / k / v input.
+    fired = []
+
+    def ln1_edit(x, hook):
+        fired.append(tuple(x.shape))
+        x[:] += delta
+        return x
+
+    logits, _ = edited(split, tokens, [("blocks.1.ln1.hook_normalized", ln1_edit)])
+    assert len(fired) == 3, fired
+    out["edit_ln1_split.logits"] = logits
+    for key in ("edit_q_input.logits", "edit_k_input.logits", "edit_mlp_in.logits",
+                "edit_ln1_split.logits"):
         assert not torch.allclose(out[key], out["split.logits"], atol=1e-3), key
     # The flags alone change no value: the clean logits are the plain model's.
     plain = tl_model(arch, d)
@@ -126,6 +139,7 @@ def make(fixtures: Path, name: str, arch: str, seed: int) -> None:
         "edit_q_input": "blocks.0.hook_q_input[:, :, 1, :] += delta",
         "edit_k_input": "blocks.1.hook_k_input[:, :, 0, :] += delta",
         "edit_mlp_in": "blocks.0.hook_mlp_in += delta",
+        "edit_ln1_split": "blocks.1.ln1.hook_normalized += delta (fires 3 times: q, k, v inputs)",
         "edit_attn_in": "blocks.1.hook_attn_in[:, :, 2, :] += delta" if arch == "gpt2" else "none",
     }
     (fixtures / "opt_in").mkdir(exist_ok=True)

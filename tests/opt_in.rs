@@ -379,3 +379,37 @@ fn ln1_hook_in_a_split_layer_matches_tl() {
         );
     }
 }
+
+/// With `hook_attn_in` and the split inputs both watched, the q/k/v inputs copy
+/// `hook_attn_in`, so its edit reaches them: the result is TL's `use_attn_in` run with the
+/// same edit (TL 2.18 with both flags would copy `hook_resid_pre` and drop the edit).
+#[test]
+fn attn_in_feeds_the_split_inputs() {
+    let (model, reference) = load("gpt2_tiny");
+    let delta = reference.tensor("delta").clone();
+    let mut hooks = Hooks::new();
+    hooks.add("blocks.1.hook_attn_in", add_delta(&delta, Some(2)));
+    let seen = std::cell::Cell::new(0.0f32);
+    hooks.add("blocks.1.hook_q_input", |act, _| {
+        let clean = reference.tensor("attn_in.blocks.1.hook_attn_in");
+        let ours = Tensor::new(act.data().to_vec(), act.shape().to_vec())?;
+        seen.set(max_abs_diff(&ours, clean));
+        Ok(())
+    });
+    let out = model
+        .run_with_hooks(&reference.tokens, &mut hooks, &RunOptions::default())
+        .unwrap();
+    drop(hooks);
+    assert!(
+        seen.get() > 1e-3,
+        "hook_q_input did not see the attn_in edit"
+    );
+    let d = max_abs_diff(
+        &out.logits.unwrap(),
+        reference.tensor("edit_attn_in.logits"),
+    );
+    assert!(
+        d <= TOL,
+        "attn_in edit with split inputs watched differs by {d}"
+    );
+}

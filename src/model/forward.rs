@@ -173,7 +173,7 @@ fn row_positions(layout: &RowLayout) -> Vec<usize> {
 }
 
 /// Copies `rows` of `src` (each `width` wide) into a new packed buffer.
-pub(super) fn gather_rows(src: &[f32], rows: &[usize], width: usize) -> Vec<f32> {
+fn gather_rows(src: &[f32], rows: &[usize], width: usize) -> Vec<f32> {
     let mut out = Vec::with_capacity(rows.len() * width);
     for &r in rows {
         out.extend_from_slice(&src[r * width..(r + 1) * width]);

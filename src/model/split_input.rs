@@ -6,7 +6,7 @@
 //! path computes `ln1` once.
 
 use super::config::ModelConfig;
-use super::forward::{apply_norm, gather_rows, NormStep};
+use super::forward::{apply_norm, NormStep};
 use super::layout::RowLayout;
 use super::weights::LayerWeights;
 use crate::backend::cpu::gemm::{gemm, PackedMatrix};
@@ -100,8 +100,9 @@ fn ln1_per_head(
 }
 
 /// Each head's slice of the projection, from that head's own input: head `h` of `out` is
-/// `normed[:, h, :] @ W[:, h] + b[h]` (the whole product is computed per head and its head's
-/// columns kept, so the packed weights serve as they are).
+/// `normed[:, h, :] @ W[:, h] + b[h]`. One product of every (row, head) input with the whole
+/// matrix, of which each row keeps its own head's columns (the packed weights serve as they
+/// are; the work is that of one product per head).
 /// normed: // [rows, heads, d_model]   out: // [rows, heads * d_head]
 fn project_per_head(
     normed: &[f32],
@@ -111,15 +112,13 @@ fn project_per_head(
     d_head: usize,
     out: &mut [f32],
 ) {
-    let rows = normed.len() / (heads * d);
+    let inputs = normed.len() / d; // rows * heads
     let width = heads * d_head;
-    let mut product = vec![0.0f32; rows * width]; // [rows, heads * d_head]
-    for h in 0..heads {
-        let sources: Vec<usize> = (0..rows).map(|r| r * heads + h).collect();
-        let head_rows = gather_rows(normed, &sources, d); // [rows, d_model]
-        gemm(&head_rows, rows, matrix, bias, &mut product);
-        for (dst, src) in out.chunks_exact_mut(width).zip(product.chunks_exact(width)) {
-            dst[h * d_head..(h + 1) * d_head].copy_from_slice(&src[h * d_head..(h + 1) * d_head]);
-        }
+    let mut product = vec![0.0f32; inputs * width]; // [rows, heads, heads * d_head]
+    gemm(normed, inputs, matrix, bias, &mut product);
+    for (i, src) in product.chunks_exact(width).enumerate() {
+        let (r, h) = (i / heads, i % heads);
+        let cols = h * d_head..(h + 1) * d_head;
+        out[r * width..][cols.clone()].copy_from_slice(&src[cols]);
     }
 }

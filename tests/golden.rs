@@ -29,10 +29,22 @@ fn logits_of(out: hooklens::Output) -> Tensor {
     out.logits.expect("logits")
 }
 
+/// The points TL's references were recorded at: the default set plus `attn.hook_result`
+/// (`use_attn_result=True`). The other opt-in points need TL flags that change how ln1 runs;
+/// `tests/opt_in.rs` checks them against TL runs with those flags.
+fn tl_reference_points(model: &Model) -> Vec<HookSelector> {
+    model
+        .hook_points(true)
+        .into_iter()
+        .filter(|p| !p.kind.is_opt_in() || p.kind == hooklens::HookKind::Result)
+        .map(HookSelector::from)
+        .collect()
+}
+
 /// Every hook point's value within TOL of TL, with the same set of names and shapes.
 fn check_every_hook(name: &str) {
     let (model, reference) = load(name);
-    let filter = NamesFilter::regex(".*").unwrap();
+    let filter = NamesFilter::Names(tl_reference_points(&model));
     let (out, cache) = model
         .run_with_cache(&reference.tokens, &filter, &RunOptions::default())
         .unwrap();
@@ -188,10 +200,12 @@ fn check_firing_order(name: &str) {
     let tl_order: Vec<String> = serde_json::from_str(reference.meta("hook_order")).unwrap();
     let fired = RefCell::new(Vec::new());
     let mut hooks = Hooks::new();
-    hooks.add(HookSelector::predicate(|_| true), |_, ctx| {
-        fired.borrow_mut().push(ctx.name.to_string());
-        Ok(())
-    });
+    for point in tl_reference_points(&model) {
+        hooks.add(point, |_, ctx| {
+            fired.borrow_mut().push(ctx.name.to_string());
+            Ok(())
+        });
+    }
     model
         .run_with_hooks(&reference.tokens, &mut hooks, &RunOptions::default())
         .unwrap();

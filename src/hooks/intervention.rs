@@ -152,7 +152,10 @@ impl Geometry {
         let (heads, head_width, head_major) = match kind {
             HookKind::Q | HookKind::RotQ | HookKind::Z => (cfg.n_heads, cfg.d_head, false),
             HookKind::K | HookKind::V | HookKind::RotK => (cfg.n_kv_heads, cfg.d_head, false),
-            HookKind::Result => (cfg.n_heads, cfg.d_model, false),
+            HookKind::Result | HookKind::AttnIn | HookKind::QInput => {
+                (cfg.n_heads, cfg.d_model, false)
+            }
+            HookKind::KInput | HookKind::VInput => (cfg.n_kv_heads, cfg.d_model, false),
             HookKind::AttnScores | HookKind::Pattern => (cfg.n_heads, seq_len, true),
             _ => (0, shape[1..].iter().product(), false),
         };

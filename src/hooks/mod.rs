@@ -1,5 +1,6 @@
 //! Hook points, selection by name, hook functions and the activation cache.
 
+pub mod alias;
 pub mod cache;
 pub mod intervention;
 pub mod point;

@@ -11,6 +11,16 @@ pub enum HookKind {
     PosEmbed,
     /// `blocks.L.hook_resid_pre` [b, p, d_model].
     ResidPre,
+    /// `blocks.L.hook_attn_in` [b, p, n_heads, d_model] (opt-in, models without grouped-query
+    /// attention): the residual copied per head, the input of every head's q, k and v.
+    AttnIn,
+    /// `blocks.L.hook_q_input` [b, p, n_heads, d_model] (opt-in): each query head's input,
+    /// before `ln1`.
+    QInput,
+    /// `blocks.L.hook_k_input` [b, p, n_kv_heads, d_model] (opt-in): each key head's input.
+    KInput,
+    /// `blocks.L.hook_v_input` [b, p, n_kv_heads, d_model] (opt-in): each value head's input.
+    VInput,
     /// `blocks.L.ln1.hook_scale` [b, p, 1].
     Ln1Scale,
     /// `blocks.L.ln1.hook_normalized` [b, p, d_model].
@@ -37,6 +47,9 @@ pub enum HookKind {
     AttnOut,
     /// `blocks.L.hook_resid_mid` [b, p, d_model].
     ResidMid,
+    /// `blocks.L.hook_mlp_in` [b, p, d_model] (opt-in): a copy of the residual that only the
+    /// MLP reads (an edit changes the MLP's input, not the residual stream).
+    MlpIn,
     /// `blocks.L.ln2.hook_scale` [b, p, 1].
     Ln2Scale,
     /// `blocks.L.ln2.hook_normalized` [b, p, d_model].
@@ -55,11 +68,17 @@ pub enum HookKind {
     LnFinalScale,
     /// `ln_final.hook_normalized` [b, p, d_model].
     LnFinalNormalized,
+    /// `hook_unembed` [b, p, d_vocab] (opt-in): the logits, at every position.
+    Unembed,
 }
 
 /// The per-layer kinds in firing order.
-pub const LAYER_KINDS: [HookKind; 21] = [
+pub const LAYER_KINDS: [HookKind; 26] = [
     HookKind::ResidPre,
+    HookKind::AttnIn,
+    HookKind::QInput,
+    HookKind::KInput,
+    HookKind::VInput,
     HookKind::Ln1Scale,
     HookKind::Ln1Normalized,
     HookKind::Q,
@@ -73,6 +92,7 @@ pub const LAYER_KINDS: [HookKind; 21] = [
     HookKind::Result,
     HookKind::AttnOut,
     HookKind::ResidMid,
+    HookKind::MlpIn,
     HookKind::Ln2Scale,
     HookKind::Ln2Normalized,
     HookKind::MlpPre,
@@ -82,16 +102,20 @@ pub const LAYER_KINDS: [HookKind; 21] = [
     HookKind::ResidPost,
 ];
 
+/// The global kinds that fire before the first block, in firing order.
+pub const FIRST_KINDS: [HookKind; 2] = [HookKind::Embed, HookKind::PosEmbed];
+
+/// The global kinds that fire after the last block, in firing order.
+pub const FINAL_KINDS: [HookKind; 3] = [
+    HookKind::LnFinalScale,
+    HookKind::LnFinalNormalized,
+    HookKind::Unembed,
+];
+
 impl HookKind {
     /// True for the kinds that live inside a block (`blocks.L.…`).
     pub fn is_per_layer(self) -> bool {
-        !matches!(
-            self,
-            HookKind::Embed
-                | HookKind::PosEmbed
-                | HookKind::LnFinalScale
-                | HookKind::LnFinalNormalized
-        )
+        !FIRST_KINDS.contains(&self) && !FINAL_KINDS.contains(&self)
     }
 
     /// The name after `blocks.L.` (per-layer kinds) or the whole name (global kinds).
@@ -100,6 +124,10 @@ impl HookKind {
             HookKind::Embed => "hook_embed",
             HookKind::PosEmbed => "hook_pos_embed",
             HookKind::ResidPre => "hook_resid_pre",
+            HookKind::AttnIn => "hook_attn_in",
+            HookKind::QInput => "hook_q_input",
+            HookKind::KInput => "hook_k_input",
+            HookKind::VInput => "hook_v_input",
             HookKind::Ln1Scale => "ln1.hook_scale",
             HookKind::Ln1Normalized => "ln1.hook_normalized",
             HookKind::Q => "attn.hook_q",
@@ -113,6 +141,7 @@ impl HookKind {
             HookKind::Result => "attn.hook_result",
             HookKind::AttnOut => "hook_attn_out",
             HookKind::ResidMid => "hook_resid_mid",
+            HookKind::MlpIn => "hook_mlp_in",
             HookKind::Ln2Scale => "ln2.hook_scale",
             HookKind::Ln2Normalized => "ln2.hook_normalized",
             HookKind::MlpPre => "mlp.hook_pre",
@@ -122,6 +151,7 @@ impl HookKind {
             HookKind::ResidPost => "hook_resid_post",
             HookKind::LnFinalScale => "ln_final.hook_scale",
             HookKind::LnFinalNormalized => "ln_final.hook_normalized",
+            HookKind::Unembed => "hook_unembed",
         }
     }
 
@@ -132,13 +162,37 @@ impl HookKind {
             HookKind::PosEmbed => !rotary,
             HookKind::RotQ | HookKind::RotK => rotary,
             HookKind::MlpPreLinear => cfg.gated_mlp(),
+            // TL refuses `use_attn_in` with grouped-query attention: one input per head cannot
+            // feed keys and values shared by several query heads.
+            HookKind::AttnIn => cfg.n_kv_heads == cfg.n_heads,
             _ => true,
         }
     }
 
-    /// True for hooks that cost memory and are computed only when asked for (TL's opt-in set).
+    /// True for hooks that cost memory or work and are computed only when asked for (TL's
+    /// opt-in set: `use_attn_result`, `use_attn_in`, `use_split_qkv_input`, `use_hook_mlp_in`,
+    /// and the logits).
     pub fn is_opt_in(self) -> bool {
-        matches!(self, HookKind::Result)
+        matches!(
+            self,
+            HookKind::Result
+                | HookKind::MlpIn
+                | HookKind::Unembed
+                | HookKind::AttnIn
+                | HookKind::QInput
+                | HookKind::KInput
+                | HookKind::VInput
+        )
+    }
+
+    /// True for the per-head attention inputs (`hook_attn_in`, `hook_q_input`, ...): watching
+    /// one of them makes its layer run `ln1` and the q, k, v products per head, as TL does
+    /// with `use_attn_in` / `use_split_qkv_input`.
+    pub fn is_split_input(self) -> bool {
+        matches!(
+            self,
+            HookKind::AttnIn | HookKind::QInput | HookKind::KInput | HookKind::VInput
+        )
     }
 }
 
@@ -176,13 +230,16 @@ impl HookPoint {
     /// Dense index of this point in a table with one entry per possible point of a model with
     /// `n_layers` blocks (see [`slot_count`]).
     pub fn slot(&self, n_layers: usize) -> usize {
-        // Discriminants: 0, 1 global; 2..=22 per layer in LAYER_KINDS order; 23, 24 final.
+        // Discriminants in firing order: FIRST_KINDS, then LAYER_KINDS, then FINAL_KINDS.
         let k = self.kind as usize;
-        let per_layer = LAYER_KINDS.len();
+        let (first, per_layer) = (FIRST_KINDS.len(), LAYER_KINDS.len());
         match self.kind {
             HookKind::Embed | HookKind::PosEmbed => k,
-            HookKind::LnFinalScale | HookKind::LnFinalNormalized => k - 21 + n_layers * per_layer,
-            _ => 2 + self.layer.unwrap_or(0) * per_layer + (k - 2),
+            // k - per_layer >= first: the final kinds follow every layer's slots.
+            HookKind::LnFinalScale | HookKind::LnFinalNormalized | HookKind::Unembed => {
+                k - per_layer + n_layers * per_layer
+            }
+            _ => first + self.layer.unwrap_or(0) * per_layer + (k - first),
         }
     }
 
@@ -193,6 +250,7 @@ impl HookPoint {
             HookKind::Embed
             | HookKind::PosEmbed
             | HookKind::ResidPre
+            | HookKind::MlpIn
             | HookKind::Ln1Normalized
             | HookKind::AttnOut
             | HookKind::ResidMid
@@ -204,7 +262,11 @@ impl HookPoint {
             HookKind::Q | HookKind::RotQ | HookKind::Z => vec![b, p, cfg.n_heads, cfg.d_head],
             HookKind::K | HookKind::V | HookKind::RotK => vec![b, p, cfg.n_kv_heads, cfg.d_head],
             HookKind::AttnScores | HookKind::Pattern => vec![b, cfg.n_heads, p, p],
-            HookKind::Result => vec![b, p, cfg.n_heads, cfg.d_model],
+            HookKind::Result | HookKind::AttnIn | HookKind::QInput => {
+                vec![b, p, cfg.n_heads, cfg.d_model]
+            }
+            HookKind::KInput | HookKind::VInput => vec![b, p, cfg.n_kv_heads, cfg.d_model],
+            HookKind::Unembed => vec![b, p, cfg.d_vocab],
             HookKind::MlpPre | HookKind::MlpPreLinear | HookKind::MlpPost => {
                 vec![b, p, cfg.d_mlp]
             }
@@ -233,7 +295,7 @@ impl HookPoint {
 
 /// Number of entries in a dense slot table for a model with `n_layers` blocks.
 pub fn slot_count(n_layers: usize) -> usize {
-    4 + n_layers * LAYER_KINDS.len()
+    FIRST_KINDS.len() + n_layers * LAYER_KINDS.len() + FINAL_KINDS.len()
 }
 
 /// Every hook point of a model in TransformerLens firing order. Opt-in points are included
@@ -241,7 +303,7 @@ pub fn slot_count(n_layers: usize) -> usize {
 pub fn hook_points(cfg: &ModelConfig, with_opt_in: bool) -> Vec<HookPoint> {
     let keep = |k: HookKind| k.exists_for(cfg) && (with_opt_in || !k.is_opt_in());
     let mut points = Vec::with_capacity(slot_count(cfg.n_layers));
-    for kind in [HookKind::Embed, HookKind::PosEmbed] {
+    for kind in FIRST_KINDS {
         if keep(kind) {
             points.push(HookPoint::global(kind));
         }
@@ -251,7 +313,7 @@ pub fn hook_points(cfg: &ModelConfig, with_opt_in: bool) -> Vec<HookPoint> {
             points.push(HookPoint::layer(kind, layer));
         }
     }
-    for kind in [HookKind::LnFinalScale, HookKind::LnFinalNormalized] {
+    for kind in FINAL_KINDS.into_iter().filter(|&k| keep(k)) {
         points.push(HookPoint::global(kind));
     }
     points
@@ -262,31 +324,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn layer_kinds_follow_discriminant_order() {
-        for (i, k) in LAYER_KINDS.iter().enumerate() {
-            assert_eq!(*k as usize, i + 2);
+    fn kinds_follow_discriminant_order() {
+        let all = FIRST_KINDS.iter().chain(&LAYER_KINDS).chain(&FINAL_KINDS);
+        for (i, k) in all.enumerate() {
+            assert_eq!(*k as usize, i, "{k:?}");
         }
-        assert_eq!(HookKind::LnFinalScale as usize, 23);
+        assert_eq!(HookKind::Unembed as usize, 30);
     }
 
     #[test]
     fn slots_are_dense_and_distinct() {
-        let n_layers = 3;
-        let mut seen = vec![false; slot_count(n_layers)];
-        let mut all = vec![
-            HookPoint::global(HookKind::Embed),
-            HookPoint::global(HookKind::PosEmbed),
-            HookPoint::global(HookKind::LnFinalScale),
-            HookPoint::global(HookKind::LnFinalNormalized),
-        ];
-        for l in 0..n_layers {
-            all.extend(LAYER_KINDS.iter().map(|&k| HookPoint::layer(k, l)));
+        for n_layers in [0, 1, 3] {
+            let mut seen = vec![false; slot_count(n_layers)];
+            let globals = FIRST_KINDS.iter().chain(&FINAL_KINDS);
+            let mut all: Vec<HookPoint> = globals.map(|&k| HookPoint::global(k)).collect();
+            for l in 0..n_layers {
+                all.extend(LAYER_KINDS.iter().map(|&k| HookPoint::layer(k, l)));
+            }
+            for p in all {
+                let s = p.slot(n_layers);
+                assert!(!seen[s], "{n_layers} layers: slot {s} used twice");
+                seen[s] = true;
+            }
+            assert!(seen.iter().all(|&x| x), "{n_layers} layers: a slot unused");
         }
-        for p in all {
-            let s = p.slot(n_layers);
-            assert!(!seen[s], "slot {s} used twice");
-            seen[s] = true;
-        }
-        assert!(seen.iter().all(|&x| x));
     }
 }

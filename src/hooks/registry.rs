@@ -163,6 +163,7 @@ impl<'h, 'a> SlotTable<'h, 'a> {
             slot.interventions.push((seq, i));
             slot.name = iv.point.name();
         }
+        check_split_layers(&slots, interventions, n_layers)?;
         Ok(SlotTable {
             slots,
             hooks,
@@ -184,6 +185,12 @@ impl<'h, 'a> SlotTable<'h, 'a> {
         self.active(HookPoint::layer(HookKind::Result, layer))
     }
 
+    /// True when a per-head attention input (`hook_attn_in`, `hook_q_input`, ...) is watched
+    /// in this layer, so the layer runs `ln1` and the q, k, v products per head.
+    pub(crate) fn wants_split(&self, layer: usize) -> bool {
+        split_watched(&self.slots, layer, self.n_layers)
+    }
+
     /// Runs the hooks registered at `point` on `data` (laid out as `layout`), applies the
     /// built-in interventions, then copies the value into the cache if asked.
     #[inline]
@@ -196,11 +203,36 @@ impl<'h, 'a> SlotTable<'h, 'a> {
         if self.slots[point.slot(self.n_layers)].is_empty() {
             return Ok(());
         }
-        self.fire_slow(point, data, layout)
+        self.fire_slow(point, data, layout, None)
+    }
+
+    /// [`SlotTable::fire`], with `Some(shape)` for a value whose shape is not the point's
+    /// usual one: `ln1` applied to per-head inputs (`[batch, pos, heads, 1 | d_model]`, as
+    /// TL's). Only hooks and the cache see such a value; interventions at it are refused by
+    /// `build`.
+    #[inline]
+    pub(crate) fn fire_shaped(
+        &mut self,
+        point: HookPoint,
+        data: &mut [f32],
+        layout: &RowLayout,
+        shape: Option<Vec<usize>>,
+    ) -> Result<()> {
+        if self.slots[point.slot(self.n_layers)].is_empty() {
+            return Ok(());
+        }
+        self.fire_slow(point, data, layout, shape)
     }
 
     #[cold]
-    fn fire_slow(&mut self, point: HookPoint, data: &mut [f32], layout: &RowLayout) -> Result<()> {
+    fn fire_slow(
+        &mut self,
+        point: HookPoint,
+        data: &mut [f32],
+        layout: &RowLayout,
+        shape: Option<Vec<usize>>,
+    ) -> Result<()> {
+        let shape = shape.unwrap_or_else(|| point.shape(self.cfg, layout.batch(), layout.seq_len));
         let slot = &self.slots[point.slot(self.n_layers)];
         let observed = slot.cache || !slot.hooks.is_empty();
         if observed && !layout.is_full() {
@@ -209,7 +241,6 @@ impl<'h, 'a> SlotTable<'h, 'a> {
                 slot.name
             )));
         }
-        let shape = point.shape(self.cfg, layout.batch(), layout.seq_len);
         if let Some(hooks) = self.hooks.as_deref_mut() {
             let ctx = HookContext {
                 name: &slot.name,
@@ -241,6 +272,44 @@ impl<'h, 'a> SlotTable<'h, 'a> {
     }
 }
 
+/// True when a per-head attention input of `layer` has anything registered.
+fn split_watched(slots: &[Slot], layer: usize, n_layers: usize) -> bool {
+    [
+        HookKind::AttnIn,
+        HookKind::QInput,
+        HookKind::KInput,
+        HookKind::VInput,
+    ]
+    .into_iter()
+    .any(|k| !slots[HookPoint::layer(k, layer).slot(n_layers)].is_empty())
+}
+
+/// Refuses built-in interventions at `ln1` in a layer whose attention inputs are split per
+/// head: `ln1` then runs once per q / k / v input with per-head shapes (as in TL), which the
+/// intervention's layout does not describe.
+fn check_split_layers(
+    slots: &[Slot],
+    interventions: &[ResolvedIntervention],
+    n_layers: usize,
+) -> Result<()> {
+    for iv in interventions {
+        let ln1 = matches!(iv.point.kind, HookKind::Ln1Scale | HookKind::Ln1Normalized);
+        match iv.point.layer {
+            Some(l) if ln1 && split_watched(slots, l, n_layers) => {
+                return Err(HookLensError::input(format!(
+                    "an intervention at `{}` cannot run in a layer whose attention inputs are \
+                     split per head (hook_attn_in / hook_q_input / hook_k_input / hook_v_input \
+                     are watched there, so ln1 has per-head shapes); intervene on the per-head \
+                     input instead",
+                    iv.point.name()
+                )))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Measures what firing an empty slot costs: `iterations` fires at every per-layer point of
 /// layer 0 on a table with nothing registered. Returns seconds per fire. (Published by
 /// `hooklens bench`: multiplied by the fires per pass it bounds the cost of empty slots.)
@@ -261,7 +330,8 @@ pub fn measure_empty_fire(cfg: &ModelConfig, iterations: usize) -> Result<f64> {
     Ok(start.elapsed().as_secs_f64() / (iterations * points.len()).max(1) as f64)
 }
 
-/// Hook fires in one plain pass of a model (per-layer points plus the global ones).
+/// Hook fires in one plain pass of a model (per-layer points plus the global ones; opt-in
+/// points do not fire unless watched).
 pub fn fires_per_pass(cfg: &ModelConfig) -> usize {
-    super::point::hook_points(cfg, true).len()
+    super::point::hook_points(cfg, false).len()
 }

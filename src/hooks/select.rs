@@ -3,14 +3,16 @@
 
 use std::fmt;
 
-use super::point::{hook_points, HookKind, HookPoint, LAYER_KINDS};
+use super::alias::resolve_alias;
+use super::point::{hook_points, HookKind, HookPoint, FINAL_KINDS, FIRST_KINDS, LAYER_KINDS};
 use crate::error::{HookLensError, Result};
 use crate::model::config::ModelConfig;
 
 /// A way to name one or more hook points.
 pub enum HookSelector {
-    /// A full TL name, e.g. `blocks.3.attn.hook_z` (a name without "." or "hook_" is read as a
-    /// short form, as TL's `get_act_name` does).
+    /// A full TL name, e.g. `blocks.3.attn.hook_z`, or a TL 4.x alias such as
+    /// `blocks.3.attn.o.hook_in` (a name without "." or "hook_" is read as a short form, as
+    /// TL's `get_act_name` does).
     Name(String),
     /// A TL short form: `("z", 3)`, `("pattern", 0, "attn")`, `("scale", 4, "ln1")`, `("embed",)`.
     /// Negative layers count from the end.
@@ -24,7 +26,9 @@ pub enum HookSelector {
     },
     /// An already typed point.
     Point(HookPoint),
-    /// Every point whose full name satisfies the predicate (opt-in points included).
+    /// Every point whose TL 2.x name or one of whose TL 4.x aliases satisfies the predicate
+    /// (opt-in points included). The predicate is called once per name, so a negative test
+    /// (`|n| !n.contains("resid_pre")`) still matches a point through its aliases.
     Predicate(Box<dyn Fn(&str) -> bool>),
 }
 
@@ -47,12 +51,18 @@ impl HookSelector {
                 check_point(point, cfg)?;
                 Ok(vec![*point])
             }
-            HookSelector::Predicate(pred) => Ok(hook_points(cfg, true)
-                .into_iter()
-                .filter(|p| pred(&p.name()))
-                .collect()),
+            HookSelector::Predicate(pred) => Ok(points_matching(cfg, |n| pred(n))),
         }
     }
+}
+
+/// Every point of the model, opt-in ones included, for which `matches` holds on its TL 2.x
+/// name or on one of its TL 4.x aliases, in firing order.
+pub fn points_matching(cfg: &ModelConfig, matches: impl Fn(&str) -> bool) -> Vec<HookPoint> {
+    hook_points(cfg, true)
+        .into_iter()
+        .filter(|p| p.all_names(cfg).iter().any(|n| matches(n)))
+        .collect()
 }
 
 impl fmt::Debug for HookSelector {
@@ -151,9 +161,21 @@ fn split_compact(name: &str) -> (&str, Option<i64>, Option<&str>) {
     )
 }
 
-/// Parses a full TL name such as `blocks.3.attn.hook_z` or `ln_final.hook_scale`.
+/// Parses a full TL name such as `blocks.3.attn.hook_z` or `ln_final.hook_scale`, or a TL 4.x
+/// alias such as `blocks.3.hook_out` (see [`super::alias`]).
 pub fn parse_full_name(name: &str, cfg: &ModelConfig) -> Result<HookPoint> {
-    let point = if let Some(rest) = name.strip_prefix("blocks.") {
+    match parse_tl2_name(name).or_else(|| resolve_alias(name, cfg)) {
+        Some(p) => check_point(&p, cfg).map(|()| p).map_err(|e| match e {
+            HookLensError::UnknownHook { .. } => unknown_hook(name, cfg),
+            other => other,
+        }),
+        None => Err(unknown_hook(name, cfg)),
+    }
+}
+
+/// The point a TL 2.x full name stands for, without checking it against a model.
+fn parse_tl2_name(name: &str) -> Option<HookPoint> {
+    if let Some(rest) = name.strip_prefix("blocks.") {
         let (layer, suffix) = rest.split_once('.').unwrap_or((rest, ""));
         let kind = LAYER_KINDS.iter().find(|k| k.suffix() == suffix);
         match (layer.parse::<usize>(), kind) {
@@ -161,19 +183,11 @@ pub fn parse_full_name(name: &str, cfg: &ModelConfig) -> Result<HookPoint> {
             _ => None,
         }
     } else {
-        [
-            HookKind::Embed,
-            HookKind::PosEmbed,
-            HookKind::LnFinalScale,
-            HookKind::LnFinalNormalized,
-        ]
-        .into_iter()
-        .find(|k| k.suffix() == name)
-        .map(HookPoint::global)
-    };
-    match point {
-        Some(p) if check_point(&p, cfg).is_ok() => Ok(p),
-        _ => Err(unknown_hook(name, cfg)),
+        FIRST_KINDS
+            .into_iter()
+            .chain(FINAL_KINDS)
+            .find(|k| k.suffix() == name)
+            .map(HookPoint::global)
     }
 }
 
@@ -261,6 +275,16 @@ fn check_point(point: &HookPoint, cfg: &ModelConfig) -> Result<()> {
         Some(l) => point.kind.is_per_layer() && l < cfg.n_layers,
         None => !point.kind.is_per_layer(),
     };
+    if layer_ok && point.kind == HookKind::AttnIn && !point.kind.exists_for(cfg) {
+        return Err(HookLensError::input(format!(
+            "`{}` needs one key/value head per query head, but this model has {} query heads \
+             and {} key/value heads (TL refuses use_attn_in with grouped-query attention); \
+             use hook_q_input, hook_k_input and hook_v_input instead",
+            point.name(),
+            cfg.n_heads,
+            cfg.n_kv_heads
+        )));
+    }
     if layer_ok && point.kind.exists_for(cfg) {
         Ok(())
     } else {
@@ -268,14 +292,13 @@ fn check_point(point: &HookPoint, cfg: &ModelConfig) -> Result<()> {
     }
 }
 
-/// An [`HookLensError::UnknownHook`] with the three nearest valid names.
+/// An [`HookLensError::UnknownHook`] with the three nearest valid names, TL 2.x names and
+/// TL 4.x aliases alike.
 pub fn unknown_hook(name: &str, cfg: &ModelConfig) -> HookLensError {
     let mut candidates: Vec<(usize, String)> = hook_points(cfg, true)
-        .into_iter()
-        .map(|p| {
-            let n = p.name();
-            (edit_distance(name, &n), n)
-        })
+        .iter()
+        .flat_map(|p| p.all_names(cfg))
+        .map(|n| (edit_distance(name, &n), n))
         .collect();
     candidates.sort();
     HookLensError::UnknownHook {

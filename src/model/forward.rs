@@ -7,6 +7,7 @@ use super::arena::{zeroed, Arena};
 use super::config::{ModelConfig, NormKind, PositionKind};
 use super::input::TokenBatch;
 use super::layout::RowLayout;
+use super::split_input::split_attention_inputs;
 use super::weights::Weights;
 use crate::backend::cpu::activation::{add_inplace, gelu_new_inplace, silu_mul_inplace};
 use crate::backend::cpu::attention::{
@@ -86,14 +87,33 @@ pub(crate) struct PassOutput {
 }
 
 /// A norm with its two hook points.
-struct NormStep<'w> {
-    scale_hook: HookPoint,
-    normalized_hook: HookPoint,
-    w: &'w [f32],
-    b: Option<&'w [f32]>,
+pub(super) struct NormStep<'w> {
+    /// Where the scale fires (`ln1.hook_scale`, ...).
+    pub scale_hook: HookPoint,
+    /// Where the normalised value fires.
+    pub normalized_hook: HookPoint,
+    /// The norm's weight. // [d_model]
+    pub w: &'w [f32],
+    /// The LayerNorm bias. // [d_model]
+    pub b: Option<&'w [f32]>,
+    /// `Some(h)` when each row holds `h` per-head inputs (split attention inputs): the hooks
+    /// then see TL's per-head shapes `[batch, pos, h, 1]` and `[batch, pos, h, d_model]`.
+    pub heads: Option<usize>,
 }
 
-fn apply_norm(
+/// Fires a norm hook with its usual shape, or the per-head one (`width` = 1 or d_model).
+fn fire_norm_hook(
+    slots: &mut SlotTable<'_, '_>,
+    point: HookPoint,
+    data: &mut [f32],
+    layout: &RowLayout,
+    (heads, width): (Option<usize>, usize),
+) -> Result<()> {
+    let shape = heads.map(|h| vec![layout.batch(), layout.seq_len, h, width]);
+    slots.fire_shaped(point, data, layout, shape)
+}
+
+pub(super) fn apply_norm(
     cfg: &ModelConfig,
     step: NormStep<'_>,
     x: &[f32],
@@ -110,18 +130,37 @@ fn apply_norm(
         return Ok(());
     }
     norm_scale(x, out, scale, d, cfg.norm_eps, layer_norm);
-    slots.fire(step.scale_hook, scale, layout)?;
+    fire_norm_hook(slots, step.scale_hook, scale, layout, (step.heads, 1))?;
     divide_by_scale(out, scale, d);
     if layer_norm {
         // TL reports LayerNorm's hook_normalized after the affine...
         affine(out, step.w, step.b, d);
-        slots.fire(step.normalized_hook, out, layout)?;
+        fire_norm_hook(slots, step.normalized_hook, out, layout, (step.heads, d))?;
     } else {
         // ...and RMSNorm's before the weight.
-        slots.fire(step.normalized_hook, out, layout)?;
+        fire_norm_hook(slots, step.normalized_hook, out, layout, (step.heads, d))?;
         affine(out, step.w, None, d);
     }
     Ok(())
+}
+
+/// [`apply_norm`] of the residual stream into the arena's `normed` and `scale`.
+fn norm_residual(
+    cfg: &ModelConfig,
+    step: NormStep<'_>,
+    a: &mut Arena,
+    layout: &RowLayout,
+    slots: &mut SlotTable<'_, '_>,
+) -> Result<()> {
+    apply_norm(
+        cfg,
+        step,
+        &a.resid,
+        &mut a.normed,
+        &mut a.scale,
+        layout,
+        slots,
+    )
 }
 
 /// Absolute position of every packed row.
@@ -241,21 +280,23 @@ pub(crate) fn run_pass(
         let w = &weights.layers[layer];
         let at = |kind| HookPoint::layer(kind, layer);
         slots.fire(at(HookKind::ResidPre), &mut a.resid, &layout)?;
-        let ln1 = NormStep {
-            scale_hook: at(HookKind::Ln1Scale),
-            normalized_hook: at(HookKind::Ln1Normalized),
-            w: &w.ln1_w,
-            b: w.ln1_b.as_deref(),
-        };
-        apply_norm(
-            cfg,
-            ln1,
-            &a.resid,
-            &mut a.normed,
-            &mut a.scale,
-            &layout,
-            slots,
-        )?;
+        // Watching a per-head input runs ln1 and the q, k, v products per head (opt-in).
+        let split = slots.wants_split(layer);
+        if split {
+            let qkv = (&mut a.q[..], &mut a.k[..], &mut a.v[..]);
+            split_attention_inputs(cfg, w, layer, &a.resid, qkv, &layout, slots)?;
+        } else {
+            let ln1 = NormStep {
+                scale_hook: at(HookKind::Ln1Scale),
+                normalized_hook: at(HookKind::Ln1Normalized),
+                w: &w.ln1_w,
+                b: w.ln1_b.as_deref(),
+                heads: None,
+            };
+            norm_residual(cfg, ln1, &mut a, &layout, slots)?;
+            gemm(&a.normed, rows, &w.w_k, w.b_k.as_deref(), &mut a.k);
+            gemm(&a.normed, rows, &w.w_v, w.b_v.as_deref(), &mut a.v);
+        }
 
         // In the last block of a sweep pass, only the metric's positions need queries and the
         // rest of the block; keys and values still come from every computed row.
@@ -263,11 +304,11 @@ pub(crate) fn run_pass(
             Some(keep) if layer + 1 == cfg.n_layers => Some(layout.restrict(keep)),
             _ => None,
         };
-        gemm(&a.normed, rows, &w.w_k, w.b_k.as_deref(), &mut a.k);
-        gemm(&a.normed, rows, &w.w_v, w.b_v.as_deref(), &mut a.v);
         // Keys and values keep the rows they were computed for.
         let mut kv_rows: Option<(RowLayout, Vec<usize>)> = None;
         if let Some((new_layout, sources)) = restrict {
+            // Split inputs computed the queries of every row already; keep the metric's.
+            let q_kept = split.then(|| gather_rows(&a.q, &sources, cfg.n_heads * cfg.d_head));
             a.normed = gather_rows(&a.normed, &sources, d);
             a.resid = gather_rows(&a.resid, &sources, d);
             let new_positions = row_positions(&new_layout);
@@ -277,12 +318,17 @@ pub(crate) fn run_pass(
             ));
             rows = layout.rows();
             a.resize_rows(cfg, rows);
+            if let Some(q) = q_kept {
+                a.q = q;
+            }
         }
         let (kv_layout, kv_positions) = match &kv_rows {
             Some((l, p)) => (l, p),
             None => (&layout, &positions),
         };
-        gemm(&a.normed, rows, &w.w_q, w.b_q.as_deref(), &mut a.q);
+        if !split {
+            gemm(&a.normed, rows, &w.w_q, w.b_q.as_deref(), &mut a.q);
+        }
         slots.fire(at(HookKind::Q), &mut a.q, &layout)?;
         slots.fire(at(HookKind::K), &mut a.k, kv_layout)?;
         slots.fire(at(HookKind::V), &mut a.v, kv_layout)?;
@@ -358,16 +404,26 @@ pub(crate) fn run_pass(
         }
         slots.fire(at(HookKind::ResidMid), &mut a.resid, &layout)?;
 
+        // hook_mlp_in (opt-in) is a copy of the residual that only the MLP reads.
+        let mut mlp_in; // [rows, d_model]
+        let ln2_input: &[f32] = if slots.active(at(HookKind::MlpIn)) {
+            mlp_in = a.resid.clone();
+            slots.fire(at(HookKind::MlpIn), &mut mlp_in, &layout)?;
+            &mlp_in
+        } else {
+            &a.resid
+        };
         let ln2 = NormStep {
             scale_hook: at(HookKind::Ln2Scale),
             normalized_hook: at(HookKind::Ln2Normalized),
             w: &w.ln2_w,
             b: w.ln2_b.as_deref(),
+            heads: None,
         };
         apply_norm(
             cfg,
             ln2,
-            &a.resid,
+            ln2_input,
             &mut a.normed,
             &mut a.scale,
             &layout,
@@ -430,17 +486,11 @@ pub(crate) fn run_pass(
         normalized_hook: HookPoint::global(HookKind::LnFinalNormalized),
         w: &weights.ln_final_w,
         b: weights.ln_final_b.as_deref(),
+        heads: None,
     };
-    apply_norm(
-        cfg,
-        ln_final,
-        &a.resid,
-        &mut a.normed,
-        &mut a.scale,
-        &layout,
-        slots,
-    )?;
+    norm_residual(cfg, ln_final, &mut a, &layout, slots)?;
 
+    let all_logits = watched_logits(weights, &a.normed, rows, &layout, slots)?;
     let logit_rows: Vec<usize> = match plan.logits {
         LogitRows::None => {
             a.recycle();
@@ -458,6 +508,19 @@ pub(crate) fn run_pass(
             .map(|s| s.offset + s.positions.len() - 1)
             .collect(),
     };
+    if let Some(all) = all_logits {
+        a.recycle();
+        let logits = if logit_rows.len() == rows {
+            all
+        } else {
+            gather_rows(&all, &logit_rows, cfg.d_vocab)
+        };
+        return Ok(PassOutput {
+            layout,
+            resid: None,
+            logits: Some((logits, logit_rows)),
+        });
+    }
     let gathered; // [logit rows, d_model] when not every row
     let selected: &[f32] = if logit_rows.len() == rows {
         &a.normed
@@ -481,6 +544,33 @@ pub(crate) fn run_pass(
         resid: None,
         logits: Some((logits, logit_rows)),
     })
+}
+
+/// The logits of every row, fired at `hook_unembed`, when that opt-in point is watched (the
+/// pass then returns its rows of them, edits included); `None` otherwise.
+/// normed: // [rows, d_model] -> // [rows, d_vocab]
+fn watched_logits(
+    weights: &Weights,
+    normed: &[f32],
+    rows: usize,
+    layout: &RowLayout,
+    slots: &mut SlotTable<'_, '_>,
+) -> Result<Option<Vec<f32>>> {
+    let point = HookPoint::global(HookKind::Unembed);
+    if !slots.active(point) {
+        return Ok(None);
+    }
+    let vocab = weights.unembed.n();
+    let mut all = vec![0.0f32; rows * vocab];
+    gemm(
+        normed,
+        rows,
+        &weights.unembed,
+        weights.b_u.as_deref(),
+        &mut all,
+    );
+    slots.fire(point, &mut all, layout)?;
+    Ok(Some(all))
 }
 
 /// `result[r, h, :] = z[r, h, :] @ W_O[h]`, TL's per-head output without `b_O`: for each

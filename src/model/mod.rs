@@ -15,6 +15,7 @@ pub mod load_llama;
 pub mod loss;
 pub mod random;
 pub mod safetensors_dir;
+mod split_input;
 pub mod weights;
 
 use std::path::{Path, PathBuf};
@@ -163,7 +164,8 @@ impl Model {
         })
     }
 
-    /// Every hook point in firing order; opt-in points (`attn.hook_result`) when asked.
+    /// Every hook point in firing order; opt-in points (`attn.hook_result`, `hook_q_input`,
+    /// `hook_mlp_in`, `hook_unembed`, ...) when asked.
     pub fn hook_points(&self, with_opt_in: bool) -> Vec<HookPoint> {
         hook_points(&self.config, with_opt_in)
     }
@@ -243,10 +245,11 @@ impl Model {
             ));
         }
         let (batch, seq) = input.batch_seq();
-        let cache_points = match cache {
-            Some(filter) => filter.resolve(cfg)?,
+        let cache_named = match cache {
+            Some(filter) => filter.resolve_named(cfg)?,
             None => Vec::new(),
         };
+        let cache_points: Vec<HookPoint> = cache_named.iter().map(|(p, _)| *p).collect();
         let mut resolved = Vec::with_capacity(interventions.len());
         let mut rows_of = Vec::with_capacity(interventions.len());
         for (row, iv) in interventions {
@@ -307,7 +310,8 @@ impl Model {
                 out.logits = Some(logits);
             }
         }
-        let cache = cache.map(|_| ActivationCache::new(slots.cached, cfg.clone()));
+        let cache = cache
+            .map(|_| ActivationCache::new(slots.cached, cfg.clone()).with_file_names(cache_named));
         Ok((out, cache))
     }
 }

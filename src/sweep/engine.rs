@@ -94,7 +94,9 @@ pub struct SweepOutcome {
 fn stage_of(point: &HookPoint, n_layers: usize) -> usize {
     match (point.kind, point.layer) {
         (HookKind::Embed | HookKind::PosEmbed, _) => 0,
-        (HookKind::LnFinalScale | HookKind::LnFinalNormalized, _) => n_layers + 1,
+        (HookKind::LnFinalScale | HookKind::LnFinalNormalized | HookKind::Unembed, _) => {
+            n_layers + 1
+        }
         (_, layer) => layer.unwrap_or(0) + 1,
     }
 }

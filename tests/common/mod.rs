@@ -36,7 +36,12 @@ impl Reference {
 
 /// Reads `<dir>/reference.safetensors`.
 pub fn load_reference(dir: &Path) -> Reference {
-    let bytes = std::fs::read(dir.join("reference.safetensors")).expect("read reference");
+    load_reference_file(&dir.join("reference.safetensors"))
+}
+
+/// Reads a reference file written by the generator scripts.
+pub fn load_reference_file(path: &Path) -> Reference {
+    let bytes = std::fs::read(path).expect("read reference");
     let (_, meta) = SafeTensors::read_metadata(&bytes).expect("reference header");
     let metadata = meta.metadata().clone().unwrap_or_default();
     let st = SafeTensors::deserialize(&bytes).expect("reference file");
@@ -126,4 +131,41 @@ pub fn hooklens(args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// The f32 tensors of a safetensors file (an activation cache written by hooklens), by name.
+pub fn read_tensors(path: &Path) -> HashMap<String, Tensor> {
+    let bytes = std::fs::read(path).expect("read safetensors");
+    let st = SafeTensors::deserialize(&bytes).expect("safetensors file");
+    st.tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            assert_eq!(view.dtype(), Dtype::F32, "{name}");
+            let data = view
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            (name, Tensor::new(data, view.shape().to_vec()).unwrap())
+        })
+        .collect()
+}
+
+/// The logits of a run with the same built-in interventions in every batch row.
+pub fn logits_with_interventions(
+    model: &hooklens::Model,
+    tokens: &TokenBatch,
+    ivs: &[hooklens::hooks::Intervention],
+) -> hooklens::Result<Tensor> {
+    let rows: Vec<(usize, hooklens::hooks::Intervention)> = (0..tokens.batch())
+        .flat_map(|b| ivs.iter().map(move |iv| (b, iv.clone())))
+        .collect();
+    let (out, _) = model.run_with_interventions(
+        hooklens::Input::Tokens(tokens),
+        None,
+        None,
+        &rows,
+        &hooklens::RunOptions::default(),
+    )?;
+    Ok(out.logits.expect("logits"))
 }

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use clap::Args;
 use hooklens::hooks::registry::{fires_per_pass, measure_empty_fire};
-use hooklens::{HookLensError, HookSelector, Hooks, Model, Result, RunOptions, TokenBatch};
+use hooklens::{HookKind, HookLensError, Hooks, Model, Result, RunOptions, TokenBatch};
 use serde_json::json;
 
 /// `bench` options.
@@ -87,17 +87,22 @@ pub fn run(model: &Model, args: &BenchArgs) -> Result<()> {
             black_box(model.forward(&tokens, &opts)?);
             Ok(())
         })?;
-        // A read-only hook at every slot: reads every activation once.
+        // A read-only hook at every slot: reads every activation once. (The per-head inputs,
+        // hook_mlp_in and hook_unembed are left out: watching them changes how the pass runs,
+        // as TL's flags do; hook_result is in, as before they existed.)
         let hooked = median_seconds(args.reps, || {
-            let mut sum = 0.0f32;
+            let sum = std::cell::Cell::new(0.0f32);
             let mut hooks = Hooks::new();
-            hooks.add(HookSelector::predicate(|_| true), |act, _| {
-                sum += act.data().iter().sum::<f32>();
-                Ok(())
-            });
+            let every = model.hook_points(true).into_iter();
+            for point in every.filter(|p| !p.kind.is_opt_in() || p.kind == HookKind::Result) {
+                hooks.add(point, |act, _| {
+                    sum.set(sum.get() + act.data().iter().sum::<f32>());
+                    Ok(())
+                });
+            }
             black_box(model.run_with_hooks(&tokens, &mut hooks, &opts)?);
             drop(hooks);
-            black_box(sum);
+            black_box(sum.get());
             Ok(())
         })?;
         let tps = (batch * seq) as f64 / plain;

@@ -1,4 +1,5 @@
-//! `hooklens hooks`: every hook point with its shape, in firing order.
+//! `hooklens hooks`: every hook point with its shape, in firing order, each slot once with its
+//! TransformerLens 4.x aliases.
 
 use hooklens::Model;
 
@@ -11,6 +12,16 @@ pub fn run(model: &Model) {
         } else {
             ""
         };
-        println!("{:<34} {}{opt_in}", point.name(), point.shape_label(cfg));
+        let aliases = point.aliases(cfg);
+        let aliases = if aliases.is_empty() {
+            String::new()
+        } else {
+            format!("  aliases: {}", aliases.join(", "))
+        };
+        println!(
+            "{:<34} {}{opt_in}{aliases}",
+            point.name(),
+            point.shape_label(cfg)
+        );
     }
 }

@@ -21,8 +21,9 @@ pub struct RunArgs {
     /// shapes start with the batch axis).
     #[arg(long, value_name = "FILE.safetensors")]
     pub cache: Option<PathBuf>,
-    /// Cache only hook points whose full name matches this regex (opt-in points such as
-    /// attn.hook_result included when matched). Default: every default hook point.
+    /// Cache only hook points whose full name (TL 2.x or a TL 4.x alias) matches this regex
+    /// (opt-in points such as attn.hook_result included when matched; a point matched only
+    /// by an alias is saved under that alias). Default: every default hook point.
     #[arg(long, value_name = "REGEX", requires = "cache")]
     pub names: Option<String>,
     /// Write the tokens and the top candidates as JSON to this file.

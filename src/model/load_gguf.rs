@@ -2,6 +2,7 @@
 //! dequantised to f32 (q/k un-permuted back to HF's layout), tokenizer from
 //! `tokenizer.ggml.*`.
 
+use std::borrow::Cow;
 use std::path::Path;
 use std::time::Instant;
 
@@ -24,14 +25,14 @@ impl TensorSource for GgufFile {
         self.tensor_info(name).is_some()
     }
 
-    fn read_f32(&self, name: &str) -> Result<(Vec<f32>, Vec<usize>)> {
+    fn read_f32(&self, name: &str) -> Result<(Cow<'_, [f32]>, Vec<usize>)> {
         let shape = self.tensor_info(name).map(|t| t.shape()).ok_or_else(|| {
             HookLensError::MissingTensor {
                 path: self.path().to_path_buf(),
                 name: name.to_string(),
             }
         })?;
-        Ok((self.tensor_f32(name)?, shape))
+        Ok((Cow::Owned(self.tensor_f32(name)?), shape))
     }
 }
 

@@ -1,6 +1,8 @@
 //! GPT-2 weights from an HF checkpoint (`GPT2LMHeadModel` / `GPT2Model` names; Conv1D
 //! weights are stored `[in, out]`, which is already hooklens' layout).
 
+use std::borrow::Cow;
+
 use super::config::ModelConfig;
 use super::load_clock::LoadClock;
 use super::weights::{LayerWeights, TensorSource, Weights};
@@ -47,7 +49,7 @@ pub fn load_gpt2(
     // The embedding first: it is the largest job.
     let parts = clock.par_map(cfg.n_layers + 1, |job| match job {
         0 => {
-            let w_e = read(&name("wte.weight"), &[cfg.d_vocab, d])?;
+            let w_e = read(&name("wte.weight"), &[cfg.d_vocab, d])?.into_owned();
             let unembed = if tied {
                 clock.pack(|| PackedMatrix::from_n_by_k(&w_e, cfg.d_vocab, d))
             } else {
@@ -72,22 +74,22 @@ pub fn load_gpt2(
     let (w_e, unembed) = embedding.expect("job 0 is the embedding");
     Ok(Weights {
         w_e,
-        w_pos: Some(read(&name("wpe.weight"), &[cfg.n_ctx, d])?),
+        w_pos: Some(read(&name("wpe.weight"), &[cfg.n_ctx, d])?.into_owned()),
         layers,
-        ln_final_w: read(&name("ln_f.weight"), &[d])?,
-        ln_final_b: Some(read(&name("ln_f.bias"), &[d])?),
+        ln_final_w: read(&name("ln_f.weight"), &[d])?.into_owned(),
+        ln_final_b: Some(read(&name("ln_f.bias"), &[d])?.into_owned()),
         unembed,
         b_u: None,
     })
 }
 
-/// Reads a tensor by name, checking its shape.
-type ReadTensor<'a> = &'a dyn Fn(&str, &[usize]) -> Result<Vec<f32>>;
+/// Reads a tensor by name, checking its shape (borrowed from the file where it can be).
+type ReadTensor<'a> = &'a dyn Fn(&str, &[usize]) -> Result<Cow<'a, [f32]>>;
 
 /// Reads and packs one layer; `read` reads a tensor by name with its shape, `t` gives the
 /// full name of one of the layer's tensors.
-fn load_layer(
-    read: ReadTensor,
+fn load_layer<'a>(
+    read: ReadTensor<'a>,
     t: &dyn Fn(&str) -> String,
     cfg: &ModelConfig,
     clock: &LoadClock,
@@ -106,11 +108,12 @@ fn load_layer(
     });
     let c_attn_b = read(&t("attn.c_attn.bias"), &[3 * d])?;
     let mut qkv_b = split_columns(&c_attn_b, 1, 3, d).into_iter();
+    let vector = |name: &str, len: usize| read(name, &[len]).map(Cow::into_owned);
     let mut next_b = || qkv_b.next();
     let (b_q, b_k, b_v) = (next_b(), next_b(), next_b());
     Ok(LayerWeights {
-        ln1_w: read(&t("ln_1.weight"), &[d])?,
-        ln1_b: Some(read(&t("ln_1.bias"), &[d])?),
+        ln1_w: vector(&t("ln_1.weight"), d)?,
+        ln1_b: Some(vector(&t("ln_1.bias"), d)?),
         w_q,
         b_q,
         w_k,
@@ -118,13 +121,13 @@ fn load_layer(
         w_v,
         b_v,
         w_o: packed(&t("attn.c_proj.weight"), d, d)?,
-        b_o: Some(read(&t("attn.c_proj.bias"), &[d])?),
-        ln2_w: read(&t("ln_2.weight"), &[d])?,
-        ln2_b: Some(read(&t("ln_2.bias"), &[d])?),
+        b_o: Some(vector(&t("attn.c_proj.bias"), d)?),
+        ln2_w: vector(&t("ln_2.weight"), d)?,
+        ln2_b: Some(vector(&t("ln_2.bias"), d)?),
         w_in: packed(&t("mlp.c_fc.weight"), d, cfg.d_mlp)?,
-        b_in: Some(read(&t("mlp.c_fc.bias"), &[cfg.d_mlp])?),
+        b_in: Some(vector(&t("mlp.c_fc.bias"), cfg.d_mlp)?),
         w_gate: None,
         w_out: packed(&t("mlp.c_proj.weight"), cfg.d_mlp, d)?,
-        b_out: Some(read(&t("mlp.c_proj.bias"), &[d])?),
+        b_out: Some(vector(&t("mlp.c_proj.bias"), d)?),
     })
 }

@@ -1,6 +1,8 @@
 //! Llama-family weights, from any source whose tensor names a [`LlamaNames`] table gives
 //! (HF safetensors, GGUF). Linear weights arrive `[out, in]` and are transposed to `[in, out]`.
 
+use std::borrow::Cow;
+
 use super::config::ModelConfig;
 use super::load_clock::LoadClock;
 use super::weights::{LayerWeights, TensorSource, Weights};
@@ -108,7 +110,7 @@ pub fn load_llama(
     // The embedding first: it is the largest job.
     let parts = clock.par_map(cfg.n_layers + 1, |job| match job {
         0 => {
-            let w_e = read(LlamaTensor::Embed, &[cfg.d_vocab, d])?;
+            let w_e = read(LlamaTensor::Embed, &[cfg.d_vocab, d])?.into_owned();
             let unembed = if tied {
                 clock.pack(|| PackedMatrix::from_n_by_k(&w_e, cfg.d_vocab, d))
             } else {
@@ -133,7 +135,7 @@ pub fn load_llama(
         w_e,
         w_pos: None,
         layers,
-        ln_final_w: read(LlamaTensor::FinalNorm, &[d])?,
+        ln_final_w: read(LlamaTensor::FinalNorm, &[d])?.into_owned(),
         ln_final_b: None,
         unembed,
         b_u: None,
@@ -164,7 +166,7 @@ fn load_layer(
     let qk = |t: LlamaTensor, heads: usize| -> Result<PackedMatrix> {
         let mut w = read(t, &[heads * cfg.d_head, d])?;
         if unpermute_qk {
-            w = unpermute_rows(&w, heads, cfg.d_head, d);
+            w = Cow::Owned(unpermute_rows(&w, heads, cfg.d_head, d));
         }
         Ok(clock.pack(|| PackedMatrix::from_n_by_k(&w, heads * cfg.d_head, d)))
     };
@@ -176,7 +178,7 @@ fn load_layer(
         })
     };
     Ok(LayerWeights {
-        ln1_w: read(AttnNorm(l), &[d])?,
+        ln1_w: read(AttnNorm(l), &[d])?.into_owned(),
         ln1_b: None,
         w_q: qk(Q(l), cfg.n_heads)?,
         b_q: qk_bias(QBias(l), cfg.n_heads)?,
@@ -186,7 +188,7 @@ fn load_layer(
         b_v: optional(VBias(l), &[kv_out])?,
         w_o: linear(O(l), d, q_out)?,
         b_o: None,
-        ln2_w: read(FfnNorm(l), &[d])?,
+        ln2_w: read(FfnNorm(l), &[d])?.into_owned(),
         ln2_b: None,
         w_in: linear(Up(l), cfg.d_mlp, d)?,
         b_in: None,

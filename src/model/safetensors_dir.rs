@@ -1,6 +1,7 @@
 //! Memory-mapped safetensors checkpoints (one file, or shards listed by
 //! `model.safetensors.index.json`).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -120,7 +121,7 @@ impl TensorSource for SafetensorsDir {
         self.index.contains_key(name)
     }
 
-    fn read_f32(&self, name: &str) -> Result<(Vec<f32>, Vec<usize>)> {
+    fn read_f32(&self, name: &str) -> Result<(Cow<'_, [f32]>, Vec<usize>)> {
         let file = self
             .index
             .get(name)
@@ -134,14 +135,21 @@ impl TensorSource for SafetensorsDir {
         let view = st
             .tensor(name)
             .map_err(|e| HookLensError::format(&file.path, format!("tensor `{name}`: {e}")))?;
-        let data = convert_to_f32(view.dtype(), view.data()).ok_or_else(|| {
+        let bytes: &[u8] = view.data();
+        if view.dtype() == Dtype::F32 && cfg!(target_endian = "little") {
+            // The mapped bytes are the values: no copy, when they are 4-byte aligned.
+            if let Ok(values) = bytemuck::try_cast_slice::<u8, f32>(bytes) {
+                return Ok((Cow::Borrowed(values), view.shape().to_vec()));
+            }
+        }
+        let data = convert_to_f32(view.dtype(), bytes).ok_or_else(|| {
             HookLensError::unsupported(format!(
                 "{}: tensor `{name}` has dtype {:?} (hooklens reads F32, F16, BF16, F64)",
                 file.path.display(),
                 view.dtype()
             ))
         })?;
-        Ok((data, view.shape().to_vec()))
+        Ok((Cow::Owned(data), view.shape().to_vec()))
     }
 }
 

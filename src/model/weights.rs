@@ -2,6 +2,7 @@
 //! `[in, out]` (TL's `W_Q`, `W_in`, ... with heads flattened into the output axis), so
 //! `y = x @ W`, packed once at load into the GEMM's panel layout ([`PackedMatrix`]).
 
+use std::borrow::Cow;
 use std::path::Path;
 
 use super::config::ModelConfig;
@@ -72,11 +73,12 @@ pub trait TensorSource {
     fn path(&self) -> &Path;
     /// True when a tensor of that name exists.
     fn contains(&self, name: &str) -> bool;
-    /// The tensor as f32 in row-major order, with its shape.
-    fn read_f32(&self, name: &str) -> Result<(Vec<f32>, Vec<usize>)>;
+    /// The tensor as f32 in row-major order, with its shape: borrowed from the file when it
+    /// holds the values as they are (little-endian f32, aligned), else converted.
+    fn read_f32(&self, name: &str) -> Result<(Cow<'_, [f32]>, Vec<usize>)>;
 
     /// Reads a tensor and checks its shape.
-    fn read_shaped(&self, name: &str, expected: &[usize]) -> Result<Vec<f32>> {
+    fn read_shaped(&self, name: &str, expected: &[usize]) -> Result<Cow<'_, [f32]>> {
         if !self.contains(name) {
             return Err(HookLensError::MissingTensor {
                 path: self.path().to_path_buf(),
@@ -98,7 +100,8 @@ pub trait TensorSource {
     /// Reads a tensor if present, checking its shape.
     fn read_optional(&self, name: &str, expected: &[usize]) -> Result<Option<Vec<f32>>> {
         if self.contains(name) {
-            self.read_shaped(name, expected).map(Some)
+            self.read_shaped(name, expected)
+                .map(|t| Some(t.into_owned()))
         } else {
             Ok(None)
         }

@@ -19,7 +19,8 @@ pub struct HeadDims {
 
 /// Scaled, causally masked scores for packed query rows. For each sequence `s` of `layout`
 /// with rows at positions `t_i`: `scores[s][h, i, j] = q[row_i, h]·k[s, j, kv(h)] / sqrt(d_head)`
-/// for `j <= t_i`, `-inf` otherwise.
+/// for `j <= t_i`, `-inf` otherwise. Units of (sequence, kv head) run on the threads the
+/// budget allows.
 /// q: // [rows, n_heads, d_head]   k: // [batch, seq_len, n_kv_heads, d_head]
 /// scores: per sequence a block // [n_heads, n_rows_s, seq_len]  (full layout: [b, h, p, p])
 pub fn attention_scores(
@@ -28,6 +29,38 @@ pub fn attention_scores(
     scores: &mut [f32],
     layout: &RowLayout,
     dims: HeadDims,
+) {
+    let p = layout.seq_len;
+    let group = dims.n_heads / dims.n_kv_heads;
+    // One part per (sequence, kv head): the scores of its group of heads, contiguous.
+    let mut parts = Vec::new();
+    let mut rest = &mut scores[..];
+    for (s, rows) in layout.seqs.iter().enumerate() {
+        let n = rows.positions.len();
+        for kv in 0..dims.n_kv_heads {
+            let (mine, tail) = std::mem::take(&mut rest).split_at_mut(group * n * p);
+            rest = tail;
+            parts.push((s, kv, mine));
+        }
+    }
+    let work = layout.rows() * dims.n_heads * p * dims.d_head;
+    let workers = reserve_workers(if work < 1 << 18 { 1 } else { num_threads() });
+    workers.run_parts(parts, |(s, kv, out)| {
+        let mut kt = Vec::new(); // [d_head, padded keys]
+        scores_of_group(q, k, (s, kv), out, layout, dims, &mut kt);
+    });
+}
+
+/// [`attention_scores`] for the heads of kv head `kv` in sequence `s`.
+/// out: `[group, n_rows_s, seq_len]`
+fn scores_of_group(
+    q: &[f32],
+    k: &[f32],
+    (s, kv): (usize, usize),
+    out: &mut [f32],
+    layout: &RowLayout,
+    dims: HeadDims,
+    kt: &mut Vec<f32>,
 ) {
     let HeadDims {
         n_heads,
@@ -38,26 +71,22 @@ pub fn attention_scores(
     let group = n_heads / n_kv_heads;
     let scale = 1.0 / (d_head as f32).sqrt();
     let kv_width = n_kv_heads * d_head;
-    let mut kt = Vec::new(); // [d_head, padded keys]
-    for (s, rows) in layout.seqs.iter().enumerate() {
-        let n = rows.positions.len();
-        let Some(&t_max) = rows.positions.iter().max() else {
-            continue;
-        };
-        let keys = t_max + 1;
-        let k_seq = &k[s * p * kv_width..][..keys * kv_width]; // [keys, n_kv, d_head]
-        let block = rows.offset * n_heads * p;
-        for kv in 0..n_kv_heads {
-            transpose_keys(k_seq, kv, dims, keys, &mut kt);
-            for h in kv * group..(kv + 1) * group {
-                for (i, &t) in rows.positions.iter().enumerate() {
-                    let q_row = &q[((rows.offset + i) * n_heads + h) * d_head..][..d_head];
-                    let out = &mut scores[block + (h * n + i) * p..][..p];
-                    let (visible, masked) = out.split_at_mut(t + 1);
-                    score_row(q_row, &kt, keys, scale, visible);
-                    masked.fill(f32::NEG_INFINITY);
-                }
-            }
+    let rows = &layout.seqs[s];
+    let n = rows.positions.len();
+    let Some(&t_max) = rows.positions.iter().max() else {
+        return;
+    };
+    let keys = t_max + 1;
+    let k_seq = &k[s * p * kv_width..][..keys * kv_width]; // [keys, n_kv, d_head]
+    transpose_keys(k_seq, kv, dims, keys, kt);
+    for g in 0..group {
+        let h = kv * group + g;
+        for (i, &t) in rows.positions.iter().enumerate() {
+            let q_row = &q[((rows.offset + i) * n_heads + h) * d_head..][..d_head];
+            let row = &mut out[(g * n + i) * p..][..p];
+            let (visible, masked) = row.split_at_mut(t + 1);
+            score_row(q_row, kt, keys, scale, visible);
+            masked.fill(f32::NEG_INFINITY);
         }
     }
 }
@@ -70,10 +99,16 @@ multiversion! {
     }
 }
 
-/// Softmax of every row of length `len`, in place. A row with no finite entry, or with a NaN,
-/// becomes all zeros (torch's softmax makes such a row NaN, and TL turns NaN into 0).
+/// Softmax of every row of length `len`, in place, rows split across the threads the budget
+/// allows. A row with no finite entry, or with a NaN, becomes all zeros (torch's softmax makes
+/// such a row NaN, and TL turns NaN into 0).
 pub fn softmax_rows(x: &mut [f32], len: usize) {
-    softmax_all(x, len.max(1));
+    let len = len.max(1);
+    let rows = x.len() / len;
+    let workers = reserve_workers(if x.len() < 1 << 16 { 1 } else { num_threads() });
+    let per_part = rows.div_ceil(workers.threads()).max(1) * len;
+    let parts: Vec<&mut [f32]> = x.chunks_mut(per_part).collect();
+    workers.run_parts(parts, |part| softmax_all(part, len));
 }
 
 multiversion! {
@@ -91,13 +126,45 @@ multiversion! {
 }
 
 /// `z[row_i, h] = Σ_j pattern[s][h, i, j] v[s, j, kv(h)]` over every key position (the
-/// pattern is zero above the diagonal unless a hook made it otherwise).
+/// pattern is zero above the diagonal unless a hook made it otherwise). Ranges of rows of
+/// each sequence run on the threads the budget allows.
 /// pattern: as `attention_scores`   v: // [batch, seq_len, n_kv_heads, d_head]
 /// z: // [rows, n_heads, d_head]
 pub fn attention_values(
     pattern: &[f32],
     v: &[f32],
     z: &mut [f32],
+    layout: &RowLayout,
+    dims: HeadDims,
+) {
+    let width = dims.n_heads * dims.d_head;
+    let work = layout.rows() * width * layout.seq_len;
+    let workers = reserve_workers(if work < 1 << 18 { 1 } else { num_threads() });
+    // Parts: (sequence, first row in it, z of its rows), a few per thread per sequence.
+    let mut parts = Vec::new();
+    let mut rest = &mut z[..layout.rows() * width];
+    for (s, rows) in layout.seqs.iter().enumerate() {
+        let n = rows.positions.len();
+        let step = n.div_ceil(2 * workers.threads()).max(1);
+        for i0 in (0..n).step_by(step) {
+            let count = step.min(n - i0);
+            let (mine, tail) = std::mem::take(&mut rest).split_at_mut(count * width);
+            rest = tail;
+            parts.push((s, i0, mine));
+        }
+    }
+    workers.run_parts(parts, |(s, i0, z_part)| {
+        values_of_rows(pattern, v, (s, i0), z_part, layout, dims);
+    });
+}
+
+/// [`attention_values`] for rows `i0 .. i0 + z_part.len() / width` of sequence `s`.
+/// z_part: `[count, n_heads, d_head]`
+fn values_of_rows(
+    pattern: &[f32],
+    v: &[f32],
+    (s, i0): (usize, usize),
+    z_part: &mut [f32],
     layout: &RowLayout,
     dims: HeadDims,
 ) {
@@ -109,17 +176,16 @@ pub fn attention_values(
     let p = layout.seq_len;
     let group = n_heads / n_kv_heads;
     let kv_width = n_kv_heads * d_head;
-    for (s, rows) in layout.seqs.iter().enumerate() {
-        let n = rows.positions.len();
-        let block = rows.offset * n_heads * p;
-        let v_seq = &v[s * p * kv_width..][..p * kv_width]; // [p, n_kv, d_head]
-        for h in 0..n_heads {
+    let rows = &layout.seqs[s];
+    let n = rows.positions.len();
+    let block = rows.offset * n_heads * p;
+    let v_seq = &v[s * p * kv_width..][..p * kv_width]; // [p, n_kv, d_head]
+    for (r, z_row_heads) in z_part.chunks_exact_mut(n_heads * d_head).enumerate() {
+        let i = i0 + r;
+        for (h, z_row) in z_row_heads.chunks_exact_mut(d_head).enumerate() {
             let offset = (h / group) * d_head;
-            for i in 0..n {
-                let p_row = &pattern[block + (h * n + i) * p..][..p];
-                let z_row = &mut z[((rows.offset + i) * n_heads + h) * d_head..][..d_head];
-                mix_row(p_row, v_seq, (offset, kv_width), z_row);
-            }
+            let p_row = &pattern[block + (h * n + i) * p..][..p];
+            mix_row(p_row, v_seq, (offset, kv_width), z_row);
         }
     }
 }
@@ -655,6 +721,68 @@ mod tests {
             }
         }
         crate::backend::cpu::threads::set_num_threads(0);
+    }
+
+    /// The three kernels on work large enough to be split across threads, against attention
+    /// written out in f64 for every (row, head): scores, causal softmax, values.
+    #[test]
+    fn threaded_and_fused_kernels_equal_plain_attention_in_f64() {
+        let mut g = crate::sweep::noise::Gaussian::new(23);
+        let dims = HeadDims {
+            n_heads: 4,
+            n_kv_heads: 2,
+            d_head: 33,
+        };
+        let layout = RowLayout::suffixes(301, &[0, 120, 300]);
+        let (p, b, rows) = (layout.seq_len, layout.batch(), layout.rows());
+        let mut rnd = |n: usize| -> Vec<f32> { (0..n).map(|_| g.sample()).collect() };
+        let (q, k, v) = (rnd(rows * 4 * 33), rnd(b * p * 2 * 33), rnd(b * p * 2 * 33));
+        crate::backend::cpu::threads::set_num_threads(2);
+        let mut pattern = vec![f32::NAN; rows * 4 * p];
+        attention_scores(&q, &k, &mut pattern, &layout, dims);
+        softmax_rows(&mut pattern, p);
+        let mut z = vec![f32::NAN; rows * 4 * 33];
+        attention_values(&pattern, &v, &mut z, &layout, dims);
+        // The fused kernel (flash-style on AVX2) over the same long rows, split as well.
+        let mut fused = vec![f32::NAN; rows * 4 * 33];
+        attention_fused(&q, &k, &v, &mut fused, &layout, dims);
+        crate::backend::cpu::threads::set_num_threads(0);
+        let at = |x: &[f32], s: usize, j: usize, kv: usize, d: usize| {
+            x[((s * p + j) * 2 + kv) * 33 + d] as f64
+        };
+        for (s, seq) in layout.seqs.iter().enumerate() {
+            let n = seq.positions.len();
+            for (i, &t) in seq.positions.iter().enumerate() {
+                for h in 0..4 {
+                    let kv = h / 2;
+                    let qv = |d: usize| q[((seq.offset + i) * 4 + h) * 33 + d] as f64;
+                    let sc: Vec<f64> = (0..=t)
+                        .map(|j| {
+                            (0..33).map(|d| qv(d) * at(&k, s, j, kv, d)).sum::<f64>() / 33f64.sqrt()
+                        })
+                        .collect();
+                    let max = sc.iter().cloned().fold(f64::MIN, f64::max);
+                    let sum: f64 = sc.iter().map(|x| (x - max).exp()).sum();
+                    let w: Vec<f64> = sc.iter().map(|x| (x - max).exp() / sum).collect();
+                    let row = &pattern[seq.offset * 4 * p + (h * n + i) * p..][..p];
+                    for (j, &pj) in row.iter().enumerate() {
+                        let want = if j <= t { w[j] } else { 0.0 };
+                        assert!(
+                            (pj as f64 - want).abs() < 1e-5,
+                            "pattern s{s} i{i} h{h} j{j}"
+                        );
+                    }
+                    for d in 0..33 {
+                        let want: f64 = (0..=t).map(|j| w[j] * at(&v, s, j, kv, d)).sum();
+                        let got = z[((seq.offset + i) * 4 + h) * 33 + d] as f64;
+                        assert!(
+                            (got - want).abs() < 1e-4,
+                            "z s{s} i{i} h{h} d{d}: {got} vs {want}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     /// The fused path (blocks of query vectors where the CPU has AVX-512, one vector at a

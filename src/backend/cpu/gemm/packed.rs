@@ -34,7 +34,11 @@ impl PackedMatrix {
             w.len()
         );
         Self::from_rows(k, n, |j0, cols, kk, row| {
-            row[..cols].copy_from_slice(&w[kk * n + j0..kk * n + j0 + cols]);
+            let src = &w[kk * n + j0..kk * n + j0 + cols];
+            match <&[f32; NR]>::try_from(src) {
+                Ok(full) => *row = *full, // a fixed-size copy: four vector moves, no memmove call
+                Err(_) => row[..cols].copy_from_slice(src),
+            }
         })
     }
 

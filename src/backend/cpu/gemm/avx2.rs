@@ -47,6 +47,15 @@ unsafe fn tile_rows<const R: usize, const S: usize>(
     b: *const f32,
     tile: &Tile,
 ) {
+    // The output tile's rows are a row stride apart (12 KiB at n = 3072), so a block's tiles
+    // fall into few cache sets and are rarely still cached: ask for them now, so they arrive
+    // while the k loop runs instead of stalling the stores at its end. A row of 16 values
+    // spans at most two lines.
+    for r in 0..R {
+        let row = tile.c.wrapping_add(r * tile.ldc);
+        _mm_prefetch::<_MM_HINT_T0>(row.cast());
+        _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(NR - 1).cast());
+    }
     // [S][R] pairs: columns 0..8 and 8..16 of each row.
     let mut sets = [[[_mm256_setzero_ps(); 2]; R]; S];
     let mut p = 0;

@@ -274,7 +274,8 @@ fn write_picks_the_format_from_the_extension() {
     assert!(err.to_string().contains(".svg") && err.to_string().contains(".png"));
     assert!(h.write(&dir.join("noext")).is_err());
     let err = h.write(&dir.join("no/such/dir/d.png")).unwrap_err();
-    assert!(matches!(err, HookLensError::Io { .. }), "{err}");
+    assert!(matches!(err, HookLensError::Write { .. }), "{err}");
+    assert!(err.to_string().starts_with("cannot write"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

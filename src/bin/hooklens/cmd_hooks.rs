@@ -2,6 +2,8 @@
 
 use hooklens::Model;
 
+use crate::term::outln;
+
 /// Prints the listing.
 pub fn run(model: &Model) {
     let cfg = model.config();
@@ -11,6 +13,6 @@ pub fn run(model: &Model) {
         } else {
             ""
         };
-        println!("{:<34} {}{opt_in}", point.name(), point.shape_label(cfg));
+        outln!("{:<34} {}{opt_in}", point.name(), point.shape_label(cfg));
     }
 }

@@ -192,6 +192,8 @@ fn reading_one_line_and_closing_is_a_clean_exit() {
     ]);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(first.starts_with("zero ablation of heads"), "{first}");
+    // stderr is a pipe, not a terminal: no progress bar drawn there.
+    assert!(!stderr.contains('\r') && !stderr.contains("[#"), "{stderr}");
     assert_eq!(parse_json(&json)["results"].as_array().unwrap().len(), 12);
     let (code, first, stderr) = run_reading_one_line(&["--model", &model("llama_gqa"), "hooks"]);
     assert_eq!(code, Some(0), "{stderr}");

@@ -25,7 +25,7 @@ pub const TARGETS: &[Target] = &[
     ("selector", selector),
 ];
 
-/// A scratch directory of this thread (in memory where `/dev/shm` exists).
+/// A scratch directory of this thread (in memory where `/dev/shm` exists), made once.
 fn scratch_dir() -> PathBuf {
     thread_local! {
         static DIR: PathBuf = {
@@ -37,35 +37,42 @@ fn scratch_dir() -> PathBuf {
             };
             let thread = format!("{:?}", std::thread::current().id());
             let id: String = thread.chars().filter(char::is_ascii_digit).collect();
-            base.join(format!("hooklens-fuzz-{}-{id}", std::process::id()))
+            let dir = base.join(format!("hooklens-fuzz-{}-{id}", std::process::id()));
+            std::fs::create_dir_all(&dir).expect("scratch directory");
+            dir
         };
     }
-    let dir = DIR.with(PathBuf::clone);
-    std::fs::create_dir_all(&dir).expect("scratch directory");
-    dir
+    DIR.with(PathBuf::clone)
 }
 
-/// Files written for one input, removed (with their directory) when dropped.
+/// Files written for one input, removed when dropped.
 struct Scratch {
     dir: PathBuf,
+    files: Vec<PathBuf>,
 }
 
 impl Scratch {
     fn new() -> Self {
-        Scratch { dir: scratch_dir() }
+        Scratch {
+            dir: scratch_dir(),
+            files: Vec::new(),
+        }
     }
 
     /// Writes `data` to the file `name` and returns its path.
-    fn file(&self, name: &str, data: &[u8]) -> PathBuf {
+    fn file(&mut self, name: &str, data: &[u8]) -> PathBuf {
         let path = self.dir.join(name);
         std::fs::write(&path, data).expect("scratch file");
+        self.files.push(path.clone());
         path
     }
 }
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+        for f in &self.files {
+            let _ = std::fs::remove_file(f);
+        }
     }
 }
 
@@ -85,7 +92,7 @@ fn fixture_models() -> &'static [Model] {
 /// A GGUF file: header, metadata, tensor table, every tensor dequantized, and the file
 /// loaded as a model (config from metadata, weights, tokenizer).
 pub fn gguf(data: &[u8]) -> bool {
-    let scratch = Scratch::new();
+    let mut scratch = Scratch::new();
     let path = scratch.file("model.gguf", data);
     let Ok(file) = GgufFile::open(&path) else {
         return false;
@@ -105,7 +112,7 @@ pub fn gguf(data: &[u8]) -> bool {
 /// The byte-level BPE tokenizer in a GGUF file's `tokenizer.ggml.*` metadata: built, then
 /// used to encode a few texts and decode every id.
 pub fn gguf_tokenizer(data: &[u8]) -> bool {
-    let scratch = Scratch::new();
+    let mut scratch = Scratch::new();
     let path = scratch.file("tokenizer.gguf", data);
     let Ok(file) = GgufFile::open(&path) else {
         return false;
@@ -135,7 +142,7 @@ pub fn gguf_tokenizer(data: &[u8]) -> bool {
 /// An HF checkpoint directory. Input: a little-endian u16 length, that many bytes of
 /// `config.json`, and the rest as `model.safetensors`. A model that loads runs one forward.
 pub fn safetensors_dir(data: &[u8]) -> bool {
-    let scratch = Scratch::new();
+    let mut scratch = Scratch::new();
     let (config, weights) = match data {
         [a, b, rest @ ..] => {
             let n = usize::from(u16::from_le_bytes([*a, *b])).min(rest.len());
@@ -209,15 +216,18 @@ pub fn selector(data: &[u8]) -> bool {
     let Ok(text) = std::str::from_utf8(data) else {
         return false;
     };
+    if let Some(pattern) = text.strip_prefix("re:") {
+        // Compiled once, resolved on both models.
+        let Ok(filter) = NamesFilter::regex(pattern) else {
+            return false;
+        };
+        return fixture_models()
+            .iter()
+            .any(|m| filter.resolve(m.config()).is_ok_and(|p| !p.is_empty()));
+    }
     let mut accepted = false;
     for model in fixture_models() {
         let cfg = model.config();
-        if let Some(pattern) = text.strip_prefix("re:") {
-            accepted |= NamesFilter::regex(pattern)
-                .and_then(|f| f.resolve(cfg))
-                .is_ok_and(|points| !points.is_empty());
-            continue;
-        }
         let _ = resolve_text(text, cfg);
         accepted |= HookSelector::from(text).resolve(cfg).is_ok();
         let _ = NamesFilter::from(vec![text]).resolve(cfg);

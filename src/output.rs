@@ -126,13 +126,9 @@ mod tests {
         dir
     }
 
-    fn entries(dir: &Path) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        v.sort();
-        v
+    /// How many entries `dir` has.
+    fn count(dir: &Path) -> usize {
+        std::fs::read_dir(dir).unwrap().count()
     }
 
     #[test]
@@ -142,7 +138,7 @@ mod tests {
         std::fs::write(&path, "old").unwrap();
         write_atomic(&path, b"new contents").unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "new contents");
-        assert_eq!(entries(&dir), ["out.json"]);
+        assert_eq!(count(&dir), 1, "only out.json");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -170,7 +166,7 @@ mod tests {
         );
         assert!(text.contains("disk full (simulated)"), "{text}");
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "old");
-        assert_eq!(entries(&dir), ["out.csv"]);
+        assert_eq!(count(&dir), 1, "only out.csv");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -178,7 +174,7 @@ mod tests {
     fn unwritable_paths_are_rejected_with_the_cause() {
         let dir = scratch("check");
         check_writable(&dir.join("fine.json")).unwrap();
-        assert!(entries(&dir).is_empty(), "the probe must be removed");
+        assert_eq!(count(&dir), 0, "the probe must be removed");
         let missing = dir.join("no/such/dir/out.json");
         let err = check_writable(&missing).unwrap_err().to_string();
         assert!(

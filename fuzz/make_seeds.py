@@ -134,8 +134,7 @@ def main():
         write("tokens", f"valid-{i}", text)
     write("tokens", "bad-x", "1,x")
     for i, text in enumerate(["blocks.0.attn.hook_z", "z0", "pattern1attn", "k1", "scale1ln2",
-                              "ln_final.hook_scale", "blocks.1.mlp.hook_post", "hook_embed",
-                              "re:blocks\\.[01]\\.attn\\.hook_(q|k)$"]):
+                              "ln_final.hook_scale", "blocks.1.mlp.hook_post", "hook_embed"]):
         write("selector", f"valid-{i}", text)
 
 

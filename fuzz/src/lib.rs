@@ -6,11 +6,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use hooklens::hooks::select::resolve_text;
 use hooklens::hooks::Intervention;
 use hooklens::model::gguf::{tokenizer_from_gguf, GgufFile};
 use hooklens::model::input::parse_token_list;
-use hooklens::{HookSelector, Input, Model, NamesFilter, RunOptions, TokenBatch};
+use hooklens::{HookSelector, Input, Model, RunOptions, TokenBatch};
 
 /// A target: its name (the corpus directory) and its function.
 pub type Target = (&'static str, fn(&[u8]) -> bool);
@@ -210,27 +209,21 @@ pub fn tokens(data: &[u8]) -> bool {
         .any(|m| batch.validate(m.config()).is_ok())
 }
 
-/// Hook selectors: full names, short and compact forms (`z0`, `pattern1attn`, `k1`), and
-/// `re:REGEX` names filters, resolved on both fixture models.
+/// The longest selector the `selector` target tries, in bytes (hook names are under 40).
+pub const MAX_NAME_BYTES: usize = 64;
+
+/// Hook selectors: full names, short and compact forms (`z0`, `pattern1attn`, `k1`), resolved
+/// on one of the fixture models (GPT-2 for even lengths, Llama for odd). Longer inputs are
+/// cut off: the nearest-name suggestions for an unknown name cost about 5 us per byte of
+/// the name (docs/robustness.md), which would make this target a thousand times slower.
+/// (`--names` regexes are left to the regex crate's own fuzzing.)
 pub fn selector(data: &[u8]) -> bool {
+    if data.len() > MAX_NAME_BYTES {
+        return false;
+    }
     let Ok(text) = std::str::from_utf8(data) else {
         return false;
     };
-    if let Some(pattern) = text.strip_prefix("re:") {
-        // Compiled once, resolved on both models.
-        let Ok(filter) = NamesFilter::regex(pattern) else {
-            return false;
-        };
-        return fixture_models()
-            .iter()
-            .any(|m| filter.resolve(m.config()).is_ok_and(|p| !p.is_empty()));
-    }
-    let mut accepted = false;
-    for model in fixture_models() {
-        let cfg = model.config();
-        let _ = resolve_text(text, cfg);
-        accepted |= HookSelector::from(text).resolve(cfg).is_ok();
-        let _ = NamesFilter::from(vec![text]).resolve(cfg);
-    }
-    accepted
+    let cfg = fixture_models()[data.len() % 2].config();
+    HookSelector::from(text).resolve(cfg).is_ok()
 }

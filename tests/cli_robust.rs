@@ -164,8 +164,22 @@ fn a_closed_stdout_still_writes_every_file_and_exits_0() {
 
     let (code, stderr) = run_with_closed_stdout(&["--model", &llama, "hooks"]);
     assert_eq!(code, Some(0), "{stderr}");
+    let bench = dir.join("bench.json");
+    let (code, stderr) = run_with_closed_stdout(&[
+        "--model",
+        &gpt2,
+        "bench",
+        "--shapes",
+        "1x4",
+        "--reps",
+        "1",
+        "--json",
+        bench.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(parse_json(&bench)["results"].as_array().unwrap().len(), 1);
     // Nothing but the files (no temporary left behind).
-    let mut want = vec!["acts.safetensors", "top.json"];
+    let mut want = vec!["acts.safetensors", "bench.json", "top.json"];
     for tag in ["ablate", "patch", "trace"] {
         for ext in ["csv", "json", "svg"] {
             want.push(Box::leak(format!("{tag}.{ext}").into_boxed_str()));

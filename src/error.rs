@@ -17,6 +17,13 @@ pub enum HookLensError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// An output file could not be created or written.
+    Write {
+        /// The file that was to be written.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// A model or data file is malformed or truncated.
     Format {
         /// The file involved.
@@ -138,6 +145,14 @@ impl HookLensError {
             source,
         }
     }
+
+    /// Shorthand for [`HookLensError::Write`].
+    pub fn write(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        HookLensError::Write {
+            path: path.into(),
+            source,
+        }
+    }
 }
 
 impl fmt::Display for HookLensError {
@@ -145,6 +160,9 @@ impl fmt::Display for HookLensError {
         match self {
             HookLensError::Io { path, source } => {
                 write!(f, "cannot read {}: {source}", path.display())
+            }
+            HookLensError::Write { path, source } => {
+                write!(f, "cannot write {}: {source}", path.display())
             }
             HookLensError::Format { path, message } => {
                 write!(f, "{}: {message}", path.display())
@@ -200,7 +218,7 @@ impl fmt::Display for HookLensError {
 impl std::error::Error for HookLensError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            HookLensError::Io { source, .. } => Some(source),
+            HookLensError::Io { source, .. } | HookLensError::Write { source, .. } => Some(source),
             _ => None,
         }
     }

@@ -31,9 +31,11 @@ pub mod backend;
 pub mod error;
 pub mod hooks;
 pub mod model;
+pub mod output;
 pub mod report;
 pub mod sweep;
 pub mod tensor;
+pub mod token_text;
 pub mod tokenizer;
 
 pub use backend::cpu::threads::set_num_threads;

@@ -4,8 +4,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{HookLensError, Result};
 
-/// An owned row-major f32 tensor.
+/// An owned row-major f32 tensor. Deserializing checks that the values fill the shape, as
+/// [`Tensor::new`] does (a JSON intervention with a short `data` is an error, not a panic later).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "TensorFields")]
 pub struct Tensor {
     /// The values, row-major.
     pub data: Vec<f32>,
@@ -13,10 +15,30 @@ pub struct Tensor {
     pub shape: Vec<usize>,
 }
 
+/// A tensor as serialized, before its shape is checked.
+#[derive(Deserialize)]
+struct TensorFields {
+    data: Vec<f32>,
+    shape: Vec<usize>,
+}
+
+impl TryFrom<TensorFields> for Tensor {
+    type Error = HookLensError;
+
+    fn try_from(fields: TensorFields) -> Result<Self> {
+        Tensor::new(fields.data, fields.shape)
+    }
+}
+
 impl Tensor {
-    /// A tensor from values and a shape whose product must equal `data.len()`.
+    /// A tensor from values and a shape whose product must equal `data.len()` (and fit in
+    /// `usize`).
     pub fn new(data: Vec<f32>, shape: Vec<usize>) -> Result<Self> {
-        let numel: usize = shape.iter().product();
+        let Some(numel) = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d)) else {
+            return Err(HookLensError::input(format!(
+                "shape {shape:?} has more elements than fit in memory"
+            )));
+        };
         if numel != data.len() {
             return Err(HookLensError::input(format!(
                 "{} values do not fill shape {shape:?} ({numel} elements)",

@@ -8,6 +8,7 @@ use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::AddedToken;
 
 use crate::error::{HookLensError, Result};
+use crate::token_text::{byte_fallback, byte_level_bytes, show_bytes, show_text};
 
 /// A tokenizer and the model's BOS id.
 pub struct Tokenizer {
@@ -108,18 +109,45 @@ impl Tokenizer {
         ids.iter().map(|&id| self.decode(&[id])).collect()
     }
 
+    /// One token as a person reads it: `" Paris"`, `"\n"`, and byte tokens as `<0x18>` (as HF
+    /// shows them), also a lone byte of a multi-byte character (`<0xE2>`, not U+FFFD).
+    pub fn show_token(&self, id: u32) -> String {
+        let Ok(text) = self.decode(&[id]) else {
+            return format!("<id {id}>");
+        };
+        if text.contains('\u{FFFD}') {
+            if let Some(raw) = self.inner.id_to_token(id) {
+                if let Some(b) = byte_fallback(&raw) {
+                    return show_bytes(&[b]);
+                }
+                match byte_level_bytes(&raw) {
+                    Some(bytes) if std::str::from_utf8(&bytes).is_err() => {
+                        return show_bytes(&bytes)
+                    }
+                    _ => {}
+                }
+            }
+        }
+        show_text(&text)
+    }
+
+    /// [`Tokenizer::show_token`] of each id, comma-separated in brackets.
+    pub fn show_tokens(&self, ids: &[u32]) -> String {
+        let shown: Vec<String> = ids.iter().map(|&id| self.show_token(id)).collect();
+        format!("[{}]", shown.join(", "))
+    }
+
     /// TL's `to_single_token`: the one id a text encodes to, or an error showing its tokens.
     pub fn to_single_token(&self, text: &str) -> Result<u32> {
         let ids = self.encode(text)?;
         match ids.as_slice() {
             [id] => Ok(*id),
-            _ => {
-                let pieces = self.to_str_tokens(&ids)?;
-                Err(HookLensError::input(format!(
-                    "{text:?} is not a single token: it encodes to {} tokens {ids:?} = {pieces:?}",
-                    ids.len()
-                )))
-            }
+            _ => Err(HookLensError::input(format!(
+                "{} is not a single token: it encodes to {} tokens {ids:?} = {}",
+                show_text(text),
+                ids.len(),
+                self.show_tokens(&ids)
+            ))),
         }
     }
 }

@@ -224,25 +224,32 @@ fn sweep_errors_are_clear() {
     }
 }
 
+/// Patches position 3 of a 7-token prompt of the GPT-2 fixture, writing a heatmap to `path`.
+fn patch_heatmap(path: &std::path::Path, extra: &[&str]) -> (bool, String, String) {
+    let model = fixtures().join("gpt2_small4");
+    let args = [
+        "--model",
+        model.to_str().unwrap(),
+        "patch",
+        "--clean-tokens",
+        "449,1,2,3,4,5,6",
+        "--corrupted-tokens",
+        "449,1,2,9,4,5,6",
+        "--target-id",
+        "7",
+        "--heatmap",
+        path.to_str().unwrap(),
+    ];
+    hooklens(&[&args[..], extra].concat())
+}
+
 #[test]
 fn heatmaps_are_written_as_png_and_svg() {
     let model = fixtures().join("gpt2_small4");
     let dir = temp_dir("cli-heatmap");
     let (png, svg) = (dir.join("grid.png"), dir.join("grid.svg"));
     for path in [&png, &svg] {
-        let (ok, stdout, stderr) = hooklens(&[
-            "--model",
-            model.to_str().unwrap(),
-            "patch",
-            "--clean-tokens",
-            "449,1,2,3,4,5,6",
-            "--corrupted-tokens",
-            "449,1,2,9,4,5,6",
-            "--target-id",
-            "7",
-            "--heatmap",
-            path.to_str().unwrap(),
-        ]);
+        let (ok, stdout, stderr) = patch_heatmap(path, &[]);
         assert!(ok, "{stdout}\n{stderr}");
     }
     let bytes = std::fs::read(&png).unwrap();
@@ -264,4 +271,30 @@ fn heatmaps_are_written_as_png_and_svg() {
         dir.join("x.bmp").to_str().unwrap(),
     ]);
     assert!(!ok && stderr.contains(".png"), "{stderr}");
+}
+
+#[test]
+fn heatmap_titles_name_the_metric_and_z_by_pos_ticks_follow_layers() {
+    let dir = temp_dir("heatmap-title");
+    let svg = dir.join("z.svg");
+    let (ok, _, stderr) = patch_heatmap(&svg, &["--site", "z-by-pos"]);
+    assert!(ok, "{stderr}");
+    let text = std::fs::read_to_string(&svg).unwrap();
+    let doc_title = text
+        .split("<title>")
+        .nth(1)
+        .and_then(|t| t.split("</title>").next())
+        .unwrap();
+    assert!(
+        doc_title.contains("log p(") && doc_title.contains("(id 7)"),
+        "{doc_title}"
+    );
+    for l in 0..3 {
+        assert!(
+            text.contains(&format!(">L{l}</text>")),
+            "tick for layer {l}"
+        );
+    }
+    assert!(!text.contains(">L0H1</text>") && !text.contains(">L1H0</text>"));
+    assert_eq!(text.matches("class=\"cell\"").count(), 3 * 4 * 7);
 }

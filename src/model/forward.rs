@@ -74,6 +74,8 @@ pub(crate) struct PassPlan<'a> {
     pub logits: LogitRows,
     /// Sequences that join at later blocks (sweeps batch variants of several fork layers).
     pub joiners: &'a [Joiner],
+    /// Called after each block with its layer index (sweeps report progress inside a pass).
+    pub after_block: Option<&'a dyn Fn(usize)>,
 }
 
 /// What a pass produced.
@@ -469,6 +471,9 @@ pub(crate) fn run_pass(
             gemm_then(post, rows, &w.w_out, b_out, Epilogue::AddInto, &mut a.resid);
         }
         slots.fire(at(HookKind::ResidPost), &mut a.resid, &layout)?;
+        if let Some(after_block) = plan.after_block {
+            after_block(layer);
+        }
     }
 
     if stop < cfg.n_layers {

@@ -13,6 +13,22 @@ pub struct TokenBatch {
     seq: usize,
 }
 
+/// Parses the CLI's `--tokens 1, 2,3` form into ids: comma-separated non-negative integers,
+/// blanks ignored. Fails with [`HookLensError::Input`] naming the first bad item.
+pub fn parse_token_list(list: &str) -> Result<Vec<u32>> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<u32>().map_err(|_| {
+                HookLensError::input(format!(
+                    "--tokens: `{s}` is not a token id (expected comma-separated non-negative integers)"
+                ))
+            })
+        })
+        .collect()
+}
+
 impl TokenBatch {
     /// One sequence.
     pub fn single(ids: Vec<u32>) -> Result<Self> {

@@ -278,6 +278,7 @@ impl Model {
             final_positions: None,
             logits,
             joiners: &[],
+            after_block: None,
         };
         let pass = forward::run_pass(cfg, &self.weights, &plan, &mut slots)?;
         let mut out = Output {

@@ -50,6 +50,10 @@ pub struct Heatmap {
     pub values: Vec<f64>,
     /// Label of the colour bar, e.g. "Δ log-prob".
     pub colour_label: String,
+    /// Row ticks drawn instead of one per row, as (row, label): e.g. one per layer on the
+    /// first head's row of a (layer, head) x position grid. Empty: each row's `y_ticks` label,
+    /// thinned when rows are dense. `y_ticks` still name every row in the cell tooltips.
+    pub y_group_ticks: Vec<(usize, String)>,
 }
 
 impl Heatmap {
@@ -73,9 +77,18 @@ impl Heatmap {
             y_ticks,
             values,
             colour_label: colour_label.into(),
+            y_group_ticks: Vec::new(),
         };
         map.validate()?;
         Ok(map)
+    }
+
+    /// The same heatmap with row ticks only at `ticks` (row, label), e.g. `(layer * heads,
+    /// "L{layer}")` for every layer. Fails with [`HookLensError::Input`] for a row out of range.
+    pub fn with_y_group_ticks(mut self, ticks: Vec<(usize, String)>) -> Result<Self> {
+        self.y_group_ticks = ticks;
+        self.validate()?;
+        Ok(self)
     }
 
     /// Tick labels "0", "1", ..., `n - 1`, for layer, head or position indices.
@@ -110,6 +123,11 @@ impl Heatmap {
                 rows * cols
             )));
         }
+        if let Some((row, _)) = self.y_group_ticks.iter().find(|(r, _)| *r >= rows) {
+            return Err(HookLensError::input(format!(
+                "heatmap group tick at row {row} but there are {rows} rows"
+            )));
+        }
         Ok(())
     }
 
@@ -127,26 +145,44 @@ impl Heatmap {
     }
 
     /// Writes the heatmap to `path` as SVG or PNG, chosen by the extension (`.svg` or `.png`,
-    /// any case). Fails with [`HookLensError::Input`] for another extension or fields that
-    /// disagree, and [`HookLensError::Io`] if the file cannot be written.
+    /// any case), atomically (see [`crate::output::write_atomic`]). Fails with
+    /// [`HookLensError::Input`] for another extension or fields that disagree, and
+    /// [`HookLensError::Write`] if the file cannot be written.
     pub fn write(&self, path: &Path) -> Result<()> {
         self.validate()?;
+        let bytes = match Heatmap::format_of(path)? {
+            ImageFormat::Svg => self.to_svg().into_bytes(),
+            ImageFormat::Png => self.to_png(),
+        };
+        crate::output::write_atomic(path, &bytes)
+    }
+
+    /// The image format [`Heatmap::write`] uses for `path`, from its extension; fails with
+    /// [`HookLensError::Input`] for an extension other than `.svg` or `.png` (any case), so
+    /// a caller can check an output path before computing what goes in it.
+    pub fn format_of(path: &Path) -> Result<ImageFormat> {
         let ext = path
             .extension()
             .and_then(|e| e.to_str())
             .map(str::to_ascii_lowercase);
-        let bytes = match ext.as_deref() {
-            Some("svg") => self.to_svg().into_bytes(),
-            Some("png") => self.to_png(),
-            _ => {
-                return Err(HookLensError::input(format!(
-                    "cannot write heatmap to `{}`: unsupported extension; use .svg or .png",
-                    path.display()
-                )))
-            }
-        };
-        std::fs::write(path, bytes).map_err(|e| HookLensError::io(path, e))
+        match ext.as_deref() {
+            Some("svg") => Ok(ImageFormat::Svg),
+            Some("png") => Ok(ImageFormat::Png),
+            _ => Err(HookLensError::input(format!(
+                "cannot write heatmap to `{}`: unsupported extension; use .svg or .png",
+                path.display()
+            ))),
+        }
     }
+}
+
+/// The file formats a heatmap is written in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImageFormat {
+    /// Scalable vector graphics, with tooltips.
+    Svg,
+    /// 8-bit RGB PNG.
+    Png,
 }
 
 #[cfg(test)]

@@ -274,7 +274,8 @@ fn write_picks_the_format_from_the_extension() {
     assert!(err.to_string().contains(".svg") && err.to_string().contains(".png"));
     assert!(h.write(&dir.join("noext")).is_err());
     let err = h.write(&dir.join("no/such/dir/d.png")).unwrap_err();
-    assert!(matches!(err, HookLensError::Io { .. }), "{err}");
+    assert!(matches!(err, HookLensError::Write { .. }), "{err}");
+    assert!(err.to_string().starts_with("cannot write"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -337,4 +338,121 @@ fn write_samples() {
         h.write(&dir.join(format!("{name}.png"))).unwrap();
         h.write(&dir.join(format!("{name}.svg"))).unwrap();
     }
+}
+
+#[test]
+fn long_titles_wrap_inside_the_margins() {
+    let title = "z (per head and position) patching clean -> corrupted: logit(\" Paris\" (id 7042)) - logit(\" Rome\" (id 12345)) over every layer";
+    let h = Heatmap::new(
+        title,
+        "position",
+        "layer",
+        Heatmap::index_ticks(3),
+        Heatmap::index_ticks(2),
+        vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0],
+        "recovery",
+    )
+    .unwrap();
+    let scene = layout(&h);
+    let lines: Vec<(String, i32, i32)> = scene
+        .shapes
+        .iter()
+        .filter_map(|s| match s {
+            Shape::Text {
+                x,
+                y,
+                text,
+                bold: true,
+                ..
+            } => Some((text.clone(), *x, *y)),
+            _ => None,
+        })
+        .collect();
+    assert!(lines.len() >= 2, "{lines:?}");
+    let joined: Vec<&str> = lines.iter().map(|(t, _, _)| t.as_str()).collect();
+    assert_eq!(joined.join(" "), title);
+    for (text, x, _) in &lines {
+        let half = text_width(text) / 2;
+        assert!(
+            x - half >= 16 && x + half <= scene.width - 16,
+            "{text} touches the edge"
+        );
+    }
+    assert!(
+        lines.windows(2).all(|w| w[1].2 >= w[0].2 + LINE),
+        "lines must not overlap"
+    );
+    // The grid starts below the last title line.
+    let first_cell_y = scene
+        .shapes
+        .iter()
+        .find_map(|s| match s {
+            Shape::Cell { y, .. } => Some(*y),
+            _ => None,
+        })
+        .unwrap();
+    assert!(first_cell_y >= lines.last().unwrap().2 + LINE);
+    text_boxes(&h);
+}
+
+#[test]
+fn group_ticks_label_the_first_row_of_each_group() {
+    let (layers, heads, cols) = (30, 9, 10);
+    let rows = layers * heads;
+    let y_ticks: Vec<String> = (0..rows)
+        .map(|i| format!("L{}H{}", i / heads, i % heads))
+        .collect();
+    let groups = (0..layers).map(|l| (l * heads, format!("L{l}"))).collect();
+    let h = Heatmap::new(
+        "",
+        "position",
+        "layer.head",
+        Heatmap::index_ticks(cols),
+        y_ticks,
+        vec![0.5; rows * cols],
+        "",
+    )
+    .unwrap()
+    .with_y_group_ticks(groups)
+    .unwrap();
+    let scene = layout(&h);
+    let cell_of_row = |r: usize| {
+        scene
+            .shapes
+            .iter()
+            .filter_map(|s| match s {
+                Shape::Cell { y, h, .. } => Some((*y, *h)),
+                _ => None,
+            })
+            .nth(r * cols)
+            .unwrap()
+    };
+    let y_labels: Vec<(String, i32)> = scene
+        .shapes
+        .iter()
+        .filter_map(|s| match s {
+            Shape::Text {
+                text,
+                y,
+                anchor: Anchor::End,
+                vertical: false,
+                ..
+            } => Some((text.clone(), *y)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(y_labels.len(), layers, "{y_labels:?}");
+    for (l, (text, y)) in y_labels.iter().enumerate() {
+        assert_eq!(text, &format!("L{l}"));
+        let (cell_y, cell_h) = cell_of_row(l * heads);
+        let centre = y + LINE / 2;
+        assert!(
+            centre >= cell_y && centre <= cell_y + cell_h,
+            "L{l} is not on its layer's first row"
+        );
+    }
+    // Tooltips still name every row.
+    assert!(h.to_svg().contains("layer.head L4H7, position 3"));
+    let bad = h.clone().with_y_group_ticks(vec![(rows, "x".into())]);
+    assert!(bad.is_err());
 }

@@ -6,6 +6,7 @@
 
 use super::colour::{format_value, Rgb, Scale, INK, MISSING};
 use super::heatmap::Heatmap;
+use super::wrap::wrap_words;
 
 /// Horizontal advance of one character, px.
 pub(crate) const ADVANCE: i32 = 12;
@@ -16,6 +17,8 @@ const MARGIN: i32 = 16;
 const LABELLED: i32 = LINE + 4;
 /// Longest tick label, in characters, before it is cut with '…'.
 const MAX_TICK_CHARS: usize = 16;
+/// A title wraps at the width of the rest of the image, but never narrower than this, px.
+const MIN_TITLE_W: i32 = 40 * ADVANCE;
 
 /// Where a text's anchor point sits along the text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -121,6 +124,31 @@ fn text(x: i32, y: i32, s: &str, anchor: Anchor, vertical: bool) -> Shape {
     }
 }
 
+/// The rows that get a y tick, with their labels: the group ticks when there are any (thinned
+/// so neighbours stay LABELLED px apart), else every row's label, every k-th when dense.
+fn y_tick_rows(h: &Heatmap, rows: usize, cell_h: i32) -> (Vec<usize>, Vec<String>) {
+    let tick = |s: &str| tick_text(s, MAX_TICK_CHARS);
+    if h.y_group_ticks.is_empty() {
+        let step = (LABELLED as usize).div_ceil(cell_h as usize);
+        let shown: Vec<usize> = (0..rows).step_by(step).collect();
+        let labels = shown
+            .iter()
+            .map(|&r| tick(h.y_ticks.get(r).map_or("", |s| s)))
+            .collect();
+        return (shown, labels);
+    }
+    let mut shown: Vec<(usize, String)> = Vec::new();
+    for (row, label) in &h.y_group_ticks {
+        let far_enough = shown
+            .last()
+            .is_none_or(|(last, _)| (*row as i32 - *last as i32) * cell_h >= LABELLED);
+        if *row < rows && far_enough {
+            shown.push((*row, tick(label)));
+        }
+    }
+    shown.into_iter().unzip()
+}
+
 /// Lays out `h` (rows = `y_ticks`, columns = `x_ticks`; missing values are NaN).
 pub(crate) fn layout(h: &Heatmap) -> Scene {
     let (rows, cols) = (h.y_ticks.len().max(1), h.x_ticks.len().max(1));
@@ -148,10 +176,8 @@ pub(crate) fn layout(h: &Heatmap) -> Scene {
     } else {
         (LABELLED as usize).div_ceil(cell_w as usize)
     };
-    let y_step = (LABELLED as usize).div_ceil(cell_h as usize);
     let x_shown: Vec<usize> = (0..cols).step_by(x_step).collect();
-    let y_shown: Vec<usize> = (0..rows).step_by(y_step).collect();
-    let y_labels: Vec<String> = y_shown.iter().map(|&r| tick(&h.y_ticks, r)).collect();
+    let (y_shown, y_labels) = y_tick_rows(h, rows, cell_h);
     let y_tick_w = y_labels.iter().map(|s| text_width(s)).max().unwrap_or(0);
     let x_tick_h = if x_horizontal {
         LINE
@@ -190,12 +216,16 @@ pub(crate) fn layout(h: &Heatmap) -> Scene {
         right = colour_label_x + LINE;
     }
 
-    // Rows, top to bottom: title | grid | x ticks | x label.
+    // Rows, top to bottom: title (wrapped to the width of the rest) | grid | x ticks | x label.
+    let grid_mid = grid_x + grid_w / 2;
+    let content_w = right.max(grid_mid + text_width(&h.x_label) / 2) - MARGIN;
+    let title_chars = content_w.max(MIN_TITLE_W) / ADVANCE;
+    let title_lines = wrap_words(&h.title, title_chars as usize);
     let title_y = MARGIN;
-    let grid_y = if h.title.is_empty() {
+    let grid_y = if title_lines.is_empty() {
         MARGIN
     } else {
-        MARGIN + LINE + 12
+        MARGIN + title_lines.len() as i32 * (LINE + 4) + 8
     };
     let x_tick_y = grid_y + grid_h + 8;
     let x_label_y = x_tick_y + x_tick_h + 8;
@@ -213,12 +243,12 @@ pub(crate) fn layout(h: &Heatmap) -> Scene {
         bottom = bottom.max(swatch_y + LINE);
     }
 
-    let grid_mid = grid_x + grid_w / 2;
+    let title_w = title_lines.iter().map(|l| text_width(l)).max().unwrap_or(0);
     let width = [
         right,
         grid_mid + text_width(&h.x_label) / 2,
-        grid_mid + text_width(&h.title) / 2,
-        MARGIN + text_width(&h.title),
+        grid_mid + title_w / 2,
+        MARGIN + title_w,
     ]
     .into_iter()
     .max()
@@ -232,12 +262,11 @@ pub(crate) fn layout(h: &Heatmap) -> Scene {
     };
 
     let mut shapes = Vec::with_capacity(rows * cols + 2 * (rows + cols) + 16);
-    if !h.title.is_empty() {
-        let x = centred(&h.title);
+    for (i, line) in title_lines.iter().enumerate() {
         shapes.push(Shape::Text {
-            x,
-            y: title_y,
-            text: h.title.clone(),
+            x: centred(line),
+            y: title_y + i as i32 * (LINE + 4),
+            text: line.clone(),
             anchor: Anchor::Middle,
             vertical: false,
             bold: true,

@@ -8,3 +8,4 @@ mod layout;
 mod png;
 mod raster;
 mod svg;
+mod wrap;

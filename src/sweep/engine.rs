@@ -49,7 +49,11 @@ pub struct SweepOptions<'a> {
     pub max_rows: usize,
     /// The base whose last-position distribution [`Metric::KlToClean`] compares with.
     pub clean_base: usize,
-    /// Called after each batch with (variants done, total).
+    /// Called as the sweep advances with (work done, total work); `done / total` is the
+    /// fraction finished, and the last call has `done == total`. The naive loop counts whole
+    /// variants; the batched engine counts rows x blocks (each variant's recomputed positions
+    /// times the blocks it runs, plus one for its logits) and reports after every block of
+    /// every pass, so a sweep that fits in one pass still advances smoothly.
     pub progress: Option<&'a dyn Fn(usize, usize)>,
 }
 
@@ -264,6 +268,18 @@ fn run_bases(model: &Model, bases: &[Base], stats: &mut SweepStats) -> Result<Ba
     })
 }
 
+/// Progress units of variant `p` once blocks `..through` have run (`through = n`: the
+/// whole variant, its logits included): its recomputed rows times the blocks it has run.
+fn work_of(p: &Planned, seq_len: usize, n_layers: usize, through: usize) -> usize {
+    let first_block = p.stage.saturating_sub(1);
+    let blocks = if through >= n_layers {
+        n_layers.saturating_sub(first_block) + 1
+    } else {
+        (through + 1).saturating_sub(first_block)
+    };
+    (seq_len - p.start) * blocks
+}
+
 /// One variant, resolved and placed.
 struct Planned {
     index: usize,
@@ -342,8 +358,11 @@ pub fn run_sweep(
         }
     }
     planned.sort_by_key(|p| (p.stage, p.start));
-
-    let mut done = variants.len() - planned.len();
+    let total_work: usize = planned.iter().map(|p| work_of(p, seq_len, n, n)).sum();
+    let mut work_done = 0;
+    if let Some(progress) = opts.progress {
+        progress(0, total_work);
+    }
     let mut i = 0;
     while i < planned.len() {
         // A batch: variants packed until the row budget is reached. Variants of later fork
@@ -435,6 +454,14 @@ pub fn run_sweep(
         }
         let mut slots = SlotTable::build(cfg, None, &[], &flat, &seq_of)?;
         let first_layer = stage.saturating_sub(1).min(n);
+        let chunk_work = |through: usize| -> usize {
+            chunk.iter().map(|p| work_of(p, seq_len, n, through)).sum()
+        };
+        let report_block = |layer: usize| {
+            if let Some(progress) = opts.progress {
+                progress(work_done + chunk_work(layer), total_work);
+            }
+        };
         let plan = PassPlan {
             input: if stage == 0 {
                 PassInput::Tokens(&tokens)
@@ -447,6 +474,7 @@ pub fn run_sweep(
             final_positions: Some(&metric_positions),
             logits: LogitRows::All,
             joiners: &joiners,
+            after_block: opts.progress.map(|_| &report_block as &dyn Fn(usize)),
         };
         let pass = run_pass(cfg, model.weights(), &plan, &mut slots)?;
         let (logits, _) = pass
@@ -473,9 +501,9 @@ pub fn run_sweep(
             stats
                 .peak_arena_bytes
                 .max(arena_bytes(cfg, rows, chunk.len(), seq_len));
-        done += chunk.len();
+        work_done += chunk_work(n);
         if let Some(progress) = opts.progress {
-            progress(done, variants.len());
+            progress(work_done, total_work);
         }
         i = j;
     }

@@ -9,14 +9,16 @@ use hooklens::hooks::registry::{fires_per_pass, measure_empty_fire};
 use hooklens::{HookKind, HookLensError, Hooks, Model, Result, RunOptions, TokenBatch};
 use serde_json::json;
 
+use crate::term::outln;
+
 /// `bench` options.
 #[derive(Args, Debug)]
 pub struct BenchArgs {
     /// Shapes to time, as BATCHxSEQ (comma-separated).
     #[arg(long, default_value = "1x16,8x128,144x16")]
     pub shapes: String,
-    /// Timed repetitions per measurement (the median is reported).
-    #[arg(long, default_value_t = 5)]
+    /// Timed repetitions per measurement, at least 1 (the median is reported).
+    #[arg(long, default_value_t = 5, value_parser = crate::parse::positive_count)]
     pub reps: usize,
     /// Write the measurements as JSON.
     #[arg(long, value_name = "FILE")]
@@ -59,14 +61,18 @@ pub fn run(model: &Model, args: &BenchArgs) -> Result<()> {
     let mut rows = Vec::new();
     let fire_s = measure_empty_fire(cfg, 200_000)?;
     let fires = fires_per_pass(cfg);
-    println!(
+    outln!(
         "empty hook slot: {:.2} ns per fire, {fires} fires per pass = {:.2} µs per pass",
         fire_s * 1e9,
         fire_s * fires as f64 * 1e6
     );
-    println!(
+    outln!(
         "{:>9} {:>12} {:>12} {:>14} {:>14}",
-        "shape", "forward ms", "tokens/s", "read-all hooks", "(ratio)"
+        "shape",
+        "forward ms",
+        "tokens/s",
+        "read-all hooks",
+        "(ratio)"
     );
     for (batch, seq) in parse_shapes(&args.shapes)? {
         if seq > cfg.n_ctx {
@@ -107,7 +113,7 @@ pub fn run(model: &Model, args: &BenchArgs) -> Result<()> {
         })?;
         let tps = (batch * seq) as f64 / plain;
         let empty_ratio = fire_s * fires as f64 / plain;
-        println!(
+        outln!(
             "{:>9} {:>12.2} {:>12.0} {:>14.2} {:>13.3}x   empty slots {:.5}% of the pass",
             format!("{batch}x{seq}"),
             plain * 1e3,
@@ -131,10 +137,8 @@ pub fn run(model: &Model, args: &BenchArgs) -> Result<()> {
             "fires_per_pass": fires,
             "results": rows,
         });
-        let text =
-            serde_json::to_string_pretty(&doc).map_err(|e| HookLensError::input(e.to_string()))?;
-        std::fs::write(path, text + "\n").map_err(|e| HookLensError::io(path, e))?;
-        println!("wrote {}", path.display());
+        hooklens::output::write_json(path, &doc)?;
+        outln!("wrote {}", path.display());
     }
     Ok(())
 }

@@ -3,6 +3,8 @@
 
 use hooklens::Model;
 
+use crate::term::outln;
+
 /// Prints the listing.
 pub fn run(model: &Model) {
     let cfg = model.config();
@@ -18,7 +20,7 @@ pub fn run(model: &Model) {
         } else {
             format!("  aliases: {}", aliases.join(", "))
         };
-        println!(
+        outln!(
             "{:<34} {}{opt_in}{aliases}",
             point.name(),
             point.shape_label(cfg)

@@ -4,18 +4,22 @@ use std::path::PathBuf;
 
 use clap::Args;
 use hooklens::analysis::top_k;
-use hooklens::{LogitPositions, Model, NamesFilter, Result, ReturnType, RunOptions};
+use hooklens::{LogitPositions, Model, Result, ReturnType, RunOptions};
 use serde_json::json;
 
 use crate::input::InputArgs;
+pub use crate::run_output::check_outputs;
+use crate::run_output::{cache_filter, write_cache};
+use crate::term::outln;
+use hooklens::output::write_json;
 
 /// Options of `run`.
 #[derive(Args, Debug)]
 pub struct RunArgs {
     #[command(flatten)]
     pub input: InputArgs,
-    /// How many next-token candidates to print.
-    #[arg(long, default_value_t = 10)]
+    /// How many next-token candidates to print (at least 1).
+    #[arg(long, default_value_t = 10, value_parser = crate::parse::positive_count)]
     pub top: usize,
     /// Write the cached activations to this safetensors file (tensor names are TL hook names,
     /// shapes start with the batch axis).
@@ -23,7 +27,8 @@ pub struct RunArgs {
     pub cache: Option<PathBuf>,
     /// Cache only hook points whose full name (TL 2.x or a TL 4.x alias) matches this regex
     /// (opt-in points such as attn.hook_result included when matched; a point matched only
-    /// by an alias is saved under that alias). Default: every default hook point.
+    /// by an alias is saved under that alias; a regex matching none is an error that lists
+    /// the nearest names). Default: every default hook point.
     #[arg(long, value_name = "REGEX", requires = "cache")]
     pub names: Option<String>,
     /// Write the tokens and the top candidates as JSON to this file.
@@ -36,10 +41,10 @@ pub fn run(model: &Model, args: &RunArgs) -> Result<()> {
     let tokens = args.input.token_batch(model)?;
     tokens.validate(model.config())?;
     let ids = tokens.row(0).to_vec();
-    let str_tokens = model.to_str_tokens(&ids).ok();
-    println!("tokens ({}): {ids:?}", ids.len());
-    if let Some(s) = &str_tokens {
-        println!("as text: {s:?}");
+    let tokenizer = model.tokenizer().ok();
+    outln!("tokens ({}): {ids:?}", ids.len());
+    if let Some(tk) = tokenizer {
+        outln!("as text: {}", tk.show_tokens(&ids));
     }
     let opts = RunOptions {
         return_type: ReturnType::Logits,
@@ -48,10 +53,7 @@ pub fn run(model: &Model, args: &RunArgs) -> Result<()> {
     };
     let (out, cache) = match &args.cache {
         Some(_) => {
-            let filter = match &args.names {
-                Some(re) => NamesFilter::regex(re)?,
-                None => NamesFilter::All,
-            };
+            let filter = cache_filter(model, args.names.as_deref())?;
             let (out, cache) = model.run_with_cache(&tokens, &filter, &opts)?;
             (out, Some(cache))
         }
@@ -59,17 +61,17 @@ pub fn run(model: &Model, args: &RunArgs) -> Result<()> {
     };
     let logits = out.logits.expect("logits were requested");
     let top = top_k(&logits.data, args.top);
-    println!("top {} next tokens:", top.len());
-    let tokenizer = model.tokenizer().ok();
+    outln!("top {} next tokens:", top.len());
     let mut rows = Vec::new();
     for (rank, t) in top.iter().enumerate() {
         let text = tokenizer
             .and_then(|tk| tk.decode(&[t.token_id]).ok())
             .unwrap_or_default();
-        println!(
+        let shown = tokenizer.map_or_else(String::new, |tk| tk.show_token(t.token_id));
+        outln!(
             "  {:>2}. {:<20} id {:>6}  prob {:.4}  logit {:.3}",
             rank + 1,
-            format!("{text:?}"),
+            shown,
             t.token_id,
             t.prob,
             t.logit
@@ -77,15 +79,13 @@ pub fn run(model: &Model, args: &RunArgs) -> Result<()> {
         rows.push(json!({"token_id": t.token_id, "token": text, "prob": t.prob, "logit": t.logit}));
     }
     if let (Some(path), Some(cache)) = (&args.cache, &cache) {
-        cache.save_safetensors(path)?;
-        println!("wrote {} activations to {}", cache.len(), path.display());
+        write_cache(cache, path)?;
+        outln!("wrote {} activations to {}", cache.len(), path.display());
     }
     if let Some(path) = &args.json {
         let doc = json!({"tokens": ids, "top": rows});
-        let text = serde_json::to_string_pretty(&doc)
-            .map_err(|e| hooklens::HookLensError::input(e.to_string()))?;
-        std::fs::write(path, text + "\n").map_err(|e| hooklens::HookLensError::io(path, e))?;
-        println!("wrote {}", path.display());
+        write_json(path, &doc)?;
+        outln!("wrote {}", path.display());
     }
     Ok(())
 }

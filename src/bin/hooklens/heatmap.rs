@@ -4,8 +4,10 @@
 use std::path::Path;
 
 use hooklens::report::heatmap::Heatmap;
-use hooklens::sweep::{Metric, ResultRow, SweepReport};
+use hooklens::sweep::{ResultRow, SweepReport};
 use hooklens::{Model, Result};
+
+use crate::sweep_output::SweepContext;
 
 /// Row label, row ticks, column label, column ticks, and each result's (row, column).
 type Axes<'a> = (
@@ -16,15 +18,15 @@ type Axes<'a> = (
     Box<dyn Fn(&ResultRow) -> (usize, usize)>,
 );
 
-/// Writes the report's grid to `path` (.png or .svg).
+/// Writes the report's grid to `path` (.png or .svg), titled with the sweep and its metric
+/// (target token included); a (layer, head) x position grid gets one row tick per layer.
 pub fn write_heatmap(
     model: &Model,
     report: &SweepReport,
-    metric: &Metric,
-    tokens: &[u32],
-    label: &str,
+    ctx: &SweepContext<'_>,
     path: &Path,
 ) -> Result<()> {
+    let (metric, tokens) = (ctx.metric, ctx.tokens);
     let n_layers = model.config().n_layers;
     let rows = &report.results;
     let has_head = rows.iter().any(|r| r.head.is_some());
@@ -82,14 +84,23 @@ pub fn write_heatmap(
         let (y, x) = cell(r);
         values[y * cols + x] = value(r);
     }
+    let group_ticks = if has_head && has_pos {
+        let heads = model.config().n_heads;
+        (0..n_layers)
+            .map(|l| (l * heads, format!("L{l}")))
+            .collect()
+    } else {
+        Vec::new()
+    };
     let heatmap = Heatmap::new(
-        label.to_string(),
+        ctx.title.to_string(),
         x_label.to_string(),
         y_label.to_string(),
         x_ticks,
         y_ticks,
         values,
         colour_label,
-    )?;
+    )?
+    .with_y_group_ticks(group_ticks)?;
     heatmap.write(path)
 }

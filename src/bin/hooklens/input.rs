@@ -1,6 +1,7 @@
 //! The input options every command shares: `--prompt` / `--tokens`, `--no-bos`.
 
 use clap::Args;
+pub use hooklens::model::input::parse_token_list;
 use hooklens::{HookLensError, Model, Result, TokenBatch};
 
 /// Where the tokens of a command come from.
@@ -26,19 +27,4 @@ impl InputArgs {
             (None, None) => Err(HookLensError::input("give --prompt TEXT or --tokens IDS")),
         }
     }
-}
-
-/// Parses `1, 2,3` into ids.
-pub fn parse_token_list(list: &str) -> Result<Vec<u32>> {
-    list.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.parse::<u32>().map_err(|_| {
-                HookLensError::input(format!(
-                    "--tokens: `{s}` is not a token id (expected comma-separated non-negative integers)"
-                ))
-            })
-        })
-        .collect()
 }

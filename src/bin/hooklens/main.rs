@@ -6,6 +6,13 @@ mod cmd_run;
 mod cmd_sweep;
 mod heatmap;
 mod input;
+mod parse;
+mod progress;
+mod run_output;
+mod sweep_output;
+mod sweep_print;
+mod target;
+mod term;
 
 use std::process::ExitCode;
 
@@ -23,8 +30,8 @@ struct Cli {
     /// Default: smollm2-135m from $HOOKLENS_HOME (fetch it with scripts/fetch-model).
     #[arg(long, global = true)]
     model: Option<String>,
-    /// CPU threads (default: $HOOKLENS_THREADS, else all cores).
-    #[arg(long, global = true)]
+    /// CPU threads, at least 1 (default: $HOOKLENS_THREADS, else all cores; 0 is rejected).
+    #[arg(long, global = true, value_parser = parse::positive_count)]
     threads: Option<usize>,
     /// Print where the load's time went (open, read + dequantize, pack, tokenizer) and which
     /// kernel path runs (set one with HOOKLENS_KERNEL=avx512|avx2|portable).
@@ -68,7 +75,7 @@ fn load_model(arg: Option<&str>, verbose: bool) -> Result<Model> {
     let started = std::time::Instant::now();
     let model = Model::load(&path)?;
     let cfg = model.config();
-    eprintln!(
+    term::errln!(
         "loaded {} ({:?}, {} layers, d_model {}, {} heads) in {:.2}s",
         path.display(),
         cfg.architecture,
@@ -78,7 +85,7 @@ fn load_model(arg: Option<&str>, verbose: bool) -> Result<Model> {
         started.elapsed().as_secs_f64()
     );
     if let (true, Some(times)) = (verbose, model.load_times()) {
-        eprintln!("{times}");
+        term::errln!("{times}");
     }
     Ok(model)
 }
@@ -89,7 +96,7 @@ fn check_kernel_choice(verbose: bool) -> Result<()> {
     Kernel::from_env().map_err(HookLensError::input)?;
     if verbose {
         let caches = hooklens::backend::cpu::caches::CacheSizes::get();
-        eprintln!(
+        term::errln!(
             "kernel path: {} (caches: L1d {} KiB, L2 {} KiB, L3 {} KiB)",
             Kernel::best().name(),
             caches.l1d >> 10,
@@ -100,35 +107,74 @@ fn check_kernel_choice(verbose: bool) -> Result<()> {
     Ok(())
 }
 
+/// Prints an error; the default-model note only where the model could not be loaded.
+fn report_error(e: &HookLensError, default_model_failed: bool) {
+    term::errln!("error: {e}");
+    if default_model_failed {
+        term::errln!(
+            "(no --model given: the default is {} in {})",
+            DEFAULT_MODEL.name,
+            hooklens_home().display()
+        );
+    }
+}
+
+fn run_command(model: &Model, command: &Command) -> Result<()> {
+    match command {
+        Command::Hooks => {
+            cmd_hooks::run(model);
+            Ok(())
+        }
+        Command::Run(args) => cmd_run::run(model, args),
+        Command::Ablate(args) => cmd_sweep::ablate(model, args),
+        Command::Patch(args) => cmd_sweep::patch(model, args),
+        Command::Trace(args) => cmd_sweep::trace(model, args),
+        Command::Bench(args) => cmd_bench::run(model, args),
+    }
+}
+
+/// Output paths of the command, checked before the model is loaded.
+fn check_outputs(command: &Command) -> Result<()> {
+    match command {
+        Command::Hooks => Ok(()),
+        Command::Run(args) => cmd_run::check_outputs(args),
+        Command::Ablate(args) => sweep_output::check(&args.output),
+        Command::Patch(args) => sweep_output::check(&args.output),
+        Command::Trace(args) => sweep_output::check(&args.output),
+        Command::Bench(args) => args
+            .json
+            .as_deref()
+            .map_or(Ok(()), hooklens::output::check_writable),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(n) = cli.threads {
+    let threads = match parse::threads_from_env() {
+        Ok(env) => cli.threads.or(env),
+        Err(e) => {
+            report_error(&HookLensError::input(e), false);
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(n) = threads {
         hooklens::set_num_threads(n);
     }
-    let result = check_kernel_choice(cli.verbose)
-        .and_then(|()| load_model(cli.model.as_deref(), cli.verbose))
-        .and_then(|model| match &cli.command {
-            Command::Hooks => {
-                cmd_hooks::run(&model);
-                Ok(())
-            }
-            Command::Run(args) => cmd_run::run(&model, args),
-            Command::Ablate(args) => cmd_sweep::ablate(&model, args),
-            Command::Patch(args) => cmd_sweep::patch(&model, args),
-            Command::Trace(args) => cmd_sweep::trace(&model, args),
-            Command::Bench(args) => cmd_bench::run(&model, args),
-        });
-    match result {
+    if let Err(e) = check_kernel_choice(cli.verbose).and_then(|()| check_outputs(&cli.command)) {
+        report_error(&e, false);
+        return ExitCode::FAILURE;
+    }
+    let model = match load_model(cli.model.as_deref(), cli.verbose) {
+        Ok(model) => model,
+        Err(e) => {
+            report_error(&e, cli.model.is_none());
+            return ExitCode::FAILURE;
+        }
+    };
+    match run_command(&model, &cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
-            if cli.model.is_none() {
-                eprintln!(
-                    "(no --model given: the default is {} in {})",
-                    DEFAULT_MODEL.name,
-                    hooklens_home().display()
-                );
-            }
+            report_error(&e, false);
             ExitCode::FAILURE
         }
     }

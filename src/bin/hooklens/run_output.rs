@@ -1,0 +1,44 @@
+//! `hooklens run`'s outputs: the cache filter (checked to match something), the activation
+//! cache, checked before the run and written atomically.
+
+use std::path::Path;
+
+use hooklens::hooks::select::unknown_hook;
+use hooklens::output::{check_writable, write_atomic_with};
+use hooklens::{ActivationCache, HookLensError, Model, NamesFilter, Result};
+
+use crate::cmd_run::RunArgs;
+
+/// Checks `--cache` and `--json` before any work.
+pub fn check_outputs(args: &RunArgs) -> Result<()> {
+    for path in [&args.cache, &args.json].into_iter().flatten() {
+        check_writable(path)?;
+    }
+    Ok(())
+}
+
+/// The `--names` filter (default: every default hook point); a regex that matches no hook
+/// point of this model is an error listing the nearest names.
+pub fn cache_filter(model: &Model, names: Option<&str>) -> Result<NamesFilter> {
+    let Some(pattern) = names else {
+        return Ok(NamesFilter::All);
+    };
+    let filter = NamesFilter::regex(pattern)?;
+    if filter.resolve(model.config())?.is_empty() {
+        let suggestions = match unknown_hook(pattern, model.config()) {
+            HookLensError::UnknownHook { suggestions, .. } => suggestions,
+            _ => Vec::new(),
+        };
+        return Err(HookLensError::input(format!(
+            "--names `{pattern}` matches no hook point of this model (nearest names: {}; \
+             `hooklens hooks` lists them all)",
+            suggestions.join(", ")
+        )));
+    }
+    Ok(filter)
+}
+
+/// Writes the cache as safetensors, atomically.
+pub fn write_cache(cache: &ActivationCache, path: &Path) -> Result<()> {
+    write_atomic_with(path, |tmp| cache.save_safetensors(tmp))
+}

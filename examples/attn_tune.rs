@@ -12,25 +12,13 @@
 
 use std::time::Instant;
 
-#[path = "common/cpu_time.rs"]
-mod cpu_time;
-use cpu_time::thread_cpu_seconds;
+#[path = "common/util.rs"]
+mod util;
+use util::{thread_cpu_seconds, values};
 
 use hooklens::backend::cpu::attention::{attention_fused, HeadDims};
 use hooklens::backend::cpu::gemm::{gemm_with, GemmOptions, Kernel, PackedMatrix};
 use hooklens::model::layout::RowLayout;
-
-fn values(len: usize, seed: u32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(2_654_435_761) | 1;
-    (0..len)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 17;
-            s ^= s << 5;
-            (s >> 8) as f32 / (1u32 << 24) as f32 - 0.5
-        })
-        .collect()
-}
 
 /// Median seconds of `reps` calls of `f` after one warm-up call: wall time, and the calling
 /// thread's CPU time (meaningful with one thread).

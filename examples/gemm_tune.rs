@@ -13,23 +13,11 @@
 
 use std::time::Instant;
 
-#[path = "common/cpu_time.rs"]
-mod cpu_time;
-use cpu_time::thread_cpu_seconds;
+#[path = "common/util.rs"]
+mod util;
+use util::{thread_cpu_seconds, values};
 
 use hooklens::backend::cpu::gemm::{gemm_with, Blocking, GemmOptions, Kernel, PackedMatrix};
-
-fn values(len: usize, seed: u32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(2_654_435_761) | 1;
-    (0..len)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 17;
-            s ^= s << 5;
-            (s >> 8) as f32 / (1u32 << 24) as f32 - 0.5
-        })
-        .collect()
-}
 
 fn main() {
     let args: Vec<usize> = std::env::args()

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::backend::cpu::gemm::PackedMatrix;
 use crate::backend::cpu::threads::reserve_workers;
 use crate::error::Result;
 
@@ -79,6 +80,49 @@ impl LoadClock {
             threads: self.threads.load(Ordering::Relaxed) as usize,
             ..LoadTimes::default()
         }
+    }
+
+    /// The embedding job and `layer(l)` for every layer, all in parallel through
+    /// [`LoadClock::par_map`], the embedding first (it is the largest job).
+    pub fn par_layers<E: Send, L: Send>(
+        &self,
+        n_layers: usize,
+        embedding: impl Fn() -> Result<E> + Sync,
+        layer: impl Fn(usize) -> Result<L> + Sync,
+    ) -> Result<(E, Vec<L>)> {
+        enum Part<E, L> {
+            Embedding(E),
+            Layer(L),
+        }
+        let parts = self.par_map(n_layers + 1, |job| match job {
+            0 => embedding().map(Part::Embedding),
+            l => layer(l - 1).map(Part::Layer),
+        })?;
+        let mut parts = parts.into_iter();
+        let Some(Part::Embedding(e)) = parts.next() else {
+            unreachable!("job 0 is the embedding")
+        };
+        let layers = parts
+            .map(|p| match p {
+                Part::Layer(l) => l,
+                Part::Embedding(_) => unreachable!("only job 0 is the embedding"),
+            })
+            .collect();
+        Ok((e, layers))
+    }
+
+    /// The token embedding and the unembedding packed from `lm_head`, or from the embedding
+    /// itself when `lm_head` is `None` (tied).
+    /// w_e: `[d_vocab, d_model]`   lm_head: `[d_vocab, d_model]`
+    pub fn embedding_pair(
+        &self,
+        w_e: Vec<f32>,
+        lm_head: Option<&[f32]>,
+        (d_vocab, d_model): (usize, usize),
+    ) -> (Vec<f32>, PackedMatrix) {
+        let rows = lm_head.unwrap_or(&w_e);
+        let unembed = self.pack(|| PackedMatrix::from_n_by_k(rows, d_vocab, d_model));
+        (w_e, unembed)
     }
 
     /// `load(i)` for every `i` in `0..n`, on the threads the budget allows (each takes the

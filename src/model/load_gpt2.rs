@@ -24,14 +24,8 @@ fn split_columns(data: &[f32], rows: usize, parts: usize, width: usize) -> Vec<V
         .collect()
 }
 
-/// One job of a parallel load: a layer, or the embeddings with the unembedding.
-enum Part {
-    Layer(Box<LayerWeights>),
-    Embedding(Vec<f32>, PackedMatrix),
-}
-
 /// Loads GPT-2 weights, the layers and the embedding in parallel (see
-/// [`LoadClock::par_map`]); `tied` says whether `lm_head` shares `wte`.
+/// [`LoadClock::par_layers`]); `tied` says whether `lm_head` shares `wte`.
 pub fn load_gpt2(
     src: &(dyn TensorSource + Sync),
     cfg: &ModelConfig,
@@ -46,32 +40,19 @@ pub fn load_gpt2(
     let d = cfg.d_model;
     let name = |s: &str| format!("{prefix}{s}");
     let read = |name: &str, shape: &[usize]| clock.dequantize(|| src.read_shaped(name, shape));
-    // The embedding first: it is the largest job.
-    let parts = clock.par_map(cfg.n_layers + 1, |job| match job {
-        0 => {
-            let w_e = read(&name("wte.weight"), &[cfg.d_vocab, d])?.into_owned();
-            let unembed = if tied {
-                clock.pack(|| PackedMatrix::from_n_by_k(&w_e, cfg.d_vocab, d))
-            } else {
-                let rows = read("lm_head.weight", &[cfg.d_vocab, d])?;
-                clock.pack(|| PackedMatrix::from_n_by_k(&rows, cfg.d_vocab, d))
-            };
-            Ok(Part::Embedding(w_e, unembed))
-        }
-        l => {
-            let t = |s: &str| name(&format!("h.{}.{s}", l - 1));
-            load_layer(&read, &t, cfg, clock).map(|w| Part::Layer(Box::new(w)))
-        }
-    })?;
-    let mut layers = Vec::with_capacity(cfg.n_layers);
-    let mut embedding = None;
-    for part in parts {
-        match part {
-            Part::Layer(w) => layers.push(*w),
-            Part::Embedding(w_e, unembed) => embedding = Some((w_e, unembed)),
-        }
-    }
-    let (w_e, unembed) = embedding.expect("job 0 is the embedding");
+    let embedding = || {
+        let w_e = read(&name("wte.weight"), &[cfg.d_vocab, d])?.into_owned();
+        let lm_head = match tied {
+            true => None,
+            false => Some(read("lm_head.weight", &[cfg.d_vocab, d])?),
+        };
+        Ok(clock.embedding_pair(w_e, lm_head.as_deref(), (cfg.d_vocab, d)))
+    };
+    let layer = |l| {
+        let t = |s: &str| name(&format!("h.{l}.{s}"));
+        load_layer(&read, &t, cfg, clock)
+    };
+    let ((w_e, unembed), layers) = clock.par_layers(cfg.n_layers, embedding, layer)?;
     Ok(Weights {
         w_e,
         w_pos: Some(read(&name("wpe.weight"), &[cfg.n_ctx, d])?.into_owned()),

@@ -88,13 +88,7 @@ pub fn unpermute_rows(data: &[f32], n_heads: usize, d_head: usize, cols: usize) 
     out
 }
 
-/// One job of a parallel load: a layer, or the embedding with the unembedding.
-enum Part {
-    Layer(Box<LayerWeights>),
-    Embedding(Vec<f32>, PackedMatrix),
-}
-
-/// Loads Llama weights, the layers and the embedding in parallel (see [`LoadClock::par_map`]).
+/// Loads Llama weights, the layers and the embedding in parallel (see [`LoadClock::par_layers`]).
 /// `unpermute_qk` is true for GGUF files written by llama.cpp's converter.
 pub fn load_llama(
     src: &(dyn TensorSource + Sync),
@@ -107,30 +101,16 @@ pub fn load_llama(
     let d = cfg.d_model;
     let read =
         |t: LlamaTensor, shape: &[usize]| clock.dequantize(|| src.read_shaped(&names(t), shape));
-    // The embedding first: it is the largest job.
-    let parts = clock.par_map(cfg.n_layers + 1, |job| match job {
-        0 => {
-            let w_e = read(LlamaTensor::Embed, &[cfg.d_vocab, d])?.into_owned();
-            let unembed = if tied {
-                clock.pack(|| PackedMatrix::from_n_by_k(&w_e, cfg.d_vocab, d))
-            } else {
-                let rows = read(LlamaTensor::LmHead, &[cfg.d_vocab, d])?;
-                clock.pack(|| PackedMatrix::from_n_by_k(&rows, cfg.d_vocab, d))
-            };
-            Ok(Part::Embedding(w_e, unembed))
-        }
-        l => load_layer(src, cfg, (names, unpermute_qk), l - 1, clock)
-            .map(|w| Part::Layer(Box::new(w))),
-    })?;
-    let mut layers = Vec::with_capacity(cfg.n_layers);
-    let mut embedding = None;
-    for part in parts {
-        match part {
-            Part::Layer(w) => layers.push(*w),
-            Part::Embedding(w_e, unembed) => embedding = Some((w_e, unembed)),
-        }
-    }
-    let (w_e, unembed) = embedding.expect("job 0 is the embedding");
+    let embedding = || {
+        let w_e = read(LlamaTensor::Embed, &[cfg.d_vocab, d])?.into_owned();
+        let lm_head = match tied {
+            true => None,
+            false => Some(read(LlamaTensor::LmHead, &[cfg.d_vocab, d])?),
+        };
+        Ok(clock.embedding_pair(w_e, lm_head.as_deref(), (cfg.d_vocab, d)))
+    };
+    let layer = |l| load_layer(src, cfg, (names, unpermute_qk), l, clock);
+    let ((w_e, unembed), layers) = clock.par_layers(cfg.n_layers, embedding, layer)?;
     Ok(Weights {
         w_e,
         w_pos: None,

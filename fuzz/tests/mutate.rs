@@ -95,9 +95,14 @@ fn mutants_of_every_seed_are_handled() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     for (name, target) in TARGETS {
-        let seeds: Vec<Vec<u8>> = std::fs::read_dir(root.join("corpus").join(name))
-            .unwrap()
-            .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+        let dir = root.join("corpus").join(name);
+        let seeds: Vec<Vec<u8>> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
+            .map(|entry| {
+                let path = entry.expect("a directory entry of the corpus").path();
+                std::fs::read(&path)
+                    .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+            })
             .collect();
         assert!(!seeds.is_empty(), "{name} has no seeds");
         let mut accepted = 0;

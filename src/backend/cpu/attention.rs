@@ -46,9 +46,14 @@ pub fn attention_scores(
     let work = layout.rows() * dims.n_heads * p * dims.d_head;
     let workers = reserve_workers(if work < 1 << 18 { 1 } else { num_threads() });
     workers.run_parts(parts, |(s, kv, out)| {
-        let mut kt = Vec::new(); // [d_head, padded keys]
-        scores_of_group(q, k, (s, kv), out, layout, dims, &mut kt);
+        KEYS_T.with_borrow_mut(|kt| scores_of_group(q, k, (s, kv), out, layout, dims, kt));
     });
+}
+
+thread_local! {
+    /// Transposed keys for [`attention_scores`], kept per thread so that the parts (one per
+    /// sequence and kv head) do not each allocate. `[d_head, padded keys]`
+    static KEYS_T: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// [`attention_scores`] for the heads of kv head `kv` in sequence `s`.

@@ -89,23 +89,24 @@ pub(super) unsafe fn attend_tiles(
         "attend_tiles: inconsistent shapes"
     );
     zs.fill(0.0);
-    let mut states: Vec<Running> = zs
-        .chunks_exact_mut(QUERY_BLOCK * d_head)
-        .map(|o| Running {
+    // One running state and key count per tile (no allocation per call).
+    let mut outputs = zs.chunks_exact_mut(QUERY_BLOCK * d_head);
+    let mut states: [Option<Running>; TILES] = std::array::from_fn(|_| {
+        outputs.next().map(|o| Running {
             max: [f32::NEG_INFINITY; QUERY_BLOCK],
             sum: [0.0; QUERY_BLOCK],
             o,
         })
-        .collect();
-    let tile_keys: Vec<usize> = last
-        .chunks_exact(QUERY_BLOCK)
-        .map(|l| l.iter().max().map_or(0, |&t| t + 1))
-        .collect();
+    });
+    let mut tile_keys = [0; TILES];
+    for (keys_of_tile, l) in tile_keys.iter_mut().zip(last.chunks_exact(QUERY_BLOCK)) {
+        *keys_of_tile = l.iter().max().map_or(0, |&t| t + 1);
+    }
     for j0 in (0..keys).step_by(KEYS) {
         let k_block = &kb[(j0 / KEYS) * d_head * KEYS..][..d_head * KEYS]; // [d_head, KEYS]
         let n_keys = KEYS.min(keys - j0);
         let v_block = &v_seq[j0 * kv_width..(j0 + n_keys) * kv_width]; // [n_keys, kv_width]
-        for (tile, state) in states.iter_mut().enumerate() {
+        for (tile, state) in states.iter_mut().flatten().enumerate() {
             if j0 >= tile_keys[tile] {
                 continue; // every vector of this tile is before this block of keys
             }
@@ -124,7 +125,7 @@ pub(super) unsafe fn attend_tiles(
             unsafe { accumulate_values(&p, n_keys, &alpha, (v_block, offset, kv_width), state.o) };
         }
     }
-    for state in &mut states {
+    for state in states.iter_mut().flatten() {
         for (r, o_r) in state.o.chunks_exact_mut(d_head).enumerate() {
             // At least 1: the row's largest score contributed exp(0).
             let inv = 1.0 / state.sum[r];

@@ -4,6 +4,7 @@
 
 use std::cell::RefCell;
 use std::ops::Range;
+use std::sync::OnceLock;
 
 use super::super::caches::CacheSizes;
 use super::kernel::{CheckedKernel, Finish, Kernel, Tile};
@@ -66,8 +67,12 @@ impl Blocking {
     /// The block sizes for `kernel` on this machine: [`Blocking::tuned`] scaled to the
     /// caches [`CacheSizes::get`] reads.
     pub fn for_kernel(kernel: Kernel) -> Self {
-        let (tuned, reference) = Self::tuned(kernel);
-        tuned.for_caches(reference, CacheSizes::get(), kernel.mr())
+        static SCALED: [OnceLock<Blocking>; 3] = [const { OnceLock::new() }; 3];
+        let slot = Kernel::ALL.iter().position(|&k| k == kernel).unwrap_or(0);
+        *SCALED[slot].get_or_init(|| {
+            let (tuned, reference) = Self::tuned(kernel);
+            tuned.for_caches(reference, CacheSizes::get(), kernel.mr())
+        })
     }
 
     /// The block sizes measured best for `kernel`, with the caches of the machine they were

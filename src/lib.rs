@@ -28,6 +28,7 @@
 
 pub mod analysis;
 pub mod backend;
+pub mod device;
 pub mod error;
 pub mod hooks;
 pub mod model;
@@ -39,6 +40,7 @@ pub mod token_text;
 pub mod tokenizer;
 
 pub use backend::cpu::threads::set_num_threads;
+pub use device::Device;
 pub use error::{HookLensError, Result};
 pub use hooks::{
     ActivationCache, ActivationMut, HookContext, HookKind, HookPoint, HookSelector, Hooks,

@@ -435,3 +435,15 @@ fn a_target_without_its_leading_space_gets_a_hint() {
     let (ok, _, stderr) = hooklens(&[&sweep[..], &["--target", " Paris"]].concat());
     assert!(ok && !stderr.contains("hint:"), "{stderr}");
 }
+
+#[test]
+fn the_device_is_checked_before_the_model_is_loaded() {
+    // A model path that does not exist: the device error must come first.
+    let (ok, _, stderr) = hooklens(&["--device", "cuda", "--model", "/nonexistent", "hooks"]);
+    assert!(!ok && stderr.contains("no CUDA backend"), "{stderr}");
+    let (ok, _, stderr) = hooklens(&["--device", "gpu7", "--model", "/nonexistent", "hooks"]);
+    assert!(!ok && stderr.contains("unknown device `gpu7`"), "{stderr}");
+    let tiny = model("gpt2_tiny");
+    let (ok, stdout, stderr) = hooklens(&["--device", "cpu", "--model", &tiny, "hooks"]);
+    assert!(ok && stdout.contains("blocks.0.attn.hook_z"), "{stderr}");
+}

@@ -28,6 +28,7 @@ use self::layout::RowLayout;
 use self::load_clock::{LoadClock, LoadTimes};
 use self::loss::next_token_loss;
 use self::weights::{check_sizes, Weights};
+use crate::device::Device;
 use crate::error::{HookLensError, Result};
 use crate::hooks::cache::{ActivationCache, NamesFilter};
 use crate::hooks::intervention::Intervention;
@@ -119,7 +120,19 @@ impl Model {
         }))
     }
 
-    /// Loads a model from a path: an HF directory, or a `.gguf` file.
+    /// Loads a model from a path onto a device (see [`Device::parse`] for the names).
+    pub fn load_on(path: &Path, device: Device) -> Result<Self> {
+        match device {
+            Device::Cpu => Model::load(path),
+        }
+    }
+
+    /// The device the model runs on.
+    pub fn device(&self) -> Device {
+        Device::Cpu
+    }
+
+    /// Loads a model from a path onto the CPU: an HF directory, or a `.gguf` file.
     pub fn load(path: &Path) -> Result<Self> {
         if path.is_dir() {
             return Model::from_hf_dir(path);

@@ -19,7 +19,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use hooklens::model::known::{hooklens_home, resolve_model_arg, DEFAULT_MODEL};
 use hooklens::model::random::random_weights;
-use hooklens::{HookLensError, Model, ModelConfig, Result};
+use hooklens::{Device, HookLensError, Model, ModelConfig, Result};
 
 /// TransformerLens hook points at native speed.
 #[derive(Parser, Debug)]
@@ -37,6 +37,10 @@ struct Cli {
     /// kernel path runs (set one with HOOKLENS_KERNEL=avx512|avx2|portable).
     #[arg(long, short, global = true)]
     verbose: bool,
+    /// Device: cpu, or auto (the best device present; the CPU in this version, which has no
+    /// CUDA backend yet: cuda and cuda:N are refused with a message).
+    #[arg(long, global = true, default_value = "auto")]
+    device: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -160,7 +164,8 @@ fn main() -> ExitCode {
     if let Some(n) = threads {
         hooklens::set_num_threads(n);
     }
-    if let Err(e) = check_kernel_choice(cli.verbose).and_then(|()| check_outputs(&cli.command)) {
+    let checks = Device::parse(&cli.device).and_then(|_| check_kernel_choice(cli.verbose));
+    if let Err(e) = checks.and_then(|()| check_outputs(&cli.command)) {
         report_error(&e, false);
         return ExitCode::FAILURE;
     }

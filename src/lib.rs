@@ -31,6 +31,7 @@ pub mod backend;
 pub mod device;
 pub mod error;
 pub mod hooks;
+pub mod layout;
 pub mod model;
 pub mod output;
 pub mod report;

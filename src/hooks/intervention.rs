@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use super::point::{HookKind, HookPoint};
 use super::select::resolve_text;
 use crate::error::{HookLensError, Result};
+use crate::layout::RowLayout;
 use crate::model::config::ModelConfig;
-use crate::model::layout::RowLayout;
 use crate::tensor::Tensor;
 
 /// What to do to the selected slices.

@@ -6,9 +6,10 @@
 use super::intervention::ResolvedIntervention;
 use super::point::{slot_count, HookKind, HookPoint};
 use super::select::HookSelector;
+use crate::backend::{Backend, CpuBackend};
 use crate::error::{HookLensError, Result};
+use crate::layout::RowLayout;
 use crate::model::config::ModelConfig;
-use crate::model::layout::RowLayout;
 use crate::tensor::{sub_range, Tensor};
 
 /// A mutable view of an activation in the engine's own buffer.
@@ -192,18 +193,20 @@ impl<'h, 'a> SlotTable<'h, 'a> {
     }
 
     /// Runs the hooks registered at `point` on `data` (laid out as `layout`), applies the
-    /// built-in interventions, then copies the value into the cache if asked.
+    /// built-in interventions, then copies the value into the cache if asked. An empty slot
+    /// costs one indexed load on the host: the backend is not touched.
     #[inline]
-    pub(crate) fn fire(
+    pub(crate) fn fire<B: Backend>(
         &mut self,
+        backend: &B,
         point: HookPoint,
-        data: &mut [f32],
+        data: &mut B::Buf,
         layout: &RowLayout,
     ) -> Result<()> {
         if self.slots[point.slot(self.n_layers)].is_empty() {
             return Ok(());
         }
-        self.fire_slow(point, data, layout, None)
+        self.fire_slow(backend, point, data, layout, None)
     }
 
     /// [`SlotTable::fire`], with `Some(shape)` for a value whose shape is not the point's
@@ -211,24 +214,28 @@ impl<'h, 'a> SlotTable<'h, 'a> {
     /// TL's). Only hooks and the cache see such a value; interventions at it are refused by
     /// `build`.
     #[inline]
-    pub(crate) fn fire_shaped(
+    pub(crate) fn fire_shaped<B: Backend>(
         &mut self,
+        backend: &B,
         point: HookPoint,
-        data: &mut [f32],
+        data: &mut B::Buf,
         layout: &RowLayout,
         shape: Option<Vec<usize>>,
     ) -> Result<()> {
         if self.slots[point.slot(self.n_layers)].is_empty() {
             return Ok(());
         }
-        self.fire_slow(point, data, layout, shape)
+        self.fire_slow(backend, point, data, layout, shape)
     }
 
+    /// A watched slot: host closures on a host view of the buffer (the buffer itself on the
+    /// CPU), then the built-in interventions as backend kernels, then the cache copy.
     #[cold]
-    fn fire_slow(
+    fn fire_slow<B: Backend>(
         &mut self,
+        backend: &B,
         point: HookPoint,
-        data: &mut [f32],
+        data: &mut B::Buf,
         layout: &RowLayout,
         shape: Option<Vec<usize>>,
     ) -> Result<()> {
@@ -241,35 +248,41 @@ impl<'h, 'a> SlotTable<'h, 'a> {
                 slot.name
             )));
         }
-        if let Some(hooks) = self.hooks.as_deref_mut() {
+        if let (Some(hooks), false) = (self.hooks.as_deref_mut(), slot.hooks.is_empty()) {
             let ctx = HookContext {
                 name: &slot.name,
                 point,
                 shape: &shape,
             };
-            for &i in &slot.hooks {
-                let mut act = ActivationMut {
-                    data: &mut *data,
-                    shape: &shape,
-                    name: &slot.name,
-                };
-                (hooks.entries[i].1)(&mut act, &ctx)?;
-            }
+            backend.with_host_mut(data, |host| run_hooks(hooks, &slot.hooks, host, &ctx))?;
         }
         for &(seq, i) in &slot.interventions {
-            self.interventions[i].apply(data, layout, seq);
+            backend.intervene(&self.interventions[i], data, layout, seq);
         }
         if slot.cache {
-            self.cached.push((
-                point,
-                Tensor {
-                    data: data.to_vec(),
-                    shape,
-                },
-            ));
+            let data = backend.download(data);
+            self.cached.push((point, Tensor { data, shape }));
         }
         Ok(())
     }
+}
+
+/// Runs the hooks `indices` of `hooks` on one activation, in registration order.
+fn run_hooks(
+    hooks: &mut Hooks<'_>,
+    indices: &[usize],
+    data: &mut [f32],
+    ctx: &HookContext<'_>,
+) -> Result<()> {
+    for &i in indices {
+        let mut act = ActivationMut {
+            data: &mut *data,
+            shape: ctx.shape,
+            name: ctx.name,
+        };
+        (hooks.entries[i].1)(&mut act, ctx)?;
+    }
+    Ok(())
 }
 
 /// True when a per-head attention input of `layer` has anything registered.
@@ -316,7 +329,7 @@ fn check_split_layers(
 pub fn measure_empty_fire(cfg: &ModelConfig, iterations: usize) -> Result<f64> {
     let mut table = SlotTable::build(cfg, None, &[], &[], &[])?;
     let layout = RowLayout::full(1, 1);
-    let mut buf = [0.0f32; 1];
+    let mut buf = vec![0.0f32; 1];
     let points: Vec<HookPoint> = super::point::LAYER_KINDS
         .iter()
         .map(|&k| HookPoint::layer(k, 0))
@@ -324,7 +337,7 @@ pub fn measure_empty_fire(cfg: &ModelConfig, iterations: usize) -> Result<f64> {
     let start = std::time::Instant::now();
     for _ in 0..iterations {
         for &p in &points {
-            table.fire(std::hint::black_box(p), &mut buf, &layout)?;
+            table.fire(&CpuBackend, std::hint::black_box(p), &mut buf, &layout)?;
         }
     }
     Ok(start.elapsed().as_secs_f64() / (iterations * points.len()).max(1) as f64)

@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::backend::cpu::gemm::PackedMatrix;
 use crate::backend::cpu::threads::reserve_workers;
+use crate::backend::{Backend, HostMatrix, HostOrder};
 use crate::error::Result;
 
 /// Where the time of one model load went.
@@ -111,18 +111,20 @@ impl LoadClock {
         Ok((e, layers))
     }
 
-    /// The token embedding and the unembedding packed from `lm_head`, or from the embedding
+    /// The token embedding and the unembedding prepared from `lm_head`, or from the embedding
     /// itself when `lm_head` is `None` (tied).
     /// w_e: `[d_vocab, d_model]`   lm_head: `[d_vocab, d_model]`
-    pub fn embedding_pair(
+    pub fn embedding_pair<B: Backend>(
         &self,
+        backend: &B,
         w_e: Vec<f32>,
         lm_head: Option<&[f32]>,
         (d_vocab, d_model): (usize, usize),
-    ) -> (Vec<f32>, PackedMatrix) {
-        let rows = lm_head.unwrap_or(&w_e);
-        let unembed = self.pack(|| PackedMatrix::from_n_by_k(rows, d_vocab, d_model));
-        (w_e, unembed)
+    ) -> (B::Buf, B::Matrix) {
+        let data = lm_head.unwrap_or(&w_e);
+        let (k, n, order) = (d_model, d_vocab, HostOrder::NByK);
+        let unembed = self.pack(|| backend.matrix(HostMatrix { data, k, n, order }));
+        (backend.vector(w_e), unembed)
     }
 
     /// `load(i)` for every `i` in `0..n`, on the threads the budget allows (each takes the

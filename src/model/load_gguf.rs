@@ -10,9 +10,10 @@ use super::config::{Architecture, MlpKind, ModelConfig, NormKind, PositionKind};
 use super::gguf::tokenizer::tokenizer_from_gguf;
 use super::gguf::GgufFile;
 use super::load_clock::{LoadClock, LoadTimes};
-use super::load_llama::{load_llama, LlamaTensor};
+use super::load_llama::{load_llama, LlamaNames, LlamaTensor};
 use super::weights::TensorSource;
 use super::{join_loader, Model};
+use crate::backend::CpuBackend;
 use crate::error::{HookLensError, Result};
 use crate::tokenizer::Tokenizer;
 
@@ -134,7 +135,8 @@ pub fn load_gguf_model(path: &Path) -> Result<Model> {
             let t = Instant::now();
             (gguf_tokenizer(&file, &config), t.elapsed())
         });
-        let weights = load_llama(&file, &config, tied, gguf_llama_names, true, &clock);
+        let names = (gguf_llama_names as LlamaNames, true);
+        let weights = load_llama(&file, &config, tied, names, &clock, &CpuBackend);
         (weights, join_loader(tokenizer))
     });
     let model = Model::from_parts(config, weights?, tokenizer?, path.to_path_buf())?;

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use super::config::ModelConfig;
 use super::load_clock::LoadClock;
 use super::weights::{LayerWeights, TensorSource, Weights};
-use crate::backend::cpu::gemm::PackedMatrix;
+use crate::backend::{Backend, HostMatrix, HostOrder};
 use crate::error::Result;
 
 /// Splits the columns of a row-major `[rows, parts * width]` matrix into `parts` matrices of
@@ -26,12 +26,13 @@ fn split_columns(data: &[f32], rows: usize, parts: usize, width: usize) -> Vec<V
 
 /// Loads GPT-2 weights, the layers and the embedding in parallel (see
 /// [`LoadClock::par_layers`]); `tied` says whether `lm_head` shares `wte`.
-pub fn load_gpt2(
+pub fn load_gpt2<B: Backend>(
     src: &(dyn TensorSource + Sync),
     cfg: &ModelConfig,
     tied: bool,
     clock: &LoadClock,
-) -> Result<Weights> {
+    backend: &B,
+) -> Result<Weights<B>> {
     let prefix = if src.contains("transformer.wte.weight") {
         "transformer."
     } else {
@@ -46,19 +47,21 @@ pub fn load_gpt2(
             true => None,
             false => Some(read("lm_head.weight", &[cfg.d_vocab, d])?),
         };
-        Ok(clock.embedding_pair(w_e, lm_head.as_deref(), (cfg.d_vocab, d)))
+        Ok(clock.embedding_pair(backend, w_e, lm_head.as_deref(), (cfg.d_vocab, d)))
     };
     let layer = |l| {
         let t = |s: &str| name(&format!("h.{l}.{s}"));
-        load_layer(&read, &t, cfg, clock)
+        load_layer(&read, &t, cfg, clock, backend)
     };
     let ((w_e, unembed), layers) = clock.par_layers(cfg.n_layers, embedding, layer)?;
+    let vector =
+        |name: &str, shape: &[usize]| read(name, shape).map(|v| backend.vector(v.into_owned()));
     Ok(Weights {
         w_e,
-        w_pos: Some(read(&name("wpe.weight"), &[cfg.n_ctx, d])?.into_owned()),
+        w_pos: Some(vector(&name("wpe.weight"), &[cfg.n_ctx, d])?),
         layers,
-        ln_final_w: read(&name("ln_f.weight"), &[d])?.into_owned(),
-        ln_final_b: Some(read(&name("ln_f.bias"), &[d])?.into_owned()),
+        ln_final_w: vector(&name("ln_f.weight"), &[d])?,
+        ln_final_b: Some(vector(&name("ln_f.bias"), &[d])?),
         unembed,
         b_u: None,
     })
@@ -69,28 +72,34 @@ type ReadTensor<'a> = &'a dyn Fn(&str, &[usize]) -> Result<Cow<'a, [f32]>>;
 
 /// Reads and packs one layer; `read` reads a tensor by name with its shape, `t` gives the
 /// full name of one of the layer's tensors.
-fn load_layer<'a>(
+fn load_layer<'a, B: Backend>(
     read: ReadTensor<'a>,
     t: &dyn Fn(&str) -> String,
     cfg: &ModelConfig,
     clock: &LoadClock,
-) -> Result<LayerWeights> {
+    backend: &B,
+) -> Result<LayerWeights<B>> {
     let d = cfg.d_model;
     // Conv1D weights are [in, out] already.
-    let packed = |name: &str, k: usize, n: usize| -> Result<PackedMatrix> {
+    let prepare = |data: &[f32], k: usize, n: usize| {
+        let order = HostOrder::KByN;
+        backend.matrix(HostMatrix { data, k, n, order })
+    };
+    let packed = |name: &str, k: usize, n: usize| -> Result<B::Matrix> {
         let w = read(name, &[k, n])?;
-        Ok(clock.pack(|| PackedMatrix::from_k_by_n(&w, k, n)))
+        Ok(clock.pack(|| prepare(&w, k, n)))
     };
     let c_attn = read(&t("attn.c_attn.weight"), &[d, 3 * d])?;
     let (w_q, w_k, w_v) = clock.pack(|| {
         let mut qkv = split_columns(&c_attn, d, 3, d).into_iter();
-        let mut next = || PackedMatrix::from_k_by_n(&qkv.next().unwrap_or_default(), d, d);
+        let mut next = || prepare(&qkv.next().unwrap_or_default(), d, d);
         (next(), next(), next())
     });
     let c_attn_b = read(&t("attn.c_attn.bias"), &[3 * d])?;
     let mut qkv_b = split_columns(&c_attn_b, 1, 3, d).into_iter();
-    let vector = |name: &str, len: usize| read(name, &[len]).map(Cow::into_owned);
-    let mut next_b = || qkv_b.next();
+    let vector =
+        |name: &str, len: usize| read(name, &[len]).map(|v| backend.vector(v.into_owned()));
+    let mut next_b = || qkv_b.next().map(|b| backend.vector(b));
     let (b_q, b_k, b_v) = (next_b(), next_b(), next_b());
     Ok(LayerWeights {
         ln1_w: vector(&t("ln_1.weight"), d)?,

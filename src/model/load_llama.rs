@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use super::config::ModelConfig;
 use super::load_clock::LoadClock;
 use super::weights::{LayerWeights, TensorSource, Weights};
-use crate::backend::cpu::gemm::PackedMatrix;
+use crate::backend::{Backend, HostMatrix, HostOrder};
 use crate::error::Result;
 
 /// One Llama tensor, independent of the file format's naming.
@@ -90,14 +90,14 @@ pub fn unpermute_rows(data: &[f32], n_heads: usize, d_head: usize, cols: usize) 
 
 /// Loads Llama weights, the layers and the embedding in parallel (see [`LoadClock::par_layers`]).
 /// `unpermute_qk` is true for GGUF files written by llama.cpp's converter.
-pub fn load_llama(
+pub fn load_llama<B: Backend>(
     src: &(dyn TensorSource + Sync),
     cfg: &ModelConfig,
     tied: bool,
-    names: LlamaNames,
-    unpermute_qk: bool,
+    (names, unpermute_qk): (LlamaNames, bool),
     clock: &LoadClock,
-) -> Result<Weights> {
+    backend: &B,
+) -> Result<Weights<B>> {
     let d = cfg.d_model;
     let read =
         |t: LlamaTensor, shape: &[usize]| clock.dequantize(|| src.read_shaped(&names(t), shape));
@@ -107,15 +107,15 @@ pub fn load_llama(
             true => None,
             false => Some(read(LlamaTensor::LmHead, &[cfg.d_vocab, d])?),
         };
-        Ok(clock.embedding_pair(w_e, lm_head.as_deref(), (cfg.d_vocab, d)))
+        Ok(clock.embedding_pair(backend, w_e, lm_head.as_deref(), (cfg.d_vocab, d)))
     };
-    let layer = |l| load_layer(src, cfg, (names, unpermute_qk), l, clock);
+    let layer = |l| load_layer(src, cfg, (names, unpermute_qk), l, (clock, backend));
     let ((w_e, unembed), layers) = clock.par_layers(cfg.n_layers, embedding, layer)?;
     Ok(Weights {
         w_e,
         w_pos: None,
         layers,
-        ln_final_w: read(LlamaTensor::FinalNorm, &[d])?.into_owned(),
+        ln_final_w: backend.vector(read(LlamaTensor::FinalNorm, &[d])?.into_owned()),
         ln_final_b: None,
         unembed,
         b_u: None,
@@ -123,42 +123,49 @@ pub fn load_llama(
 }
 
 /// Reads, dequantises and packs the weights of layer `l`.
-fn load_layer(
+fn load_layer<B: Backend>(
     src: &(dyn TensorSource + Sync),
     cfg: &ModelConfig,
     (names, unpermute_qk): (LlamaNames, bool),
     l: usize,
-    clock: &LoadClock,
-) -> Result<LayerWeights> {
+    (clock, backend): (&LoadClock, &B),
+) -> Result<LayerWeights<B>> {
     use LlamaTensor::*;
     let d = cfg.d_model;
     let q_out = cfg.n_heads * cfg.d_head;
     let kv_out = cfg.n_kv_heads * cfg.d_head;
     let read =
         |t: LlamaTensor, shape: &[usize]| clock.dequantize(|| src.read_shaped(&names(t), shape));
-    let optional =
-        |t: LlamaTensor, shape: &[usize]| clock.dequantize(|| src.read_optional(&names(t), shape));
-    // Packs an [out, in] linear weight as the [in, out] map.
-    let linear = |t: LlamaTensor, out: usize, inp: usize| -> Result<PackedMatrix> {
-        let w = read(t, &[out, inp])?;
-        Ok(clock.pack(|| PackedMatrix::from_n_by_k(&w, out, inp)))
+    let optional = |t: LlamaTensor, shape: &[usize]| {
+        let v = clock.dequantize(|| src.read_optional(&names(t), shape))?;
+        Ok::<_, crate::error::HookLensError>(v.map(|v| backend.vector(v)))
     };
-    let qk = |t: LlamaTensor, heads: usize| -> Result<PackedMatrix> {
+    let vector = |t: LlamaTensor| read(t, &[d]).map(|v| backend.vector(v.into_owned()));
+    // Prepares an [out, in] linear weight as the [in, out] map.
+    let prepare = |data: &[f32], n: usize, k: usize| {
+        let order = HostOrder::NByK;
+        clock.pack(|| backend.matrix(HostMatrix { data, k, n, order }))
+    };
+    let linear = |t: LlamaTensor, out: usize, inp: usize| -> Result<B::Matrix> {
+        Ok(prepare(&read(t, &[out, inp])?, out, inp))
+    };
+    let qk = |t: LlamaTensor, heads: usize| -> Result<B::Matrix> {
         let mut w = read(t, &[heads * cfg.d_head, d])?;
         if unpermute_qk {
             w = Cow::Owned(unpermute_rows(&w, heads, cfg.d_head, d));
         }
-        Ok(clock.pack(|| PackedMatrix::from_n_by_k(&w, heads * cfg.d_head, d)))
+        Ok(prepare(&w, heads * cfg.d_head, d))
     };
-    let qk_bias = |t: LlamaTensor, heads: usize| -> Result<Option<Vec<f32>>> {
-        let b = optional(t, &[heads * cfg.d_head])?;
+    let qk_bias = |t: LlamaTensor, heads: usize| -> Result<Option<B::Buf>> {
+        let b = clock.dequantize(|| src.read_optional(&names(t), &[heads * cfg.d_head]))?;
         Ok(match (b, unpermute_qk) {
             (Some(b), true) => Some(unpermute_rows(&b, heads, cfg.d_head, 1)),
             (b, _) => b,
-        })
+        }
+        .map(|b| backend.vector(b)))
     };
     Ok(LayerWeights {
-        ln1_w: read(AttnNorm(l), &[d])?.into_owned(),
+        ln1_w: vector(AttnNorm(l))?,
         ln1_b: None,
         w_q: qk(Q(l), cfg.n_heads)?,
         b_q: qk_bias(QBias(l), cfg.n_heads)?,
@@ -168,7 +175,7 @@ fn load_layer(
         b_v: optional(VBias(l), &[kv_out])?,
         w_o: linear(O(l), d, q_out)?,
         b_o: None,
-        ln2_w: read(FfnNorm(l), &[d])?.into_owned(),
+        ln2_w: vector(FfnNorm(l))?,
         ln2_b: None,
         w_in: linear(Up(l), cfg.d_mlp, d)?,
         b_in: None,

@@ -1,12 +1,14 @@
 //! Model description, weight loading and the forward pass.
 
-pub mod arena;
+pub(crate) mod arena;
 pub mod config;
-pub mod forward;
+pub(crate) mod engine;
+pub(crate) mod forward;
 pub mod gguf;
 pub mod hf_config;
 pub mod input;
 pub mod known;
+pub mod kv_cache;
 pub mod layout;
 pub mod load_clock;
 pub mod load_gguf;
@@ -22,12 +24,13 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use self::config::{Architecture, ModelConfig};
-use self::forward::{LogitRows, PassInput, PassPlan};
+use self::engine::{Engine, Loaded};
+use self::forward::{LogitRows, PassInput};
 use self::input::{Input, LogitPositions, Output, ReturnType, RunOptions, TokenBatch};
-use self::layout::RowLayout;
 use self::load_clock::{LoadClock, LoadTimes};
 use self::loss::next_token_loss;
-use self::weights::{check_sizes, Weights};
+use self::weights::Weights;
+use crate::backend::CpuBackend;
 use crate::device::Device;
 use crate::error::{HookLensError, Result};
 use crate::hooks::cache::{ActivationCache, NamesFilter};
@@ -40,7 +43,7 @@ use crate::tokenizer::Tokenizer;
 /// A loaded model: configuration, f32 weights and (usually) a tokenizer.
 pub struct Model {
     config: ModelConfig,
-    weights: Weights,
+    loaded: Loaded,
     tokenizer: Option<Tokenizer>,
     source: PathBuf,
     /// Where the load's time went (`None` for a model assembled from parts).
@@ -56,10 +59,10 @@ impl Model {
         source: PathBuf,
     ) -> Result<Self> {
         config.validate()?;
-        check_sizes(&weights, &config)?;
+        let engine = Engine::new(CpuBackend, weights, &config)?;
         Ok(Model {
             config,
-            weights,
+            loaded: Loaded::Cpu(engine),
             tokenizer,
             source,
             load_times: None,
@@ -98,15 +101,15 @@ impl Model {
             });
             let weights = match cfg.architecture {
                 Architecture::Gpt2 => {
-                    load_gpt2::load_gpt2(&src, &cfg, hf.tie_word_embeddings, &clock)
+                    load_gpt2::load_gpt2(&src, &cfg, hf.tie_word_embeddings, &clock, &CpuBackend)
                 }
                 Architecture::Llama => load_llama::load_llama(
                     &src,
                     &cfg,
                     hf.tie_word_embeddings,
-                    load_llama::hf_llama_names,
-                    false,
+                    (load_llama::hf_llama_names, false),
                     &clock,
+                    &CpuBackend,
                 ),
             };
             (weights, join_loader(tokenizer))
@@ -157,9 +160,16 @@ impl Model {
         &self.config
     }
 
-    /// The weights.
+    /// The weights as the CPU backend holds them (the only backend in this version).
     pub fn weights(&self) -> &Weights {
-        &self.weights
+        match &self.loaded {
+            Loaded::Cpu(engine) => &engine.weights,
+        }
+    }
+
+    /// The engine, for the sweep engine's execution (generic over the backend).
+    pub(crate) fn loaded(&self) -> &Loaded {
+        &self.loaded
     }
 
     /// Where the model was loaded from.
@@ -280,20 +290,14 @@ impl Model {
             (ReturnType::Logits, LogitPositions::Last) => LogitRows::LastOfEachSeq,
             _ => LogitRows::All,
         };
-        let plan = PassPlan {
-            input: match input {
-                Input::Tokens(t) => PassInput::Tokens(t),
-                Input::Residual { resid, .. } => PassInput::Residual(&resid.data),
-            },
-            layout: RowLayout::full(batch, seq),
-            layers: (start, stop),
-            kv_prefix: None,
-            final_positions: None,
-            logits,
-            joiners: &[],
-            after_block: None,
+        let pass_input = match input {
+            Input::Tokens(t) => PassInput::Tokens(t),
+            Input::Residual { resid, .. } => PassInput::Residual(&resid.data),
         };
-        let pass = forward::run_pass(cfg, &self.weights, &plan, &mut slots)?;
+        let shape = (batch, seq, (start, stop));
+        let pass = match &self.loaded {
+            Loaded::Cpu(e) => e.plain_pass(cfg, pass_input, shape, logits, &mut slots, None)?,
+        };
         let mut out = Output {
             residual: pass.resid.map(|data| Tensor {
                 data,

@@ -3,7 +3,7 @@
 
 use super::config::{Architecture, MlpKind, ModelConfig, NormKind, PositionKind};
 use super::weights::{LayerWeights, Weights};
-use crate::backend::cpu::gemm::PackedMatrix;
+use crate::backend::{Backend, CpuBackend, HostMatrix, HostOrder};
 use crate::sweep::noise::Gaussian;
 
 impl ModelConfig {
@@ -53,9 +53,23 @@ impl ModelConfig {
 /// Gaussian weights (std 0.02, norms 1, biases 0.01 std where the architecture has them),
 /// tied unembedding.
 pub fn random_weights(cfg: &ModelConfig, seed: u64) -> Weights {
+    random_weights_on(&CpuBackend, cfg, seed)
+}
+
+/// [`random_weights`] prepared for any backend (the same values for the same seed).
+pub fn random_weights_on<B: Backend>(backend: &B, cfg: &ModelConfig, seed: u64) -> Weights<B> {
     let mut g = Gaussian::new(seed);
     let mut mat = |n: usize, std: f32| -> Vec<f32> { (0..n).map(|_| std * g.sample()).collect() };
-    let pack = |w: Vec<f32>, k: usize, n: usize| PackedMatrix::from_k_by_n(&w, k, n);
+    let order = HostOrder::KByN;
+    let pack = |data: Vec<f32>, k: usize, n: usize| {
+        backend.matrix(HostMatrix {
+            data: &data,
+            k,
+            n,
+            order,
+        })
+    };
+    let vec = |v: Vec<f32>| backend.vector(v);
     let (d, q, kv) = (
         cfg.d_model,
         cfg.n_heads * cfg.d_head,
@@ -64,7 +78,7 @@ pub fn random_weights(cfg: &ModelConfig, seed: u64) -> Weights {
     let biased = cfg.architecture == Architecture::Gpt2;
     let layers = (0..cfg.n_layers)
         .map(|_| {
-            let mut bias = |n: usize| biased.then(|| mat(n, 0.01));
+            let mut bias = |n: usize| biased.then(|| vec(mat(n, 0.01)));
             let (b_q, b_k, b_v, b_o, b_in, b_out) = (
                 bias(q),
                 bias(kv),
@@ -74,8 +88,8 @@ pub fn random_weights(cfg: &ModelConfig, seed: u64) -> Weights {
                 bias(d),
             );
             LayerWeights {
-                ln1_w: vec![1.0; d],
-                ln1_b: biased.then(|| vec![0.0; d]),
+                ln1_w: vec(vec![1.0; d]),
+                ln1_b: biased.then(|| vec(vec![0.0; d])),
                 w_q: pack(mat(d * q, 0.02), d, q),
                 b_q,
                 w_k: pack(mat(d * kv, 0.02), d, kv),
@@ -84,8 +98,8 @@ pub fn random_weights(cfg: &ModelConfig, seed: u64) -> Weights {
                 b_v,
                 w_o: pack(mat(q * d, 0.02), q, d),
                 b_o,
-                ln2_w: vec![1.0; d],
-                ln2_b: biased.then(|| vec![0.0; d]),
+                ln2_w: vec(vec![1.0; d]),
+                ln2_b: biased.then(|| vec(vec![0.0; d])),
                 w_in: pack(mat(d * cfg.d_mlp, 0.02), d, cfg.d_mlp),
                 b_in,
                 w_gate: cfg
@@ -97,13 +111,19 @@ pub fn random_weights(cfg: &ModelConfig, seed: u64) -> Weights {
         })
         .collect();
     let w_e = mat(cfg.d_vocab * d, 0.02);
-    let unembed = PackedMatrix::from_n_by_k(&w_e, cfg.d_vocab, d);
+    let (k, n, order) = (d, cfg.d_vocab, HostOrder::NByK);
+    let unembed = backend.matrix(HostMatrix {
+        data: &w_e,
+        k,
+        n,
+        order,
+    });
     Weights {
-        w_e,
-        w_pos: (cfg.positions == PositionKind::Learned).then(|| mat(cfg.n_ctx * d, 0.01)),
+        w_e: vec(w_e),
+        w_pos: (cfg.positions == PositionKind::Learned).then(|| vec(mat(cfg.n_ctx * d, 0.01))),
         layers,
-        ln_final_w: vec![1.0; d],
-        ln_final_b: biased.then(|| vec![0.0; d]),
+        ln_final_w: vec(vec![1.0; d]),
+        ln_final_b: biased.then(|| vec(vec![0.0; d])),
         unembed,
         b_u: None,
     }

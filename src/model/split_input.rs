@@ -5,42 +5,36 @@
 //! that head. Runs only in layers where one of those points is watched (opt-in); the plain
 //! path computes `ln1` once.
 
-use super::config::ModelConfig;
-use super::forward::{apply_norm, NormStep};
-use super::layout::RowLayout;
-use super::weights::LayerWeights;
-use crate::backend::cpu::gemm::{gemm, PackedMatrix};
+use super::forward::{apply_norm, Ctx, NormStep, State};
+use crate::backend::{Backend, Epilogue};
 use crate::error::Result;
 use crate::hooks::point::{HookKind, HookPoint};
-use crate::hooks::registry::SlotTable;
+use crate::layout::RowLayout;
 
 /// Computes the layer's queries, keys and values (before rotary) from per-head inputs,
 /// firing `hook_attn_in`, the three per-head inputs and `ln1` (once per input, with TL's
-/// per-head shapes), in TL's order.
-/// resid: // [rows, d_model]   q: // [rows, n_heads * d_head]   k, v: // [rows, n_kv_heads * d_head]
-pub(crate) fn split_attention_inputs(
-    cfg: &ModelConfig,
-    w: &LayerWeights,
+/// per-head shapes), in TL's order. Reads `st.a.resid`; writes `st.a.q`, `k`, `v`.
+pub(crate) fn split_attention_inputs<B: Backend>(
+    ctx: &mut Ctx<'_, '_, '_, B>,
+    st: &mut State<B>,
     layer: usize,
-    resid: &[f32],
-    (q, k, v): (&mut [f32], &mut [f32], &mut [f32]),
-    layout: &RowLayout,
-    slots: &mut SlotTable<'_, '_>,
 ) -> Result<()> {
     let at = |kind| HookPoint::layer(kind, layer);
+    let (b, cfg) = (ctx.b, ctx.cfg);
     let (n_q, n_kv, d) = (cfg.n_heads, cfg.n_kv_heads, cfg.d_model);
+    let layout = &st.rows.layout;
     // hook_attn_in exists only without grouped-query attention (n_kv == n_q), so its copy
     // feeds every input. // [rows, n_heads, d_model]
     let attn_in = if HookKind::AttnIn.exists_for(cfg) {
-        let mut x = per_head(resid, n_q, d);
-        slots.fire(at(HookKind::AttnIn), &mut x, layout)?;
+        let mut x = b.repeat_per_head(&st.a.resid, n_q, d);
+        ctx.fire(at(HookKind::AttnIn), &mut x, layout)?;
         Some(x)
     } else {
         None
     };
     let input = |heads: usize| match &attn_in {
         Some(x) => x.clone(),
-        None => per_head(resid, heads, d),
+        None => b.repeat_per_head(&st.a.resid, heads, d),
     };
     // [rows, heads, d_model] each, heads = n_heads for q, n_kv_heads for k and v
     let mut inputs = [
@@ -49,76 +43,55 @@ pub(crate) fn split_attention_inputs(
         (HookKind::VInput, n_kv, input(n_kv)),
     ];
     for (kind, _, x) in &mut inputs {
-        slots.fire(at(*kind), x, layout)?;
+        ctx.fire(at(*kind), x, layout)?;
     }
+    let w = &ctx.weights.layers[layer];
+    let a = &mut st.a;
     let projections = [
-        (&w.w_q, w.b_q.as_deref(), q),
-        (&w.w_k, w.b_k.as_deref(), k),
-        (&w.w_v, w.b_v.as_deref(), v),
+        (&w.w_q, w.b_q.as_ref(), &mut a.q),
+        (&w.w_k, w.b_k.as_ref(), &mut a.k),
+        (&w.w_v, w.b_v.as_ref(), &mut a.v),
     ];
     for ((_, heads, x), (matrix, bias, out)) in inputs.iter().zip(projections) {
-        let normed = ln1_per_head(cfg, w, layer, x, *heads, layout, slots)?;
-        project_per_head(&normed, *heads, d, (matrix, bias), cfg.d_head, out);
+        let normed = ln1_per_head(ctx, layer, x, *heads, layout)?;
+        // One product of every (row, head) input with the whole matrix, of which each row
+        // keeps its own head's columns (the work of one product per head).
+        let n_inputs = b.len(&normed) / d; // rows * heads
+        let mut product = b.zeros(n_inputs * heads * cfg.d_head); // [rows, heads, heads * d_head]
+        b.linear(
+            &normed,
+            n_inputs,
+            matrix,
+            bias,
+            Epilogue::Store,
+            &mut product,
+        );
+        b.own_head_columns(&product, *heads, cfg.d_head, out);
     }
     Ok(())
-}
-
-/// The residual copied once per head. resid: // [rows, d_model] -> // [rows, heads, d_model]
-fn per_head(resid: &[f32], heads: usize, d: usize) -> Vec<f32> {
-    let mut out = Vec::with_capacity(resid.len() * heads);
-    for row in resid.chunks_exact(d) {
-        for _ in 0..heads {
-            out.extend_from_slice(row);
-        }
-    }
-    out
 }
 
 /// `ln1` of every head's input, firing `ln1.hook_scale` `[batch, pos, heads, 1]` and
 /// `ln1.hook_normalized` `[batch, pos, heads, d_model]`.
 /// x: // [rows, heads, d_model] -> // [rows, heads, d_model]
-fn ln1_per_head(
-    cfg: &ModelConfig,
-    w: &LayerWeights,
+fn ln1_per_head<B: Backend>(
+    ctx: &mut Ctx<'_, '_, '_, B>,
     layer: usize,
-    x: &[f32],
+    x: &B::Buf,
     heads: usize,
     layout: &RowLayout,
-    slots: &mut SlotTable<'_, '_>,
-) -> Result<Vec<f32>> {
+) -> Result<B::Buf> {
+    let w = &ctx.weights.layers[layer];
     let step = NormStep {
         scale_hook: HookPoint::layer(HookKind::Ln1Scale, layer),
         normalized_hook: HookPoint::layer(HookKind::Ln1Normalized, layer),
         w: &w.ln1_w,
-        b: w.ln1_b.as_deref(),
+        b: w.ln1_b.as_ref(),
         heads: Some(heads),
     };
-    let mut normed = vec![0.0f32; x.len()]; // [rows, heads, d_model]
-    let mut scale = vec![0.0f32; x.len() / cfg.d_model]; // [rows, heads]
-    apply_norm(cfg, step, x, &mut normed, &mut scale, layout, slots)?;
+    let len = ctx.b.len(x);
+    let mut normed = ctx.b.zeros(len); // [rows, heads, d_model]
+    let mut scale = ctx.b.zeros(len / ctx.cfg.d_model); // [rows, heads]
+    apply_norm(ctx, step, x, (&mut normed, &mut scale), layout)?;
     Ok(normed)
-}
-
-/// Each head's slice of the projection, from that head's own input: head `h` of `out` is
-/// `normed[:, h, :] @ W[:, h] + b[h]`. One product of every (row, head) input with the whole
-/// matrix, of which each row keeps its own head's columns (the packed weights serve as they
-/// are; the work is that of one product per head).
-/// normed: // [rows, heads, d_model]   out: // [rows, heads * d_head]
-fn project_per_head(
-    normed: &[f32],
-    heads: usize,
-    d: usize,
-    (matrix, bias): (&PackedMatrix, Option<&[f32]>),
-    d_head: usize,
-    out: &mut [f32],
-) {
-    let inputs = normed.len() / d; // rows * heads
-    let width = heads * d_head;
-    let mut product = vec![0.0f32; inputs * width]; // [rows, heads, heads * d_head]
-    gemm(normed, inputs, matrix, bias, &mut product);
-    for (i, src) in product.chunks_exact(width).enumerate() {
-        let (r, h) = (i / heads, i % heads);
-        let cols = h * d_head..(h + 1) * d_head;
-        out[r * width..][cols.clone()].copy_from_slice(&src[cols]);
-    }
 }

@@ -1,70 +1,71 @@
 //! The model's weights in f32, in the layouts the forward pass reads. Linear maps are
 //! `[in, out]` (TL's `W_Q`, `W_in`, ... with heads flattened into the output axis), so
-//! `y = x @ W`, packed once at load into the GEMM's panel layout ([`PackedMatrix`]).
+//! `y = x @ W`, prepared once at load by the backend (the CPU packs them into the GEMM's
+//! panel layout). `Weights` without a parameter are the CPU's.
 
 use std::borrow::Cow;
 use std::path::Path;
 
 use super::config::ModelConfig;
-use crate::backend::cpu::gemm::PackedMatrix;
+use crate::backend::{Backend, CpuBackend};
 use crate::error::{HookLensError, Result};
 
-/// Weights of one transformer block.
+/// Weights of one transformer block, prepared for backend `B`.
 #[derive(Clone, Debug)]
-pub struct LayerWeights {
+pub struct LayerWeights<B: Backend = CpuBackend> {
     /// First norm weight. `[d_model]`
-    pub ln1_w: Vec<f32>,
+    pub ln1_w: B::Buf,
     /// First norm bias (LayerNorm only). `[d_model]`
-    pub ln1_b: Option<Vec<f32>>,
+    pub ln1_b: Option<B::Buf>,
     /// Query projection. `[d_model, n_heads * d_head]`
-    pub w_q: PackedMatrix,
+    pub w_q: B::Matrix,
     /// Query bias. `[n_heads * d_head]`
-    pub b_q: Option<Vec<f32>>,
+    pub b_q: Option<B::Buf>,
     /// Key projection. `[d_model, n_kv_heads * d_head]`
-    pub w_k: PackedMatrix,
+    pub w_k: B::Matrix,
     /// Key bias. `[n_kv_heads * d_head]`
-    pub b_k: Option<Vec<f32>>,
+    pub b_k: Option<B::Buf>,
     /// Value projection. `[d_model, n_kv_heads * d_head]`
-    pub w_v: PackedMatrix,
+    pub w_v: B::Matrix,
     /// Value bias. `[n_kv_heads * d_head]`
-    pub b_v: Option<Vec<f32>>,
+    pub b_v: Option<B::Buf>,
     /// Output projection. `[n_heads * d_head, d_model]`
-    pub w_o: PackedMatrix,
+    pub w_o: B::Matrix,
     /// Output bias. `[d_model]`
-    pub b_o: Option<Vec<f32>>,
+    pub b_o: Option<B::Buf>,
     /// Second norm weight. `[d_model]`
-    pub ln2_w: Vec<f32>,
+    pub ln2_w: B::Buf,
     /// Second norm bias (LayerNorm only). `[d_model]`
-    pub ln2_b: Option<Vec<f32>>,
+    pub ln2_b: Option<B::Buf>,
     /// MLP input (GPT-2 `c_fc`, Llama `up_proj`). `[d_model, d_mlp]`
-    pub w_in: PackedMatrix,
+    pub w_in: B::Matrix,
     /// MLP input bias. `[d_mlp]`
-    pub b_in: Option<Vec<f32>>,
+    pub b_in: Option<B::Buf>,
     /// Gate projection (gated MLPs only). `[d_model, d_mlp]`
-    pub w_gate: Option<PackedMatrix>,
+    pub w_gate: Option<B::Matrix>,
     /// MLP output. `[d_mlp, d_model]`
-    pub w_out: PackedMatrix,
+    pub w_out: B::Matrix,
     /// MLP output bias. `[d_model]`
-    pub b_out: Option<Vec<f32>>,
+    pub b_out: Option<B::Buf>,
 }
 
-/// All weights of a model.
+/// All weights of a model, prepared for backend `B`.
 #[derive(Clone, Debug)]
-pub struct Weights {
+pub struct Weights<B: Backend = CpuBackend> {
     /// Token embedding. `[d_vocab, d_model]`
-    pub w_e: Vec<f32>,
+    pub w_e: B::Buf,
     /// Learned position embedding (GPT-2). `[n_ctx, d_model]`
-    pub w_pos: Option<Vec<f32>>,
+    pub w_pos: Option<B::Buf>,
     /// The blocks.
-    pub layers: Vec<LayerWeights>,
+    pub layers: Vec<LayerWeights<B>>,
     /// Final norm weight. `[d_model]`
-    pub ln_final_w: Vec<f32>,
+    pub ln_final_w: B::Buf,
     /// Final norm bias (LayerNorm only). `[d_model]`
-    pub ln_final_b: Option<Vec<f32>>,
+    pub ln_final_b: Option<B::Buf>,
     /// Unembedding `W_U` (the token embedding again when tied). `[d_model, d_vocab]`
-    pub unembed: PackedMatrix,
+    pub unembed: B::Matrix,
     /// Unembedding bias. `[d_vocab]`
-    pub b_u: Option<Vec<f32>>,
+    pub b_u: Option<B::Buf>,
 }
 
 /// Somewhere tensors can be read from by name (a safetensors file, a GGUF file).
@@ -120,25 +121,24 @@ pub fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 }
 
 /// Checks that every tensor has the shape the configuration implies; used after any loader.
-pub fn check_sizes(w: &Weights, cfg: &ModelConfig) -> Result<()> {
+pub fn check_sizes<B: Backend>(backend: &B, w: &Weights<B>, cfg: &ModelConfig) -> Result<()> {
     let q = cfg.n_heads * cfg.d_head;
     let kv = cfg.n_kv_heads * cfg.d_head;
     let d = cfg.d_model;
-    let check = |what: &str, m: &PackedMatrix, k: usize, n: usize| {
-        if (m.k(), m.n()) == (k, n) {
+    let check = |what: &str, m: &B::Matrix, k: usize, n: usize| {
+        let (mk, mn) = backend.matrix_shape(m);
+        if (mk, mn) == (k, n) {
             Ok(())
         } else {
             Err(HookLensError::config(format!(
-                "weight {what} is [{}, {}], expected [{k}, {n}]",
-                m.k(),
-                m.n()
+                "weight {what} is [{mk}, {mn}], expected [{k}, {n}]"
             )))
         }
     };
-    if w.w_e.len() != cfg.d_vocab * d {
+    if backend.len(&w.w_e) != cfg.d_vocab * d {
         return Err(HookLensError::config(format!(
             "W_E has {} values, expected {}",
-            w.w_e.len(),
+            backend.len(&w.w_e),
             cfg.d_vocab * d
         )));
     }

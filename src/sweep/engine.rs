@@ -13,16 +13,14 @@
 
 use std::time::Instant;
 
+use super::execute::sweep_on;
 use super::metric::Metric;
 use crate::error::{HookLensError, Result};
-use crate::hooks::intervention::{Intervention, ResolvedIntervention};
-use crate::hooks::point::{HookKind, HookPoint};
-use crate::hooks::registry::SlotTable;
-use crate::hooks::{HookSelector, NamesFilter};
-use crate::model::config::{ModelConfig, PositionKind};
-use crate::model::forward::{run_pass, Joiner, KvPrefix, LogitRows, PassInput, PassPlan};
+use crate::hooks::intervention::Intervention;
+use crate::model::arena::ArenaLens;
+use crate::model::config::ModelConfig;
+use crate::model::engine::Loaded;
 use crate::model::input::{Input, ReturnType, RunOptions, TokenBatch};
-use crate::model::layout::RowLayout;
 use crate::model::Model;
 
 /// A run that variants branch from: tokens plus interventions of its own (a corruption).
@@ -93,21 +91,9 @@ pub struct SweepOutcome {
     pub stats: SweepStats,
 }
 
-/// Where a variant starts: 0 = at the embedding, L + 1 = at block L, n_layers + 1 = at the
-/// final norm.
-fn stage_of(point: &HookPoint, n_layers: usize) -> usize {
-    match (point.kind, point.layer) {
-        (HookKind::Embed | HookKind::PosEmbed, _) => 0,
-        (HookKind::LnFinalScale | HookKind::LnFinalNormalized | HookKind::Unembed, _) => {
-            n_layers + 1
-        }
-        (_, layer) => layer.unwrap_or(0) + 1,
-    }
-}
-
 /// FLOPs of one pass over `rows` rows of `seq_len`-token sequences for `layers` blocks, with
 /// `logit_rows` rows unembedded.
-fn pass_flops(
+pub(super) fn pass_flops(
     cfg: &ModelConfig,
     rows: usize,
     layers: usize,
@@ -124,28 +110,6 @@ fn pass_flops(
     // Attention: scores and mixing over seq_len / 2 keys per query on average (causal).
     let attn = 2 * q * seq_len;
     (layers * rows * (per_row + attn)) as f64 + (2 * logit_rows * d * cfg.d_vocab) as f64
-}
-
-/// Bytes of the activation arena for a pass.
-fn arena_bytes(cfg: &ModelConfig, rows: usize, seqs: usize, seq_len: usize) -> usize {
-    let (d, q, kv) = (
-        cfg.d_model,
-        cfg.n_heads * cfg.d_head,
-        cfg.n_kv_heads * cfg.d_head,
-    );
-    let per_row = 4 * d + 2 * q + 2 * kv + cfg.n_heads * seq_len + 2 * cfg.d_mlp + 1;
-    4 * (rows * per_row + 2 * seqs * seq_len * kv)
-}
-
-/// What the base pass keeps.
-struct BaseRuns {
-    /// Logits at every position. // [bases][seq_len * d_vocab]
-    logits: Vec<Vec<f32>>,
-    /// Residual entering each block. // [layer][bases * seq_len * d_model]
-    resid_pre: Vec<Vec<f32>>,
-    /// Residual after the last block. // [bases * seq_len * d_model]
-    resid_final: Vec<f32>,
-    kv: KvPrefix,
 }
 
 fn check_inputs(
@@ -191,105 +155,8 @@ fn check_inputs(
     Ok(seq_len)
 }
 
-fn run_bases(model: &Model, bases: &[Base], stats: &mut SweepStats) -> Result<BaseRuns> {
-    let cfg = model.config();
-    let n = cfg.n_layers;
-    let rows: Vec<Vec<u32>> = bases.iter().map(|b| b.tokens.clone()).collect();
-    let tokens = TokenBatch::from_rows(&rows)?;
-    let seq_len = tokens.seq();
-    let k_kind = match cfg.positions {
-        PositionKind::Rotary { .. } => HookKind::RotK,
-        PositionKind::Learned => HookKind::K,
-    };
-    let mut keep: Vec<HookSelector> = Vec::new();
-    for l in 0..n {
-        for kind in [HookKind::ResidPre, k_kind, HookKind::V] {
-            keep.push(HookPoint::layer(kind, l).into());
-        }
-    }
-    keep.push(HookPoint::layer(HookKind::ResidPost, n - 1).into());
-    let interventions: Vec<(usize, Intervention)> = bases
-        .iter()
-        .enumerate()
-        .flat_map(|(i, b)| b.interventions.iter().map(move |iv| (i, iv.clone())))
-        .collect();
-    let (out, cache) = model.run_with_interventions(
-        Input::Tokens(&tokens),
-        None,
-        Some(&NamesFilter::Names(keep)),
-        &interventions,
-        &RunOptions::returning(ReturnType::Logits),
-    )?;
-    let cache = cache.ok_or_else(|| HookLensError::input("base pass returned no cache"))?;
-    stats.passes += 1;
-    stats.flops += pass_flops(
-        cfg,
-        tokens.batch() * seq_len,
-        n,
-        tokens.batch() * seq_len,
-        seq_len,
-    );
-    stats.peak_arena_bytes = stats.peak_arena_bytes.max(arena_bytes(
-        cfg,
-        tokens.batch() * seq_len,
-        tokens.batch(),
-        seq_len,
-    ));
-    let take =
-        |kind, l| -> Result<Vec<f32>> { Ok(cache.get(HookPoint::layer(kind, l))?.data.clone()) };
-    let kv_width = cfg.n_kv_heads * cfg.d_head;
-    let mut kv_bases = vec![Vec::with_capacity(n); bases.len()];
-    let mut resid_pre = Vec::with_capacity(n);
-    for l in 0..n {
-        resid_pre.push(take(HookKind::ResidPre, l)?);
-        let (k, v) = (take(k_kind, l)?, take(HookKind::V, l)?);
-        let per = seq_len * kv_width;
-        for (b, kvb) in kv_bases.iter_mut().enumerate() {
-            kvb.push((
-                k[b * per..(b + 1) * per].to_vec(),
-                v[b * per..(b + 1) * per].to_vec(),
-            ));
-        }
-    }
-    let logits = out
-        .logits
-        .ok_or_else(|| HookLensError::input("base pass returned no logits"))?;
-    let per = seq_len * cfg.d_vocab;
-    Ok(BaseRuns {
-        logits: (0..bases.len())
-            .map(|b| logits.data[b * per..(b + 1) * per].to_vec())
-            .collect(),
-        resid_pre,
-        resid_final: take(HookKind::ResidPost, n - 1)?,
-        kv: KvPrefix {
-            bases: kv_bases,
-            seq_base: Vec::new(),
-        },
-    })
-}
-
-/// Progress units of variant `p` once blocks `..through` have run (`through = n`: the
-/// whole variant, its logits included): its recomputed rows times the blocks it has run.
-fn work_of(p: &Planned, seq_len: usize, n_layers: usize, through: usize) -> usize {
-    let first_block = p.stage.saturating_sub(1);
-    let blocks = if through >= n_layers {
-        n_layers.saturating_sub(first_block) + 1
-    } else {
-        (through + 1).saturating_sub(first_block)
-    };
-    (seq_len - p.start) * blocks
-}
-
-/// One variant, resolved and placed.
-struct Planned {
-    index: usize,
-    base: usize,
-    stage: usize,
-    start: usize,
-    interventions: Vec<ResolvedIntervention>,
-}
-
-/// Runs a sweep with the batched engine.
+/// Runs a sweep with the batched engine (planned in `plan.rs`, run in `execute.rs` on the
+/// model's backend).
 pub fn run_sweep(
     model: &Model,
     bases: &[Base],
@@ -297,222 +164,11 @@ pub fn run_sweep(
     metric: &Metric,
     opts: &SweepOptions<'_>,
 ) -> Result<SweepOutcome> {
-    let started = Instant::now();
-    let cfg = model.config();
-    let n = cfg.n_layers;
     let seq_len = check_inputs(model, bases, variants, metric, opts.clean_base)?;
-    let d = cfg.d_model;
-    let vocab = cfg.d_vocab;
-    let metric_positions = metric.positions(seq_len);
-    let mut stats = SweepStats {
-        variants: variants.len(),
-        ..SweepStats::default()
-    };
-    let mut runs = run_bases(model, bases, &mut stats)?;
-    let clean = runs.logits[opts.clean_base][(seq_len - 1) * vocab..].to_vec();
-    let base_values: Vec<f64> = (0..bases.len())
-        .map(|b| {
-            let l = &runs.logits[b];
-            metric.evaluate(
-                |t| &l[t * vocab..(t + 1) * vocab],
-                &bases[b].tokens,
-                Some(&clean),
-            )
-        })
-        .collect();
-
-    // Resolve and place every variant.
-    let base_ivs: Vec<Vec<ResolvedIntervention>> = bases
-        .iter()
-        .map(|b| {
-            b.interventions
-                .iter()
-                .map(|iv| iv.resolve(cfg, seq_len))
-                .collect()
-        })
-        .collect::<Result<_>>()?;
-    let mut values = vec![f64::NAN; variants.len()];
-    let mut planned = Vec::with_capacity(variants.len());
-    for (index, v) in variants.iter().enumerate() {
-        let own: Vec<ResolvedIntervention> = v
-            .interventions
-            .iter()
-            .map(|iv| iv.resolve(cfg, seq_len))
-            .collect::<Result<_>>()?;
-        let stage = own.iter().map(|iv| stage_of(&iv.point, n)).min();
-        let start = own.iter().map(ResolvedIntervention::first_position).min();
-        match (stage, start) {
-            (Some(stage), Some(start)) if start <= *metric_positions.iter().max().unwrap_or(&0) => {
-                let mut interventions = base_ivs[v.base].clone();
-                interventions.extend(own);
-                planned.push(Planned {
-                    index,
-                    base: v.base,
-                    stage,
-                    start,
-                    interventions,
-                });
-            }
-            // No intervention, or none before the positions the metric reads: the base's value.
-            _ => values[index] = base_values[v.base],
-        }
+    let cfg = model.config();
+    match model.loaded() {
+        Loaded::Cpu(engine) => sweep_on(engine, cfg, (bases, variants), (metric, opts), seq_len),
     }
-    planned.sort_by_key(|p| (p.stage, p.start));
-    let total_work: usize = planned.iter().map(|p| work_of(p, seq_len, n, n)).sum();
-    let mut work_done = 0;
-    if let Some(progress) = opts.progress {
-        progress(0, total_work);
-    }
-    let mut i = 0;
-    while i < planned.len() {
-        // A batch: variants packed until the row budget is reached. Variants of later fork
-        // layers join the same pass at their layer (stage n + 1, the final norm, runs alone).
-        let stage = planned[i].stage;
-        let mut j = i;
-        let mut rows = 0;
-        while j < planned.len() && (planned[j].stage <= n || planned[j].stage == stage) {
-            let r = seq_len - planned[j].start;
-            if j > i && rows + r > opts.max_rows {
-                break;
-            }
-            rows += r;
-            j += 1;
-        }
-        let chunk = &planned[i..j];
-        runs.kv.seq_base = chunk.iter().map(|p| p.base).collect();
-        let suffix = |p: &Planned| (p.start..seq_len).collect::<Vec<usize>>();
-        // Residual rows of some of the chunk's sequences entering `stage`.
-        let rows_at = |stage: usize, members: &[(usize, Vec<usize>)]| -> Vec<f32> {
-            let source = if stage <= n {
-                &runs.resid_pre[stage - 1]
-            } else {
-                &runs.resid_final
-            };
-            let mut out = Vec::new();
-            for (s, positions) in members {
-                for &t in positions {
-                    let r = chunk[*s].base * seq_len + t;
-                    out.extend_from_slice(&source[r * d..(r + 1) * d]);
-                }
-            }
-            out
-        };
-        let layout = RowLayout::from_positions(
-            seq_len,
-            chunk
-                .iter()
-                .map(|p| {
-                    if p.stage == stage {
-                        suffix(p)
-                    } else {
-                        Vec::new()
-                    }
-                })
-                .collect(),
-        );
-        let mut joiners = Vec::new();
-        let mut later: Vec<usize> = chunk
-            .iter()
-            .map(|p| p.stage)
-            .filter(|&st| st > stage)
-            .collect();
-        later.dedup();
-        for st in later {
-            let members: Vec<(usize, Vec<usize>)> = chunk
-                .iter()
-                .enumerate()
-                .filter(|(_, p)| p.stage == st)
-                .map(|(s, p)| (s, suffix(p)))
-                .collect();
-            joiners.push(Joiner {
-                layer: st - 1,
-                resid: rows_at(st, &members),
-                seqs: members,
-            });
-        }
-        let token_rows: Vec<Vec<u32>> =
-            chunk.iter().map(|p| bases[p.base].tokens.clone()).collect();
-        let tokens = TokenBatch::from_rows(&token_rows)?;
-        let resid = if stage > 0 {
-            let initial: Vec<(usize, Vec<usize>)> = layout
-                .seqs
-                .iter()
-                .enumerate()
-                .map(|(s, seq)| (s, seq.positions.clone()))
-                .collect();
-            rows_at(stage, &initial)
-        } else {
-            Vec::new()
-        };
-        let mut flat = Vec::new();
-        let mut seq_of = Vec::new();
-        for (s, p) in chunk.iter().enumerate() {
-            for iv in &p.interventions {
-                flat.push(iv.clone());
-                seq_of.push(s);
-            }
-        }
-        let mut slots = SlotTable::build(cfg, None, &[], &flat, &seq_of)?;
-        let first_layer = stage.saturating_sub(1).min(n);
-        let chunk_work = |through: usize| -> usize {
-            chunk.iter().map(|p| work_of(p, seq_len, n, through)).sum()
-        };
-        let report_block = |layer: usize| {
-            if let Some(progress) = opts.progress {
-                progress(work_done + chunk_work(layer), total_work);
-            }
-        };
-        let plan = PassPlan {
-            input: if stage == 0 {
-                PassInput::Tokens(&tokens)
-            } else {
-                PassInput::Residual(&resid)
-            },
-            layout: layout.clone(),
-            layers: (first_layer, n),
-            kv_prefix: Some(&runs.kv),
-            final_positions: Some(&metric_positions),
-            logits: LogitRows::All,
-            joiners: &joiners,
-            after_block: opts.progress.map(|_| &report_block as &dyn Fn(usize)),
-        };
-        let pass = run_pass(cfg, model.weights(), &plan, &mut slots)?;
-        let (logits, _) = pass
-            .logits
-            .ok_or_else(|| HookLensError::input("sweep pass returned no logits"))?;
-        for (s, p) in chunk.iter().enumerate() {
-            let base_logits = &runs.logits[p.base];
-            values[p.index] = metric.evaluate(
-                |t| match pass.layout.row_of(s, t) {
-                    Some(r) => &logits[r * vocab..(r + 1) * vocab],
-                    None => &base_logits[t * vocab..(t + 1) * vocab],
-                },
-                &bases[p.base].tokens,
-                Some(&clean),
-            );
-        }
-        stats.passes += 1;
-        for p in chunk {
-            let layers = n + 1 - p.stage.clamp(1, n + 1);
-            stats.flops += pass_flops(cfg, seq_len - p.start, layers, 0, seq_len);
-        }
-        stats.flops += pass_flops(cfg, 0, 0, pass.layout.rows(), seq_len);
-        stats.peak_arena_bytes =
-            stats
-                .peak_arena_bytes
-                .max(arena_bytes(cfg, rows, chunk.len(), seq_len));
-        work_done += chunk_work(n);
-        if let Some(progress) = opts.progress {
-            progress(work_done, total_work);
-        }
-        i = j;
-    }
-    stats.seconds = started.elapsed().as_secs_f64();
-    Ok(SweepOutcome {
-        base_values,
-        values,
-        stats,
-    })
 }
 
 /// The same sweep as one full forward per variant (the reference the engine must equal, and
@@ -571,7 +227,7 @@ pub fn run_naive(
     let per_pass = pass_flops(cfg, seq_len, cfg.n_layers, seq_len, seq_len);
     stats.passes = bases.len() + variants.len();
     stats.flops = per_pass * stats.passes as f64;
-    stats.peak_arena_bytes = arena_bytes(cfg, seq_len, 1, seq_len);
+    stats.peak_arena_bytes = ArenaLens::for_pass(cfg, seq_len, 1, seq_len).bytes();
     stats.seconds = started.elapsed().as_secs_f64();
     Ok(SweepOutcome {
         base_values,

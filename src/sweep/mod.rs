@@ -1,8 +1,10 @@
 //! Batched intervention sweeps: head ablation, activation patching, causal tracing.
 
 pub mod engine;
+mod execute;
 pub mod metric;
 pub mod noise;
+mod plan;
 pub mod sweeps;
 
 pub use engine::{run_naive, run_sweep, Base, SweepOptions, SweepOutcome, SweepStats, Variant};

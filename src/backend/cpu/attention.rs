@@ -3,19 +3,9 @@
 use super::activation::{exp_fast, max_of, sum_of};
 use super::simd::{level, multiversion, Level};
 use super::threads::{num_threads, reserve_workers};
-use crate::model::layout::RowLayout;
+use crate::layout::RowLayout;
 
-/// Head dimensions: query heads, key/value heads (query head h reads kv head
-/// h / (n_heads / n_kv_heads)), head width.
-#[derive(Clone, Copy, Debug)]
-pub struct HeadDims {
-    /// Query heads.
-    pub n_heads: usize,
-    /// Key/value heads.
-    pub n_kv_heads: usize,
-    /// Head width.
-    pub d_head: usize,
-}
+pub use crate::backend::HeadDims;
 
 /// Scaled, causally masked scores for packed query rows. For each sequence `s` of `layout`
 /// with rows at positions `t_i`: `scores[s][h, i, j] = q[row_i, h]·k[s, j, kv(h)] / sqrt(d_head)`

@@ -2,13 +2,16 @@
 //! Each kernel is small and has one job; shapes are row-major and given in comments.
 
 pub mod activation;
+mod arena_vec;
 pub mod attention;
 #[cfg(target_arch = "x86_64")]
 mod attention_avx2;
 #[cfg(target_arch = "x86_64")]
 mod attention_avx512;
+mod backend;
 pub mod caches;
 pub mod gemm;
+pub mod heads;
 pub mod huge_pages;
 pub mod matmul;
 pub mod norm;
@@ -16,3 +19,5 @@ mod pool;
 pub mod rotary;
 pub mod simd;
 pub mod threads;
+
+pub use backend::CpuBackend;

@@ -1,0 +1,119 @@
+//! Which rows a pass computes. A plain pass computes every position of every sequence
+//! (`[batch, pos]`, TL's layout). A sweep pass computes, for each sequence, only the positions
+//! an intervention can change (a suffix `start..seq_len`), packed one sequence after another,
+//! and reuses the keys/values of the unchanged prefix from a base run. In the last layer it
+//! may keep only the positions a metric reads.
+
+/// The rows of one sequence.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SeqRows {
+    /// Index of this sequence's first row in the packed buffers.
+    pub offset: usize,
+    /// Absolute positions of its rows, ascending.
+    pub positions: Vec<usize>,
+}
+
+/// The packed rows of a pass.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RowLayout {
+    /// Positions per sequence (the key length of attention).
+    pub seq_len: usize,
+    /// One entry per sequence (batch element).
+    pub seqs: Vec<SeqRows>,
+}
+
+impl RowLayout {
+    /// Every position of `batch` sequences of `seq_len`: the `[batch, pos]` layout.
+    pub fn full(batch: usize, seq_len: usize) -> Self {
+        RowLayout::from_positions(
+            seq_len,
+            (0..batch).map(|_| (0..seq_len).collect()).collect(),
+        )
+    }
+
+    /// Sequence `s` computing positions `starts[s]..seq_len`.
+    pub fn suffixes(seq_len: usize, starts: &[usize]) -> Self {
+        RowLayout::from_positions(
+            seq_len,
+            starts.iter().map(|&s| (s..seq_len).collect()).collect(),
+        )
+    }
+
+    /// A layout from explicit ascending positions per sequence.
+    pub fn from_positions(seq_len: usize, positions: Vec<Vec<usize>>) -> Self {
+        let mut offset = 0;
+        let seqs = positions
+            .into_iter()
+            .map(|positions| {
+                let rows = SeqRows { offset, positions };
+                offset += rows.positions.len();
+                rows
+            })
+            .collect();
+        RowLayout { seq_len, seqs }
+    }
+
+    /// Total packed rows.
+    pub fn rows(&self) -> usize {
+        self.seqs.last().map_or(0, |s| s.offset + s.positions.len())
+    }
+
+    /// Number of sequences.
+    pub fn batch(&self) -> usize {
+        self.seqs.len()
+    }
+
+    /// True when every sequence computes every position (hooks see TL shapes).
+    pub fn is_full(&self) -> bool {
+        self.seqs.iter().all(|s| {
+            s.positions.len() == self.seq_len
+                && s.positions.iter().enumerate().all(|(i, &p)| i == p)
+        })
+    }
+
+    /// The packed row of sequence `seq` at absolute position `pos`, if computed.
+    pub fn row_of(&self, seq: usize, pos: usize) -> Option<usize> {
+        let s = self.seqs.get(seq)?;
+        s.positions.binary_search(&pos).ok().map(|i| s.offset + i)
+    }
+
+    /// The layout keeping, in each sequence, only the positions in `keep` that it computes;
+    /// with, for each new row, the old row it comes from.
+    pub fn restrict(&self, keep: &[usize]) -> (RowLayout, Vec<usize>) {
+        let mut sources = Vec::new();
+        let positions = self
+            .seqs
+            .iter()
+            .map(|s| {
+                let mut kept = Vec::new();
+                for (i, &p) in s.positions.iter().enumerate() {
+                    if keep.contains(&p) {
+                        kept.push(p);
+                        sources.push(s.offset + i);
+                    }
+                }
+                kept
+            })
+            .collect();
+        (RowLayout::from_positions(self.seq_len, positions), sources)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suffix_rows_pack_one_sequence_after_another() {
+        let l = RowLayout::suffixes(5, &[0, 3, 4]);
+        assert_eq!(l.rows(), 5 + 2 + 1);
+        assert_eq!(l.row_of(1, 3), Some(5));
+        assert_eq!(l.row_of(1, 2), None);
+        assert_eq!(l.row_of(2, 4), Some(7));
+        assert!(!l.is_full());
+        assert!(RowLayout::full(2, 3).is_full());
+        let (r, src) = l.restrict(&[4]);
+        assert_eq!(r.rows(), 3);
+        assert_eq!(src, vec![4, 6, 7]);
+    }
+}

@@ -1,0 +1,37 @@
+//! The first step: token and position embeddings, or a residual stream given as input.
+
+use super::{Ctx, PassInput, State};
+use crate::backend::Backend;
+use crate::error::Result;
+use crate::hooks::point::{HookKind, HookPoint};
+use crate::model::config::PositionKind;
+
+/// Fills the residual stream of the pass's rows from its input.
+pub(super) fn input<B: Backend>(
+    ctx: &mut Ctx<'_, '_, '_, B>,
+    st: &mut State<B>,
+    input: &PassInput<'_>,
+) -> Result<()> {
+    let tokens = match input {
+        PassInput::Residual(resid) => {
+            ctx.b.upload_into(resid, &mut st.a.resid);
+            return Ok(());
+        }
+        PassInput::Tokens(tokens) => tokens,
+    };
+    let (b, d, w) = (ctx.b, ctx.cfg.d_model, ctx.weights);
+    let layout = &st.rows.layout;
+    let ids: Vec<u32> = (layout.seqs.iter().enumerate())
+        .flat_map(|(s, seq)| seq.positions.iter().map(move |&t| tokens.row(s)[t]))
+        .collect();
+    b.embed(&w.w_e, &ids, d, &mut st.a.resid);
+    ctx.fire(HookPoint::global(HookKind::Embed), &mut st.a.resid, layout)?;
+    if let (PositionKind::Learned, Some(w_pos)) = (ctx.cfg.positions, &w.w_pos) {
+        // The attention-output buffer holds the position embedding for now. // [rows, d_model]
+        b.embed_positions(w_pos, &st.rows.positions, d, &mut st.a.attn_out);
+        let point = HookPoint::global(HookKind::PosEmbed);
+        ctx.fire(point, &mut st.a.attn_out, layout)?;
+        b.add(&mut st.a.resid, &st.a.attn_out);
+    }
+    Ok(())
+}

@@ -62,9 +62,9 @@ pub enum Epilogue<'a, B: Backend> {
 
 /// A norm's parameters.
 pub struct NormParams<'a, B: Backend> {
-    /// The weight. // [d]
+    /// The weight. `[d]`
     pub w: &'a B::Buf,
-    /// The LayerNorm bias. // [d]
+    /// The LayerNorm bias. `[d]`
     pub b: Option<&'a B::Buf>,
     /// Row width.
     pub d: usize,
@@ -77,7 +77,7 @@ pub struct NormParams<'a, B: Backend> {
 /// Base-run keys or values that a partial pass reuses for the positions it does not compute.
 pub struct KvSource<'a, B: Backend> {
     /// One layer of a [`KvCache`](crate::model::kv_cache::KvCache).
-    /// // [cache seqs, seq_len, n_kv_heads, d_head]
+    /// `[cache seqs, seq_len, n_kv_heads, d_head]`
     pub cache: &'a B::Buf,
     /// For each sequence of the pass, its sequence in the cache.
     pub seq_of: &'a [usize],
@@ -137,9 +137,9 @@ pub trait Backend: Send + Sync + Sized + 'static {
 
     // ---- kernels ----
 
-    /// `out[r] = w_e[ids[r]]`. w_e: // [d_vocab, d]   out: // [rows, d]
+    /// `out[r] = w_e[ids[r]]`. w_e: `[d_vocab, d]`   out: `[rows, d]`
     fn embed(&self, w_e: &Self::Buf, ids: &[u32], d: usize, out: &mut Self::Buf);
-    /// `out[r] = w_pos[positions[r]]`. w_pos: // [n_ctx, d]   out: // [rows, d]
+    /// `out[r] = w_pos[positions[r]]`. w_pos: `[n_ctx, d]`   out: `[rows, d]`
     fn embed_positions(
         &self,
         w_pos: &Self::Buf,
@@ -148,7 +148,7 @@ pub trait Backend: Send + Sync + Sized + 'static {
         out: &mut Self::Buf,
     );
     /// The whole norm in one pass: `out = norm(x) * w (+ b)`, `scale` = the divisor.
-    /// x, out: // [rows, d]   scale: // [rows]
+    /// x, out: `[rows, d]`   scale: `[rows]`
     fn norm_fused(
         &self,
         x: &Self::Buf,
@@ -157,7 +157,7 @@ pub trait Backend: Send + Sync + Sized + 'static {
         p: &NormParams<'_, Self>,
     );
     /// First step of a watched norm: `out = x - mean` (LayerNorm) or `x` (RMSNorm), and the
-    /// scale. x, out: // [rows, d]   scale: // [rows]
+    /// scale. x, out: `[rows, d]`   scale: `[rows]`
     fn norm_scale(
         &self,
         x: &Self::Buf,
@@ -165,12 +165,12 @@ pub trait Backend: Send + Sync + Sized + 'static {
         scale: &mut Self::Buf,
         p: &NormParams<'_, Self>,
     );
-    /// `out[r] /= scale[r]`. out: // [rows, d]
+    /// `out[r] /= scale[r]`. out: `[rows, d]`
     fn divide_by_scale(&self, out: &mut Self::Buf, scale: &Self::Buf, d: usize);
-    /// `out = out * w (+ b)` per row. out: // [rows, d]
+    /// `out = out * w (+ b)` per row. out: `[rows, d]`
     fn affine(&self, out: &mut Self::Buf, w: &Self::Buf, b: Option<&Self::Buf>, d: usize);
     /// `out = then(x @ w + bias)` for the first `rows` rows.
-    /// x: // [rows, k]   out: // [rows, n]
+    /// x: `[rows, k]`   out: `[rows, n]`
     fn linear(
         &self,
         x: &Self::Buf,
@@ -181,10 +181,10 @@ pub trait Backend: Send + Sync + Sized + 'static {
         out: &mut Self::Buf,
     );
     /// Rotates every head of row `r` to absolute position `positions[r]`, in place.
-    /// x: // [rows, heads, d_head]
+    /// x: `[rows, heads, d_head]`
     fn rotary(&self, tables: &Self::Rotary, x: &mut Self::Buf, positions: &[usize], heads: usize);
-    /// Scaled, causally masked scores. q: // [rows, n_heads, d_head]
-    /// k: // [batch, seq, n_kv_heads, d_head]   scores: per sequence // [n_heads, rows_s, seq]
+    /// Scaled, causally masked scores. q: `[rows, n_heads, d_head]`
+    /// k: `[batch, seq, n_kv_heads, d_head]`   scores: per sequence `[n_heads, rows_s, seq]`
     fn attention_scores(
         &self,
         q: &Self::Buf,
@@ -195,8 +195,8 @@ pub trait Backend: Send + Sync + Sized + 'static {
     );
     /// Softmax of every row of `len`, in place (a row with no finite value becomes zeros).
     fn softmax_rows(&self, x: &mut Self::Buf, len: usize);
-    /// `z = pattern @ v` per head. v: // [batch, seq, n_kv_heads, d_head]
-    /// z: // [rows, n_heads, d_head]
+    /// `z = pattern @ v` per head. v: `[batch, seq, n_kv_heads, d_head]`
+    /// z: `[rows, n_heads, d_head]`
     fn attention_values(
         &self,
         pattern: &Self::Buf,
@@ -216,7 +216,7 @@ pub trait Backend: Send + Sync + Sized + 'static {
         dims: HeadDims,
     );
     /// Keys (or values) at every position of every sequence: computed rows from `computed`
-    /// // [rows, width], the others from `prefix`. full: // [batch, seq, width]
+    /// `[rows, width]`, the others from `prefix`. full: `[batch, seq, width]`
     fn assemble_kv(
         &self,
         full: &mut Self::Buf,
@@ -232,7 +232,7 @@ pub trait Backend: Send + Sync + Sized + 'static {
     /// `linear = silu(gate) * linear`.
     fn silu_mul(&self, gate: &Self::Buf, linear: &mut Self::Buf);
     /// TL's per-head output `result[r, h] = z[r, h] @ W_O[h]` (no bias).
-    /// z: // [rows, n_heads, d_head]   result: // [rows, n_heads, d_model]
+    /// z: `[rows, n_heads, d_head]`   result: `[rows, n_heads, d_model]`
     fn per_head_result(
         &self,
         z: &Self::Buf,
@@ -241,7 +241,7 @@ pub trait Backend: Send + Sync + Sized + 'static {
         dims: HeadDims,
         result: &mut Self::Buf,
     );
-    /// `out[r] = Σ_h result[r, h] + b_o`. result: // [rows, n_heads, d]   out: // [rows, d]
+    /// `out[r] = Σ_h result[r, h] + b_o`. result: `[rows, n_heads, d]`   out: `[rows, d]`
     fn sum_heads(
         &self,
         result: &Self::Buf,
@@ -250,10 +250,10 @@ pub trait Backend: Send + Sync + Sized + 'static {
         d: usize,
         out: &mut Self::Buf,
     );
-    /// Each row repeated `heads` times. x: // [rows, d] -> // [rows, heads, d]
+    /// Each row repeated `heads` times. x: `[rows, d]` -> `[rows, heads, d]`
     fn repeat_per_head(&self, x: &Self::Buf, heads: usize, d: usize) -> Self::Buf;
     /// From a product of per-head inputs with a whole projection, each head's own columns.
-    /// product: // [rows, heads, heads * d_head]   out: // [rows, heads * d_head]
+    /// product: `[rows, heads, heads * d_head]`   out: `[rows, heads * d_head]`
     fn own_head_columns(
         &self,
         product: &Self::Buf,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::point::{HookKind, HookPoint};
-use super::select::resolve_text;
+use super::select::{check_typed, resolve_text};
 use crate::error::{HookLensError, Result};
 use crate::layout::RowLayout;
 use crate::model::config::ModelConfig;
@@ -39,11 +39,61 @@ pub enum Op {
     },
 }
 
+/// Where an intervention applies: a typed point (what code builds), or text (a TL name,
+/// TL 4.x alias or short form such as `z3`, as read from JSON or typed by a user), resolved
+/// against the model when the intervention is. Serialized as the name either way.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum HookTarget {
+    /// A resolved point.
+    Point(HookPoint),
+    /// A name still to resolve.
+    Name(String),
+}
+
+impl HookTarget {
+    /// The point this names on a model.
+    pub fn resolve(&self, cfg: &ModelConfig) -> Result<HookPoint> {
+        match self {
+            // A typed point built for another model (a layer past the end) is refused here.
+            HookTarget::Point(p) => check_typed(*p, cfg),
+            HookTarget::Name(name) => resolve_text(name, cfg),
+        }
+    }
+}
+
+impl From<HookPoint> for HookTarget {
+    fn from(p: HookPoint) -> Self {
+        HookTarget::Point(p)
+    }
+}
+
+impl From<&str> for HookTarget {
+    fn from(name: &str) -> Self {
+        HookTarget::Name(name.to_string())
+    }
+}
+
+impl From<String> for HookTarget {
+    fn from(name: String) -> Self {
+        HookTarget::Name(name)
+    }
+}
+
+impl From<HookTarget> for String {
+    fn from(t: HookTarget) -> String {
+        match t {
+            HookTarget::Point(p) => p.name(),
+            HookTarget::Name(n) => n,
+        }
+    }
+}
+
 /// One intervention at one hook point.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Intervention {
-    /// The hook point, as a TL name or short form (`blocks.3.attn.hook_z`, `z3`).
-    pub hook: String,
+    /// The hook point: typed, or a TL name or short form (`blocks.3.attn.hook_z`, `z3`).
+    pub hook: HookTarget,
     /// Positions (query positions for scores/pattern); `None` means every position.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub positions: Option<Vec<usize>>,
@@ -56,7 +106,7 @@ pub struct Intervention {
 
 impl Intervention {
     /// An intervention at every position and head.
-    pub fn new(hook: impl Into<String>, op: Op) -> Self {
+    pub fn new(hook: impl Into<HookTarget>, op: Op) -> Self {
         Intervention {
             hook: hook.into(),
             positions: None,
@@ -79,7 +129,7 @@ impl Intervention {
 
     /// Checks it against a model and a sequence length and resolves the hook name.
     pub fn resolve(&self, cfg: &ModelConfig, seq_len: usize) -> Result<ResolvedIntervention> {
-        let point = resolve_text(&self.hook, cfg)?;
+        let point = self.hook.resolve(cfg)?;
         let geometry = Geometry::of(point.kind, cfg, seq_len);
         let bad =
             |m: String| HookLensError::input(format!("intervention at {}: {m}", point.name()));
@@ -252,5 +302,29 @@ impl ResolvedIntervention {
             Op::Add { vector } => slice.iter_mut().zip(vector).for_each(|(v, a)| *v += a),
             Op::Set { values } => slice.copy_from_slice(&values.data[src..src + slice.len()]),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typed_points_serialize_as_names_and_come_back_to_the_same_point() {
+        let cfg = ModelConfig::gpt2_small();
+        let typed = Intervention::new(HookPoint::layer(HookKind::Z, 3), Op::Zero).at_heads(vec![2]);
+        let json = serde_json::to_string(&typed).unwrap();
+        assert!(json.contains(r#""hook":"blocks.3.attn.hook_z""#), "{json}");
+        let back: Intervention = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.hook, HookTarget::Name("blocks.3.attn.hook_z".into()));
+        let (a, b) = (
+            typed.resolve(&cfg, 4).unwrap(),
+            back.resolve(&cfg, 4).unwrap(),
+        );
+        assert_eq!(a.point, b.point);
+        // A typed point past the model's last layer is refused with the TL name.
+        let far = Intervention::new(HookPoint::layer(HookKind::Z, 40), Op::Zero);
+        let err = far.resolve(&cfg, 4).unwrap_err().to_string();
+        assert!(err.contains("blocks.40.attn.hook_z"), "{err}");
     }
 }

@@ -173,6 +173,17 @@ pub fn parse_full_name(name: &str, cfg: &ModelConfig) -> Result<HookPoint> {
     }
 }
 
+/// A typed point checked against a model (its layer exists, the kind exists for the
+/// architecture); the error names it as a TL name would be named.
+pub fn check_typed(point: HookPoint, cfg: &ModelConfig) -> Result<HookPoint> {
+    check_point(&point, cfg)
+        .map(|()| point)
+        .map_err(|e| match e {
+            HookLensError::UnknownHook { .. } => unknown_hook(&point.name(), cfg),
+            other => other,
+        })
+}
+
 /// The point a TL 2.x full name stands for, without checking it against a model.
 fn parse_tl2_name(name: &str) -> Option<HookPoint> {
     if let Some(rest) = name.strip_prefix("blocks.") {

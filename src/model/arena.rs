@@ -71,36 +71,36 @@ impl ArenaLens {
 
 /// Buffers for one pass.
 pub(crate) struct Arena<B: Backend> {
-    /// Residual stream. // [rows, d_model]
+    /// Residual stream. `[rows, d_model]`
     pub resid: B::Buf,
-    /// Norm output (and `hook_normalized`). // [rows, d_model]
+    /// Norm output (and `hook_normalized`). `[rows, d_model]`
     pub normed: B::Buf,
-    /// Norm scale. // [rows, 1]
+    /// Norm scale. `[rows, 1]`
     pub scale: B::Buf,
-    /// Queries, rotated in place for rotary models. // [rows, n_heads, d_head]
+    /// Queries, rotated in place for rotary models. `[rows, n_heads, d_head]`
     pub q: B::Buf,
-    /// Keys of the computed rows, rotated in place. // [kv_rows, n_kv_heads, d_head]
+    /// Keys of the computed rows, rotated in place. `[kv_rows, n_kv_heads, d_head]`
     pub k: B::Buf,
-    /// Values of the computed rows. // [kv_rows, n_kv_heads, d_head]
+    /// Values of the computed rows. `[kv_rows, n_kv_heads, d_head]`
     pub v: B::Buf,
     /// Keys at every position (computed rows + base prefix), sized by the pass when it needs
-    /// them (a pass computing every position uses `k` itself). // [batch, seq, n_kv_heads, d_head]
+    /// them (a pass computing every position uses `k` itself). `[batch, seq, n_kv_heads, d_head]`
     pub k_full: B::Buf,
-    /// Values at every position, as `k_full`. // [batch, seq, n_kv_heads, d_head]
+    /// Values at every position, as `k_full`. `[batch, seq, n_kv_heads, d_head]`
     pub v_full: B::Buf,
-    /// Scores, then the pattern (softmax in place); per sequence // [n_heads, rows_s, seq]
+    /// Scores, then the pattern (softmax in place); per sequence `[n_heads, rows_s, seq]`
     pub scores: B::Buf,
-    /// Per-head mixed values. // [rows, n_heads, d_head]
+    /// Per-head mixed values. `[rows, n_heads, d_head]`
     pub z: B::Buf,
-    /// Per-head outputs; empty until a layer asks for `hook_result`. // [rows, n_heads, d_model]
+    /// Per-head outputs; empty until a layer asks for `hook_result`. `[rows, n_heads, d_model]`
     pub result: B::Buf,
-    /// Attention output (also the position embedding before block 0). // [rows, d_model]
+    /// Attention output (also the position embedding before block 0). `[rows, d_model]`
     pub attn_out: B::Buf,
-    /// MLP pre-activation, then post-activation for ungated MLPs. // [rows, d_mlp]
+    /// MLP pre-activation, then post-activation for ungated MLPs. `[rows, d_mlp]`
     pub mlp_pre: B::Buf,
-    /// Gated MLPs: the linear branch, then the post-activation. // [rows, d_mlp]
+    /// Gated MLPs: the linear branch, then the post-activation. `[rows, d_mlp]`
     pub mlp_linear: B::Buf,
-    /// MLP output. // [rows, d_model]
+    /// MLP output. `[rows, d_model]`
     pub mlp_out: B::Buf,
     /// Lengths of the current shape.
     lens: ArenaLens,

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::backend::cpu::threads::reserve_workers;
+use crate::backend::host::reserve_workers;
 use crate::backend::{Backend, HostMatrix, HostOrder};
 use crate::error::Result;
 

@@ -3,6 +3,8 @@
 pub(crate) mod arena;
 pub mod config;
 pub(crate) mod engine;
+#[cfg(test)]
+mod engine_tests;
 pub(crate) mod forward;
 pub mod gguf;
 pub mod hf_config;

@@ -162,7 +162,7 @@ fn convert_to_f32(dtype: Dtype, bytes: &[u8]) -> Option<Vec<f32>> {
         Dtype::F64 => 8,
         _ => return None,
     };
-    let mut data: Vec<f32> = crate::backend::cpu::huge_pages::zeroed_vec(bytes.len() / size);
+    let mut data: Vec<f32> = crate::backend::host::zeroed_vec(bytes.len() / size);
     match dtype {
         Dtype::F32 if cfg!(target_endian = "little") => {
             // The file's bytes are the values: one copy (the map need not be 4-byte aligned,

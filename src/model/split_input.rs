@@ -73,7 +73,7 @@ pub(crate) fn split_attention_inputs<B: Backend>(
 
 /// `ln1` of every head's input, firing `ln1.hook_scale` `[batch, pos, heads, 1]` and
 /// `ln1.hook_normalized` `[batch, pos, heads, d_model]`.
-/// x: // [rows, heads, d_model] -> // [rows, heads, d_model]
+/// x: `[rows, heads, d_model]` -> `[rows, heads, d_model]`
 fn ln1_per_head<B: Backend>(
     ctx: &mut Ctx<'_, '_, '_, B>,
     layer: usize,

@@ -20,19 +20,19 @@ use crate::model::kv_cache::KvCache;
 
 /// What the base pass keeps.
 struct BaseRuns<B: Backend> {
-    /// Logits at every position. // [bases][seq_len * d_vocab]
+    /// Logits at every position. `[bases]`[seq_len * d_vocab]
     logits: Vec<Vec<f32>>,
-    /// Residual entering each block. // [layer][bases * seq_len * d_model]
+    /// Residual entering each block. `[layer]`[bases * seq_len * d_model]
     resid_pre: Vec<Vec<f32>>,
-    /// Residual after the last block. // [bases * seq_len * d_model]
+    /// Residual after the last block. `[bases * seq_len * d_model]`
     resid_final: Vec<f32>,
-    /// Keys and values of every layer. // [bases, seq_len, n_kv_heads, d_head]
+    /// Keys and values of every layer. `[bases, seq_len, n_kv_heads, d_head]`
     kv: KvCache<B>,
 }
 
 impl<B: Backend> BaseRuns<B> {
     /// Residual rows entering `stage` of the chunk's sequences `members` (sequence index into
-    /// `chunk`, positions). // [rows, d_model]
+    /// `chunk`, positions). `[rows, d_model]`
     fn rows_at(
         &self,
         cfg: &ModelConfig,
@@ -117,7 +117,7 @@ fn run_bases<B: Backend>(
 }
 
 /// A sweep on `engine`: the batched engine's whole work after the inputs were checked.
-pub(super) fn sweep_on<B: Backend>(
+pub(crate) fn sweep_on<B: Backend>(
     engine: &Engine<B>,
     cfg: &ModelConfig,
     (bases, variants): (&[Base], &[Variant]),

@@ -1,7 +1,7 @@
 //! Batched intervention sweeps: head ablation, activation patching, causal tracing.
 
 pub mod engine;
-mod execute;
+pub(crate) mod execute;
 pub mod metric;
 pub mod noise;
 mod plan;

@@ -331,13 +331,13 @@ pub fn ablation_sweep(
     let mut variants = Vec::new();
     let mut entries = Vec::new();
     for l in 0..cfg.n_layers {
-        let hook = HookPoint::layer(kind, l).name();
+        let hook = HookPoint::layer(kind, l);
         let heads: Vec<Option<usize>> = match target {
             AblationTarget::Heads => (0..cfg.n_heads).map(Some).collect(),
             _ => vec![None],
         };
         for h in heads {
-            let mut iv = Intervention::new(hook.clone(), op(l));
+            let mut iv = Intervention::new(hook, op(l));
             if let Some(h) = h {
                 iv = iv.at_heads(vec![h]);
             }
@@ -418,7 +418,7 @@ pub fn patching_sweep(
     let mut variants = Vec::new();
     let mut entries = Vec::new();
     for (l, values) in clean_values.iter().enumerate() {
-        let hook = HookPoint::layer(kind, l).name();
+        let hook = HookPoint::layer(kind, l);
         let mut push = |head: Option<usize>, pos: Option<usize>| {
             entries.push(Entry {
                 layer: l,
@@ -433,7 +433,7 @@ pub fn patching_sweep(
                 return;
             }
             let mut iv = Intervention::new(
-                hook.clone(),
+                hook,
                 Op::Set {
                     values: Arc::clone(values),
                 },
@@ -557,7 +557,7 @@ pub fn trace_sweep(
         bases.push(Base {
             tokens: tokens.to_vec(),
             interventions: vec![Intervention::new(
-                "hook_embed",
+                HookPoint::global(HookKind::Embed),
                 Op::Set {
                     values: Arc::new(Tensor::new(values, vec![p, d])?),
                 },
@@ -589,7 +589,7 @@ pub fn trace_sweep(
                     .iter()
                     .map(|&ll| {
                         Intervention::new(
-                            HookPoint::layer(kind, ll).name(),
+                            HookPoint::layer(kind, ll),
                             Op::Set {
                                 values: Arc::clone(&clean[ll]),
                             },

@@ -10,8 +10,8 @@ use crate::layout::RowLayout;
 /// `result[r, h, :] = z[r, h, :] @ W_O[h]`, TL's per-head output without `b_O`: for each
 /// head, the product with the other heads' values masked to zero (an opt-in hook, so it
 /// reuses the packed `W_O` rather than keeping a second copy).
-/// z: // [rows, n_heads, d_head]   w_o: packed // [n_heads * d_head, d_model]
-/// result: // [rows, n_heads, d_model]
+/// z: `[rows, n_heads, d_head]`   w_o: packed `[n_heads * d_head, d_model]`
+/// result: `[rows, n_heads, d_model]`
 pub fn per_head_result(
     z: &[f32],
     w_o: &PackedMatrix,
@@ -36,7 +36,7 @@ pub fn per_head_result(
     }
 }
 
-/// `out[r] = Σ_h result[r, h] + b_O`. result: // [rows, n_heads, d]   out: // [rows, d]
+/// `out[r] = Σ_h result[r, h] + b_O`. result: `[rows, n_heads, d]`   out: `[rows, d]`
 pub fn sum_heads(result: &[f32], b_o: Option<&[f32]>, n_heads: usize, d: usize, out: &mut [f32]) {
     for (r, row) in out.chunks_exact_mut(d).enumerate() {
         match b_o {
@@ -49,7 +49,7 @@ pub fn sum_heads(result: &[f32], b_o: Option<&[f32]>, n_heads: usize, d: usize, 
     }
 }
 
-/// Each row copied once per head. x: // [rows, d] -> // [rows, heads, d]
+/// Each row copied once per head. x: `[rows, d]` -> `[rows, heads, d]`
 pub fn repeat_per_head(x: &[f32], heads: usize, d: usize) -> Vec<f32> {
     let mut out = Vec::with_capacity(x.len() * heads);
     for row in x.chunks_exact(d) {
@@ -61,7 +61,7 @@ pub fn repeat_per_head(x: &[f32], heads: usize, d: usize) -> Vec<f32> {
 }
 
 /// Head `h` of row `r` of `out` is head `h`'s columns of the product row `(r, h)`.
-/// product: // [rows, heads, heads * d_head]   out: // [rows, heads * d_head]
+/// product: `[rows, heads, heads * d_head]`   out: `[rows, heads * d_head]`
 pub fn own_head_columns(product: &[f32], heads: usize, d_head: usize, out: &mut [f32]) {
     let width = heads * d_head;
     for (i, src) in product.chunks_exact(width).enumerate() {
@@ -71,8 +71,8 @@ pub fn own_head_columns(product: &[f32], heads: usize, d_head: usize, out: &mut 
     }
 }
 
-/// Writes a layer's keys (or values) for every position into `full` // [batch, seq_len, width]:
-/// computed rows from `rows` // [rows, width], the others from `base(s)`, the base run's
+/// Writes a layer's keys (or values) for every position into `full` `[batch, seq_len, width]`:
+/// computed rows from `rows` `[rows, width]`, the others from `base(s)`, the base run's
 /// `[seq_len, width]` block for sequence `s`.
 pub fn assemble_kv<'b>(
     full: &mut [f32],

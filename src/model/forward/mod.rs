@@ -42,7 +42,7 @@ pub(crate) struct KvPrefix<'a, B: Backend> {
 pub(crate) enum PassInput<'a> {
     /// Token ids, one row of `seq_len` per sequence; embedded at the layout's positions.
     Tokens(&'a TokenBatch),
-    /// The residual stream for the layout's rows. // [rows, d_model]
+    /// The residual stream for the layout's rows. `[rows, d_model]`
     Residual(&'a [f32]),
 }
 
@@ -64,7 +64,7 @@ pub(crate) struct Joiner {
     pub layer: usize,
     /// (sequence index, its positions) for each joining sequence, in sequence order.
     pub seqs: Vec<(usize, Vec<usize>)>,
-    /// Their residual rows entering `layer`, packed in the same order. // [rows, d_model]
+    /// Their residual rows entering `layer`, packed in the same order. `[rows, d_model]`
     pub resid: Vec<f32>,
 }
 
@@ -92,9 +92,9 @@ pub(crate) struct PassPlan<'a, B: Backend> {
 pub(crate) struct PassOutput {
     /// The rows of the outputs below (the plan's layout, restricted in the last block).
     pub layout: RowLayout,
-    /// The residual stream when the pass stopped before the last block. // [rows, d_model]
+    /// The residual stream when the pass stopped before the last block. `[rows, d_model]`
     pub resid: Option<Vec<f32>>,
-    /// Logits and, for each logit row, its row in `layout`. // [n, d_vocab]
+    /// Logits and, for each logit row, its row in `layout`. `[n, d_vocab]`
     pub logits: Option<(Vec<f32>, Vec<usize>)>,
 }
 

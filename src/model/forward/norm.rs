@@ -14,9 +14,9 @@ pub(crate) struct NormStep<'w, B: Backend> {
     pub scale_hook: HookPoint,
     /// Where the normalised value fires.
     pub normalized_hook: HookPoint,
-    /// The norm's weight. // [d_model]
+    /// The norm's weight. `[d_model]`
     pub w: &'w B::Buf,
-    /// The LayerNorm bias. // [d_model]
+    /// The LayerNorm bias. `[d_model]`
     pub b: Option<&'w B::Buf>,
     /// `Some(h)` when each row holds `h` per-head inputs (split attention inputs): the hooks
     /// then see TL's per-head shapes `[batch, pos, h, 1]` and `[batch, pos, h, d_model]`.
@@ -24,7 +24,7 @@ pub(crate) struct NormStep<'w, B: Backend> {
 }
 
 /// `out = norm(x)`, `scale` its divisor per row, firing the norm's slots.
-/// x, out: // [rows, d_model]   scale: // [rows]
+/// x, out: `[rows, d_model]`   scale: `[rows]`
 pub(crate) fn apply_norm<B: Backend>(
     ctx: &mut Ctx<'_, '_, '_, B>,
     step: NormStep<'_, B>,

@@ -413,7 +413,7 @@ impl GgufFile {
             )));
         }
         let data = self.tensor_data(name)?;
-        let mut out: Vec<f32> = crate::backend::cpu::huge_pages::zeroed_vec(info.n_elements());
+        let mut out: Vec<f32> = crate::backend::host::zeroed_vec(info.n_elements());
         dequantize(info.ggml_type, data, out.len(), &mut out)
             .map_err(|e| HookLensError::format(&self.path, format!("tensor `{name}`: {e}")))?;
         Ok(out)

@@ -1,0 +1,150 @@
+//! The forward pass and the sweep engine on a second backend ([`CheckingBackend`]: the CPU
+//! kernels with every buffer's shape checked) give exactly the CPU's results, with no change
+//! to the pass: the pass is written once over the trait, and it sizes every buffer as the
+//! trait documents.
+
+use super::config::ModelConfig;
+use super::engine::Engine;
+use super::forward::{LogitRows, PassInput};
+use super::input::TokenBatch;
+use super::random::{random_weights, random_weights_on};
+use super::Model;
+use crate::backend::checking::CheckingBackend;
+use crate::hooks::cache::{ActivationCache, NamesFilter};
+use crate::hooks::intervention::{Intervention, Op};
+use crate::hooks::point::{HookKind, HookPoint};
+use crate::hooks::registry::SlotTable;
+use crate::sweep::{run_sweep, Base, Metric, SweepOptions, Variant};
+
+/// Two-layer models of both architectures, at sizes no kernel tile divides.
+fn small_configs() -> Vec<ModelConfig> {
+    let mut gpt2 = ModelConfig::gpt2_small();
+    (gpt2.n_layers, gpt2.d_model, gpt2.n_heads, gpt2.n_kv_heads) = (2, 40, 4, 4);
+    (gpt2.d_head, gpt2.d_mlp, gpt2.d_vocab, gpt2.n_ctx) = (10, 72, 97, 32);
+    let mut llama = ModelConfig::smollm2_135m();
+    (
+        llama.n_layers,
+        llama.d_model,
+        llama.n_heads,
+        llama.n_kv_heads,
+    ) = (2, 36, 6, 2);
+    (llama.d_head, llama.d_mlp, llama.d_vocab, llama.n_ctx) = (6, 50, 89, 32);
+    for cfg in [&mut gpt2, &mut llama] {
+        (cfg.bos_token_id, cfg.eos_token_id) = (Some(1), Some(2));
+    }
+    vec![gpt2, llama]
+}
+
+fn tokens(cfg: &ModelConfig, batch: usize, seq: usize) -> TokenBatch {
+    let rows: Vec<Vec<u32>> = (0..batch)
+        .map(|b| {
+            (0..seq)
+                .map(|t| ((b * 31 + t * 17 + 3) % cfg.d_vocab) as u32)
+                .collect()
+        })
+        .collect();
+    TokenBatch::from_rows(&rows).unwrap()
+}
+
+#[test]
+fn a_watched_pass_on_the_checking_backend_equals_the_cpu() {
+    for cfg in small_configs() {
+        let model =
+            Model::from_parts(cfg.clone(), random_weights(&cfg, 5), None, "cpu".into()).unwrap();
+        let checking = CheckingBackend::default();
+        let weights = random_weights_on(&checking, &cfg, 5);
+        let engine = Engine::new(checking, weights, &cfg).unwrap();
+        let t = tokens(&cfg, 2, 7);
+        // Every point, opt-in ones too (per-head results, split inputs, hook_unembed).
+        let points = NamesFilter::All.resolve(&cfg).unwrap();
+        let opt_in: Vec<HookPoint> = model.hook_points(true);
+        let (cpu_out, cpu_cache) = model
+            .run_with_cache(
+                &t,
+                &NamesFilter::Names(opt_in.iter().map(|&p| p.into()).collect()),
+                &Default::default(),
+            )
+            .unwrap();
+        let mut slots = SlotTable::build(&cfg, None, &opt_in, &[], &[]).unwrap();
+        let shape = (2, 7, (0, cfg.n_layers));
+        let out = engine
+            .plain_pass(
+                &cfg,
+                PassInput::Tokens(&t),
+                shape,
+                LogitRows::All,
+                &mut slots,
+                None,
+            )
+            .unwrap();
+        assert!(points.len() < opt_in.len());
+        let checked = ActivationCache::new(slots.cached, cfg.clone());
+        assert_eq!(checked.len(), cpu_cache.len());
+        for (point, tensor) in cpu_cache.iter() {
+            assert_eq!(checked.get(*point).unwrap(), tensor, "{}", point.name());
+        }
+        assert_eq!(out.logits.unwrap().0, cpu_out.logits.unwrap().data);
+        assert!(engine.backend.kernel_calls() > 20 * cfg.n_layers);
+    }
+}
+
+#[test]
+fn a_sweep_on_the_checking_backend_equals_the_cpu() {
+    for cfg in small_configs() {
+        let model =
+            Model::from_parts(cfg.clone(), random_weights(&cfg, 9), None, "cpu".into()).unwrap();
+        let engine = Engine::new(
+            CheckingBackend::default(),
+            random_weights_on(&CheckingBackend::default(), &cfg, 9),
+            &cfg,
+        )
+        .unwrap();
+        let toks = tokens(&cfg, 1, 9).row(0).to_vec();
+        let bases = [Base {
+            tokens: toks,
+            interventions: Vec::new(),
+        }];
+        // Heads of both layers at every position and from a later position (prefix reuse),
+        // and a residual stream at the last block (a variant that joins the pass there).
+        let mut variants = Vec::new();
+        for l in 0..cfg.n_layers {
+            for h in 0..cfg.n_heads {
+                let iv =
+                    Intervention::new(HookPoint::layer(HookKind::Z, l), Op::Zero).at_heads(vec![h]);
+                variants.push(Variant {
+                    base: 0,
+                    interventions: vec![iv.clone()],
+                });
+                variants.push(Variant {
+                    base: 0,
+                    interventions: vec![iv.at_positions(vec![5])],
+                });
+            }
+        }
+        let resid = Intervention::new(
+            HookPoint::layer(HookKind::ResidPre, 1),
+            Op::Scale { factor: 0.5 },
+        );
+        variants.push(Variant {
+            base: 0,
+            interventions: vec![resid.at_positions(vec![3, 8])],
+        });
+        let metric = Metric::LogProb { target: 4 };
+        let opts = SweepOptions {
+            max_rows: 40,
+            ..SweepOptions::default()
+        };
+        let cpu = run_sweep(&model, &bases, &variants, &metric, &opts).unwrap();
+        let checked = crate::sweep::execute::sweep_on(
+            &engine,
+            &cfg,
+            (&bases, &variants),
+            (&metric, &opts),
+            9,
+        )
+        .unwrap();
+        assert_eq!(checked.values, cpu.values);
+        assert_eq!(checked.base_values, cpu.base_values);
+        assert!(checked.stats.passes > 2, "the row budget splits the sweep");
+    }
+}

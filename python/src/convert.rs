@@ -11,26 +11,29 @@ use crate::errors::{input_error, IntoPyResult};
 
 /// Text, a list of texts (equal token lengths), or integer token ids `[pos]` / `[batch, pos]`.
 pub fn token_batch(model: &Model, input: &Bound<'_, PyAny>, prepend_bos: bool) -> PyResult<TokenBatch> {
-    if let Ok(text) = input.downcast::<PyString>() {
-        return model.to_tokens(text.to_str()?, prepend_bos).py_err();
-    }
-    if let Some(texts) = text_list(input)? {
+    TokenBatch::from_rows(&token_rows(model, input, prepend_bos)?).py_err()
+}
+
+/// The token rows of text, a list of texts (any lengths, empty included), or integer ids
+/// `[pos]` / `[batch, pos]`.
+pub fn token_rows(model: &Model, input: &Bound<'_, PyAny>, prepend_bos: bool) -> PyResult<Vec<Vec<u32>>> {
+    let texts = match input.downcast::<PyString>() {
+        Ok(text) => Some(vec![text.to_str()?.to_string()]),
+        Err(_) => text_list(input)?,
+    };
+    if let Some(texts) = texts {
         let tk = model.tokenizer().py_err()?;
-        let rows = texts
+        return texts
             .iter()
             .map(|t| tk.to_tokens(t, prepend_bos))
             .collect::<hooklens::Result<Vec<_>>>()
-            .py_err()?;
-        return TokenBatch::from_rows(&rows).py_err();
+            .py_err();
     }
     let ids = int_array(input)?;
+    let flat = ids_u32(&ids)?;
     match ids.shape().to_vec().as_slice() {
-        [_] => TokenBatch::single(ids_u32(&ids)?).py_err(),
-        [batch, seq] => {
-            let flat = ids_u32(&ids)?;
-            let rows: Vec<&[u32]> = (0..*batch).map(|b| &flat[b * seq..(b + 1) * seq]).collect();
-            TokenBatch::from_rows(&rows).py_err()
-        }
+        [_] => Ok(vec![flat]),
+        [batch, seq] => Ok((0..*batch).map(|b| flat[b * seq..(b + 1) * seq].to_vec()).collect()),
         other => Err(input_error(format!(
             "token ids must have shape [pos] or [batch, pos], got {other:?}"
         ))),
@@ -57,7 +60,8 @@ pub fn int_array<'py>(input: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArrayD
     let np = input.py().import("numpy")?;
     let arr = np.call_method1("asarray", (input,))?;
     let kind: String = arr.getattr("dtype")?.getattr("kind")?.extract()?;
-    if kind != "i" && kind != "u" {
+    let empty = arr.getattr("size")?.extract::<usize>()? == 0; // `np.array([])` is float64
+    if kind != "i" && kind != "u" && !empty {
         return Err(input_error(format!(
             "token ids must be integers, got an array of dtype {}",
             arr.getattr("dtype")?.str()?
@@ -107,10 +111,17 @@ pub fn tensor_to_numpy(py: Python<'_>, t: Tensor) -> PyResult<PyObject> {
     Ok(PyArray::from_owned_array(py, arr).into_any().unbind())
 }
 
-/// ids as an int64 numpy array `[batch, pos]`.
-pub fn tokens_to_numpy(py: Python<'_>, t: &TokenBatch) -> PyResult<PyObject> {
-    let data: Vec<i64> = t.ids().iter().map(|&v| v as i64).collect();
-    let arr = ArrayD::from_shape_vec(IxDyn(&[t.batch(), t.seq()]), data)
+/// Rows of equal length as an int64 numpy array `[batch, pos]` (`pos` may be 0).
+pub fn rows_to_numpy(py: Python<'_>, rows: &[Vec<u32>]) -> PyResult<PyObject> {
+    let seq = rows.first().map_or(0, Vec::len);
+    if let Some(b) = rows.iter().position(|r| r.len() != seq) {
+        return Err(input_error(format!(
+            "sequences in a batch must have equal lengths: row 0 has {seq} tokens, row {b} has {}",
+            rows[b].len()
+        )));
+    }
+    let data: Vec<i64> = rows.iter().flatten().map(|&v| v as i64).collect();
+    let arr = ArrayD::from_shape_vec(IxDyn(&[rows.len(), seq]), data)
         .map_err(|e| input_error(format!("token shape: {e}")))?;
     Ok(PyArray::from_owned_array(py, arr).into_any().unbind())
 }

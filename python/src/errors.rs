@@ -6,43 +6,43 @@ use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 
 create_exception!(
-    _hooklens,
+    hooklens,
     HookLensError,
     PyException,
     "Base class of every error hooklens raises; the message is the engine's."
 );
 create_exception!(
-    _hooklens,
+    hooklens,
     UnknownHookError,
     HookLensError,
     "A hook name, short form or alias that names no hook point of this model; the message lists the nearest names."
 );
 create_exception!(
-    _hooklens,
+    hooklens,
     HookShapeError,
     HookLensError,
     "A hook returned an array whose shape is not the activation's."
 );
 create_exception!(
-    _hooklens,
+    hooklens,
     TokenError,
     HookLensError,
     "A token id outside the vocabulary, or a sequence longer than the context."
 );
 create_exception!(
-    _hooklens,
+    hooklens,
     ModelLoadError,
     HookLensError,
     "A model file or directory that cannot be read or is malformed."
 );
 create_exception!(
-    _hooklens,
+    hooklens,
     UnsupportedError,
     HookLensError,
     "A feature, file type or device this version does not support (e.g. device=\"cuda\")."
 );
 create_exception!(
-    _hooklens,
+    hooklens,
     InputError,
     HookLensError,
     "Any other invalid argument (ragged batch, bad layer index, uncached point, ...)."

@@ -10,7 +10,7 @@ use pyo3::types::{PyDict, PyString};
 
 use crate::cache::CachePy;
 use crate::config::ConfigPy;
-use crate::convert::{output_to_py, return_type, token_batch, tokens_to_numpy};
+use crate::convert::{output_to_py, return_type, rows_to_numpy, token_rows};
 use crate::errors::{input_error, IntoPyResult};
 use crate::points::HookPointPy;
 use crate::run::{forward, with_cache, with_hooks, FilterSpec, OwnedInput};
@@ -46,6 +46,11 @@ impl PassOpts {
     }
 }
 
+/// True for an existing path, or text with a directory separator or a `.gguf` ending.
+fn looks_like_path(p: &std::path::Path) -> bool {
+    p.exists() || p.components().count() > 1 || p.extension().is_some_and(|e| e == "gguf")
+}
+
 #[pymethods]
 impl ModelPy {
     /// Loads a model: an HF checkpoint directory, a `.gguf` file or a known name
@@ -54,8 +59,15 @@ impl ModelPy {
     #[pyo3(signature = (model=None, device="cpu"))]
     fn load(py: Python<'_>, model: Option<PathBuf>, device: &str) -> PyResult<Self> {
         let device = Device::parse(device).py_err()?;
-        let arg = model.as_ref().map(|p| p.to_string_lossy().into_owned());
-        let path = resolve_model_arg(arg.as_deref()).py_err()?;
+        let path = match model {
+            // A path (or what is meant as one): the loader's own error if it is not there.
+            Some(p) if looks_like_path(&p) => p,
+            // A known name, or None for the default model.
+            other => {
+                let arg = other.map(|p| p.to_string_lossy().into_owned());
+                resolve_model_arg(arg.as_deref()).py_err()?
+            }
+        };
         let model = py.allow_threads(|| Model::load_on(&path, device)).py_err()?;
         Ok(ModelPy { model })
     }
@@ -82,16 +94,16 @@ impl ModelPy {
     /// Token ids `[batch, pos]` (int64) of a text or a list of texts of equal token length.
     #[pyo3(signature = (input, prepend_bos=true))]
     fn to_tokens(&self, py: Python<'_>, input: &Bound<'_, PyAny>, prepend_bos: bool) -> PyResult<PyObject> {
-        tokens_to_numpy(py, &token_batch(&self.model, input, prepend_bos)?)
+        rows_to_numpy(py, &token_rows(&self.model, input, prepend_bos)?)
     }
 
     /// One string per token: of a text (tokenized first), of ids `[pos]`, or of `[batch, pos]`
     /// (a list per row; a batch of one gives one list, as TL).
     #[pyo3(signature = (input, prepend_bos=true))]
     fn to_str_tokens(&self, py: Python<'_>, input: &Bound<'_, PyAny>, prepend_bos: bool) -> PyResult<PyObject> {
-        let tokens = token_batch(&self.model, input, prepend_bos)?;
-        let rows = (0..tokens.batch())
-            .map(|b| self.model.to_str_tokens(tokens.row(b)))
+        let rows = token_rows(&self.model, input, prepend_bos)?
+            .iter()
+            .map(|ids| self.model.to_str_tokens(ids))
             .collect::<hooklens::Result<Vec<_>>>()
             .py_err()?;
         if rows.len() == 1 {
@@ -103,10 +115,10 @@ impl ModelPy {
     /// The text of ids `[pos]` (a string) or `[batch, pos]` (a list of strings).
     fn to_string(&self, py: Python<'_>, ids: &Bound<'_, PyAny>) -> PyResult<PyObject> {
         let one_row = crate::convert::int_array(ids)?.ndim() <= 1;
-        let tokens = token_batch(&self.model, ids, false)?;
         let tk = self.model.tokenizer().py_err()?;
-        let texts = (0..tokens.batch())
-            .map(|b| tk.decode(tokens.row(b)))
+        let texts = token_rows(&self.model, ids, false)?
+            .iter()
+            .map(|row| tk.decode(row))
             .collect::<hooklens::Result<Vec<_>>>()
             .py_err()?;
         if one_row {

@@ -32,7 +32,12 @@ impl CachePy {
             arrays.push(tensor_to_numpy(py, tensor)?);
             index.insert(point, i);
         }
-        Ok(CachePy { names, arrays, index, cfg })
+        Ok(CachePy {
+            names,
+            arrays,
+            index,
+            cfg,
+        })
     }
 
     /// The position of the one point a key names, or why not.
@@ -40,7 +45,10 @@ impl CachePy {
         let selector = selector_of(key)?;
         let points = selector.to_hook_selector().resolve(&self.cfg).py_err()?;
         let [point] = points.as_slice() else {
-            return Err(input_error(format!("{key} names {} hook points; index by one", points.len())));
+            return Err(input_error(format!(
+                "{key} names {} hook points; index by one",
+                points.len()
+            )));
         };
         self.index.get(point).copied().ok_or_else(|| {
             input_error(format!(
@@ -66,7 +74,10 @@ impl CachePy {
     }
 
     fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        PyList::new(py, &self.names)?.into_any().try_iter().map(|i| i.into_any())
+        PyList::new(py, &self.names)?
+            .into_any()
+            .try_iter()
+            .map(|i| i.into_any())
     }
 
     /// The cached points' TL 2.x names, in firing order.

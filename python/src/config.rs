@@ -62,7 +62,11 @@ impl ConfigPy {
                 NormKind::RmsNorm => "RMS",
             },
             eps: cfg.norm_eps,
-            positional_embedding_type: if rotary_base.is_some() { "rotary" } else { "standard" },
+            positional_embedding_type: if rotary_base.is_some() {
+                "rotary"
+            } else {
+                "standard"
+            },
             rotary_base,
             act_fn: match cfg.mlp {
                 MlpKind::GeluNew => "gelu_new",

@@ -10,13 +10,21 @@ use pyo3::types::{PyList, PyString, PyTuple};
 use crate::errors::{input_error, IntoPyResult};
 
 /// Text, a list of texts (equal token lengths), or integer token ids `[pos]` / `[batch, pos]`.
-pub fn token_batch(model: &Model, input: &Bound<'_, PyAny>, prepend_bos: bool) -> PyResult<TokenBatch> {
+pub fn token_batch(
+    model: &Model,
+    input: &Bound<'_, PyAny>,
+    prepend_bos: bool,
+) -> PyResult<TokenBatch> {
     TokenBatch::from_rows(&token_rows(model, input, prepend_bos)?).py_err()
 }
 
 /// The token rows of text, a list of texts (any lengths, empty included), or integer ids
 /// `[pos]` / `[batch, pos]`.
-pub fn token_rows(model: &Model, input: &Bound<'_, PyAny>, prepend_bos: bool) -> PyResult<Vec<Vec<u32>>> {
+pub fn token_rows(
+    model: &Model,
+    input: &Bound<'_, PyAny>,
+    prepend_bos: bool,
+) -> PyResult<Vec<Vec<u32>>> {
     let texts = match input.downcast::<PyString>() {
         Ok(text) => Some(vec![text.to_str()?.to_string()]),
         Err(_) => text_list(input)?,
@@ -33,7 +41,9 @@ pub fn token_rows(model: &Model, input: &Bound<'_, PyAny>, prepend_bos: bool) ->
     let flat = ids_u32(&ids)?;
     match ids.shape().to_vec().as_slice() {
         [_] => Ok(vec![flat]),
-        [batch, seq] => Ok((0..*batch).map(|b| flat[b * seq..(b + 1) * seq].to_vec()).collect()),
+        [batch, seq] => Ok((0..*batch)
+            .map(|b| flat[b * seq..(b + 1) * seq].to_vec())
+            .collect()),
         other => Err(input_error(format!(
             "token ids must have shape [pos] or [batch, pos], got {other:?}"
         ))),
@@ -52,7 +62,11 @@ fn text_list(input: &Bound<'_, PyAny>) -> PyResult<Option<Vec<String>>> {
     if items.is_empty() || !items[0].is_instance_of::<PyString>() {
         return Ok(None);
     }
-    items.iter().map(|i| i.extract()).collect::<PyResult<_>>().map(Some)
+    items
+        .iter()
+        .map(|i| i.extract())
+        .collect::<PyResult<_>>()
+        .map(Some)
 }
 
 /// Any integer array-like as an int64 numpy array.

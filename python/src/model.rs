@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use hooklens::model::known::resolve_model_arg;
 use hooklens::{Device, Model, RunOptions};
-use pyo3::prelude::*;
 use numpy::PyUntypedArrayMethods;
+use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 
 use crate::cache::CachePy;
@@ -68,7 +68,9 @@ impl ModelPy {
                 resolve_model_arg(arg.as_deref()).py_err()?
             }
         };
-        let model = py.allow_threads(|| Model::load_on(&path, device)).py_err()?;
+        let model = py
+            .allow_threads(|| Model::load_on(&path, device))
+            .py_err()?;
         Ok(ModelPy { model })
     }
 
@@ -93,14 +95,24 @@ impl ModelPy {
 
     /// Token ids `[batch, pos]` (int64) of a text or a list of texts of equal token length.
     #[pyo3(signature = (input, prepend_bos=true))]
-    fn to_tokens(&self, py: Python<'_>, input: &Bound<'_, PyAny>, prepend_bos: bool) -> PyResult<PyObject> {
+    fn to_tokens(
+        &self,
+        py: Python<'_>,
+        input: &Bound<'_, PyAny>,
+        prepend_bos: bool,
+    ) -> PyResult<PyObject> {
         rows_to_numpy(py, &token_rows(&self.model, input, prepend_bos)?)
     }
 
     /// One string per token: of a text (tokenized first), of ids `[pos]`, or of `[batch, pos]`
     /// (a list per row; a batch of one gives one list, as TL).
     #[pyo3(signature = (input, prepend_bos=true))]
-    fn to_str_tokens(&self, py: Python<'_>, input: &Bound<'_, PyAny>, prepend_bos: bool) -> PyResult<PyObject> {
+    fn to_str_tokens(
+        &self,
+        py: Python<'_>,
+        input: &Bound<'_, PyAny>,
+        prepend_bos: bool,
+    ) -> PyResult<PyObject> {
         let rows = token_rows(&self.model, input, prepend_bos)?
             .iter()
             .map(|ids| self.model.to_str_tokens(ids))
@@ -129,7 +141,11 @@ impl ModelPy {
 
     /// The id of a text that must be exactly one token (e.g. `" Paris"`).
     fn to_single_token(&self, text: &str) -> PyResult<u32> {
-        self.model.tokenizer().py_err()?.to_single_token(text).py_err()
+        self.model
+            .tokenizer()
+            .py_err()?
+            .to_single_token(text)
+            .py_err()
     }
 
     /// TL's `forward`: logits `[batch, pos, d_vocab]`, the loss, both, None, or the residual
@@ -148,7 +164,13 @@ impl ModelPy {
         stop_at_layer: Option<i64>,
         tokens: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<PyObject> {
-        let p = PassOpts::new(return_type, loss_per_token, prepend_bos, start_at_layer, stop_at_layer)?;
+        let p = PassOpts::new(
+            return_type,
+            loss_per_token,
+            prepend_bos,
+            start_at_layer,
+            stop_at_layer,
+        )?;
         let input = OwnedInput::read(&self.model, input, tokens, p.prepend_bos)?;
         let out = forward(py, &self.model, &input, &p.opts)?;
         output_to_py(py, out, p.opts.return_type)
@@ -168,7 +190,16 @@ impl ModelPy {
         stop_at_layer: Option<i64>,
         tokens: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<PyObject> {
-        self.forward(py, input, return_type, loss_per_token, prepend_bos, start_at_layer, stop_at_layer, tokens)
+        self.forward(
+            py,
+            input,
+            return_type,
+            loss_per_token,
+            prepend_bos,
+            start_at_layer,
+            stop_at_layer,
+            tokens,
+        )
     }
 
     /// A pass with hooks `[(name | ("z", 3) | predicate, fn)]`; `fn(activation, hook)` gets a
@@ -196,7 +227,13 @@ impl ModelPy {
                 "bwd_hooks: hooklens runs forward passes only (no gradients)",
             ));
         }
-        let p = PassOpts::new(return_type, loss_per_token, prepend_bos, start_at_layer, stop_at_layer)?;
+        let p = PassOpts::new(
+            return_type,
+            loss_per_token,
+            prepend_bos,
+            start_at_layer,
+            stop_at_layer,
+        )?;
         let input = OwnedInput::read(&self.model, input, tokens, p.prepend_bos)?;
         let out = match fwd_hooks {
             Some(h) if !h.is_none() => with_hooks(py, &self.model, &input, h, &p.opts)?,
@@ -221,7 +258,13 @@ impl ModelPy {
         stop_at_layer: Option<i64>,
         tokens: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<(PyObject, CachePy)> {
-        let p = PassOpts::new(return_type, loss_per_token, prepend_bos, start_at_layer, stop_at_layer)?;
+        let p = PassOpts::new(
+            return_type,
+            loss_per_token,
+            prepend_bos,
+            start_at_layer,
+            stop_at_layer,
+        )?;
         let input = OwnedInput::read(&self.model, input, tokens, p.prepend_bos)?;
         let filter = FilterSpec::read(&self.model, names_filter)?;
         let (out, cache) = with_cache(py, &self.model, &input, &filter, &p.opts)?;

@@ -79,7 +79,11 @@ pub fn selector_of(obj: &Bound<'_, PyAny>) -> PyResult<Selector> {
         let layer_type: Option<String> = match t.len() {
             0..=2 => None,
             3 => t.get_item(2)?.extract()?,
-            _ => return Err(input_error(format!("a short form has 1 to 3 items: got {t}"))),
+            _ => {
+                return Err(input_error(format!(
+                    "a short form has 1 to 3 items: got {t}"
+                )))
+            }
         };
         return Ok(Selector::Short(name, layer, layer_type));
     }

@@ -3,7 +3,9 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use hooklens::{ActivationCache, Hooks, Input, Model, NamesFilter, Output, RunOptions, Tensor, TokenBatch};
+use hooklens::{
+    ActivationCache, Hooks, Input, Model, NamesFilter, Output, RunOptions, Tensor, TokenBatch,
+};
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyString, PyTuple, PyType};
 
@@ -30,7 +32,9 @@ impl OwnedInput {
         prepend_bos: bool,
     ) -> PyResult<Self> {
         if is_float_array(input)? {
-            let toks = tokens.map(|t| token_batch(model, t, prepend_bos)).transpose()?;
+            let toks = tokens
+                .map(|t| token_batch(model, t, prepend_bos))
+                .transpose()?;
             return Ok(OwnedInput::Residual(float_tensor(input)?, toks));
         }
         Ok(OwnedInput::Tokens(token_batch(model, input, prepend_bos)?))
@@ -75,14 +79,20 @@ impl FilterSpec {
             return Ok(FilterSpec::Names(vec![selector_of(f)?]));
         }
         if let Ok(list) = f.downcast::<PyList>() {
-            let names = list.iter().map(|s| selector_of(&s)).collect::<PyResult<_>>()?;
+            let names = list
+                .iter()
+                .map(|s| selector_of(&s))
+                .collect::<PyResult<_>>()?;
             return Ok(FilterSpec::Names(names));
         }
         if f.is_callable() {
             let cfg = model.config();
             let matched = points_matching(cfg, &model.hook_points(true), f)?;
             return Ok(FilterSpec::Names(
-                matched.into_iter().map(|(_, name)| Selector::Name(name)).collect(),
+                matched
+                    .into_iter()
+                    .map(|(_, name)| Selector::Name(name))
+                    .collect(),
             ));
         }
         Err(input_error(
@@ -93,14 +103,22 @@ impl FilterSpec {
     fn to_filter(&self) -> NamesFilter {
         match self {
             FilterSpec::All => NamesFilter::All,
-            FilterSpec::Names(v) => NamesFilter::Names(v.iter().map(Selector::to_hook_selector).collect()),
+            FilterSpec::Names(v) => {
+                NamesFilter::Names(v.iter().map(Selector::to_hook_selector).collect())
+            }
         }
     }
 }
 
 /// A plain pass, with the GIL released.
-pub fn forward(py: Python<'_>, model: &Model, input: &OwnedInput, opts: &RunOptions) -> PyResult<Output> {
-    py.allow_threads(|| model.forward(input.as_input(), opts)).py_err()
+pub fn forward(
+    py: Python<'_>,
+    model: &Model,
+    input: &OwnedInput,
+    opts: &RunOptions,
+) -> PyResult<Output> {
+    py.allow_threads(|| model.forward(input.as_input(), opts))
+        .py_err()
 }
 
 /// A caching pass, with the GIL released.
@@ -131,13 +149,19 @@ pub fn with_hooks<'py>(
     let errors: ErrorSlot = Rc::new(RefCell::new(None));
     let mut hooks = Hooks::new();
     for item in fwd_hooks.try_iter()? {
-        let (sel, func): (Bound<'py, PyAny>, Bound<'py, PyAny>) = item?.extract().map_err(|_| {
-            input_error("fwd_hooks is a list of (name, function) pairs")
-        })?;
-        let hook = PyHook { func, view_type: view_type.clone(), errors: Rc::clone(&errors) };
+        let (sel, func): (Bound<'py, PyAny>, Bound<'py, PyAny>) = item?
+            .extract()
+            .map_err(|_| input_error("fwd_hooks is a list of (name, function) pairs"))?;
+        let hook = PyHook {
+            func,
+            view_type: view_type.clone(),
+            errors: Rc::clone(&errors),
+        };
         for selector in hook_selectors(model, &sel)? {
             let h = hook.clone();
-            hooks.add(selector.to_hook_selector(), move |act, ctx| h.call(act, ctx));
+            hooks.add(selector.to_hook_selector(), move |act, ctx| {
+                h.call(act, ctx)
+            });
         }
     }
     let result = model.run_with_hooks(input.as_input(), &mut hooks, opts);
@@ -154,7 +178,10 @@ pub fn with_hooks<'py>(
 fn hook_selectors(model: &Model, sel: &Bound<'_, PyAny>) -> PyResult<Vec<Selector>> {
     if sel.is_callable() && !sel.is_instance_of::<PyString>() {
         let matched = points_matching(model.config(), &model.hook_points(true), sel)?;
-        return Ok(matched.into_iter().map(|(p, _)| Selector::Point(p)).collect());
+        return Ok(matched
+            .into_iter()
+            .map(|(p, _)| Selector::Point(p))
+            .collect());
     }
     Ok(vec![selector_of(sel)?])
 }

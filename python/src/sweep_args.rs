@@ -21,7 +21,11 @@ pub fn one_row(tokens: &TokenBatch) -> PyResult<Vec<u32>> {
 /// A token id from a single-token text or an int.
 fn token_id(model: &Model, t: &Bound<'_, PyAny>) -> PyResult<u32> {
     if let Ok(s) = t.downcast::<PyString>() {
-        return model.tokenizer().py_err()?.to_single_token(s.to_str()?).py_err();
+        return model
+            .tokenizer()
+            .py_err()?
+            .to_single_token(s.to_str()?)
+            .py_err();
     }
     t.extract()
 }
@@ -34,7 +38,9 @@ fn top_prediction(py: Python<'_>, model: &Model, prompt: &[u32]) -> PyResult<u32
         logits_at: LogitPositions::Last,
         ..RunOptions::default()
     };
-    let out = py.allow_threads(|| model.forward(&tokens, &opts)).py_err()?;
+    let out = py
+        .allow_threads(|| model.forward(&tokens, &opts))
+        .py_err()?;
     let logits = out.logits.ok_or_else(|| input_error("no logits"))?; // [1, 1, d_vocab]
     let best = hooklens::analysis::top_k(&logits.data, 1);
     Ok(best[0].token_id)
@@ -61,7 +67,10 @@ pub fn metric_of(
             let other = against
                 .filter(|a| !a.is_none())
                 .ok_or_else(|| input_error("metric \"logit-diff\" needs against= (a token)"))?;
-            Metric::LogitDiff { target, other: token_id(model, other)? }
+            Metric::LogitDiff {
+                target,
+                other: token_id(model, other)?,
+            }
         }
         "loss" => Metric::Loss,
         "kl" => Metric::KlToClean,
@@ -77,7 +86,11 @@ pub fn metric_of(
 
 /// Subject positions: a list of ints, or a text whose tokens appear in the prompt (tried
 /// with a leading space first, as it usually follows a word).
-pub fn subject_positions(model: &Model, prompt: &[u32], subject: &Bound<'_, PyAny>) -> PyResult<Vec<usize>> {
+pub fn subject_positions(
+    model: &Model,
+    prompt: &[u32],
+    subject: &Bound<'_, PyAny>,
+) -> PyResult<Vec<usize>> {
     let Ok(text) = subject.downcast::<PyString>() else {
         return subject.extract();
     };

@@ -44,13 +44,19 @@ impl ModelPy {
     ) -> PyResult<SweepResult> {
         let m = &self.model;
         let prompt = one_row(&token_batch(m, input, prepend_bos)?)?;
-        let refs = reference.map(|r| token_batch(m, r, prepend_bos)).transpose()?;
+        let refs = reference
+            .map(|r| token_batch(m, r, prepend_bos))
+            .transpose()?;
         let method = ablation_method(method, refs)?;
         let target_kind = match what {
             "heads" => AblationTarget::Heads,
             "attn" => AblationTarget::AttnLayers,
             "mlp" => AblationTarget::MlpLayers,
-            other => return Err(input_error(format!("what must be heads, attn or mlp, got {other:?}"))),
+            other => {
+                return Err(input_error(format!(
+                    "what must be heads, attn or mlp, got {other:?}"
+                )))
+            }
         };
         let metric = metric_of(py, m, &prompt, metric, target, against)?;
         let spec = ablation_sweep(m, &prompt, target_kind, &method).py_err()?;
@@ -86,7 +92,11 @@ impl ModelPy {
         let clean = one_row(&token_batch(m, clean, prepend_bos)?)?;
         let corrupted = one_row(&token_batch(m, corrupted, prepend_bos)?)?;
         let site = patch_site(site)?;
-        let name = metric.unwrap_or(if against.is_some() { "logit-diff" } else { "logprob" });
+        let name = metric.unwrap_or(if against.is_some() {
+            "logit-diff"
+        } else {
+            "logprob"
+        });
         let metric = metric_of(py, m, &clean, name, target, against)?;
         let spec = patching_sweep(m, &clean, &corrupted, site).py_err()?;
         let report = run(py, m, &spec, &metric, naive)?;
@@ -127,12 +137,24 @@ impl ModelPy {
             "resid" => TraceKind::Resid,
             "mlp" => TraceKind::Mlp,
             "attn" => TraceKind::Attn,
-            other => return Err(input_error(format!("kind must be resid, mlp or attn, got {other:?}"))),
+            other => {
+                return Err(input_error(format!(
+                    "kind must be resid, mlp or attn, got {other:?}"
+                )))
+            }
         };
         if !(noise.is_finite() && noise > 0.0) || window == 0 {
-            return Err(input_error("noise must be finite and > 0, window at least 1"));
+            return Err(input_error(
+                "noise must be finite and > 0, window at least 1",
+            ));
         }
-        let settings = TraceSettings { kind, window, samples, noise_scale: noise, seed };
+        let settings = TraceSettings {
+            kind,
+            window,
+            samples,
+            noise_scale: noise,
+            seed,
+        };
         let metric = metric_of(py, m, &prompt, metric, target, None)?;
         let spec = trace_sweep(m, &prompt, &subject, &settings).py_err()?;
         let report = run(py, m, &spec, &metric, naive)?;
@@ -142,13 +164,25 @@ impl ModelPy {
 }
 
 fn ablation_method(method: &str, reference: Option<TokenBatch>) -> PyResult<AblationMethod> {
-    let rows = |t: &TokenBatch| (0..t.batch()).map(|b| t.row(b).to_vec()).collect::<Vec<_>>();
+    let rows = |t: &TokenBatch| {
+        (0..t.batch())
+            .map(|b| t.row(b).to_vec())
+            .collect::<Vec<_>>()
+    };
     match (method, reference) {
         ("zero", _) => Ok(AblationMethod::Zero),
-        ("mean", r) => Ok(AblationMethod::Mean { references: r.as_ref().map(rows).unwrap_or_default() }),
-        ("resample", Some(r)) => Ok(AblationMethod::Resample { source: one_row(&r)? }),
-        ("resample", None) => Err(input_error("method=\"resample\" needs reference= (a prompt of the same length)")),
-        (other, _) => Err(input_error(format!("method must be zero, mean or resample, got {other:?}"))),
+        ("mean", r) => Ok(AblationMethod::Mean {
+            references: r.as_ref().map(rows).unwrap_or_default(),
+        }),
+        ("resample", Some(r)) => Ok(AblationMethod::Resample {
+            source: one_row(&r)?,
+        }),
+        ("resample", None) => Err(input_error(
+            "method=\"resample\" needs reference= (a prompt of the same length)",
+        )),
+        (other, _) => Err(input_error(format!(
+            "method must be zero, mean or resample, got {other:?}"
+        ))),
     }
 }
 
@@ -169,8 +203,15 @@ fn patch_site(site: &str) -> PyResult<PatchSite> {
 }
 
 /// Runs a sweep with the GIL released.
-fn run(py: Python<'_>, model: &Model, spec: &SweepSpec, metric: &Metric, naive: bool) -> PyResult<SweepReport> {
-    py.allow_threads(|| spec.run(model, metric, naive, &SweepOptions::default())).py_err()
+fn run(
+    py: Python<'_>,
+    model: &Model,
+    spec: &SweepSpec,
+    metric: &Metric,
+    naive: bool,
+) -> PyResult<SweepReport> {
+    py.allow_threads(|| spec.run(model, metric, naive, &SweepOptions::default()))
+        .py_err()
 }
 
 /// The grid (delta for ablations, recovery otherwise) and the report dict.
@@ -220,5 +261,8 @@ fn finish(
     }
     let text = PyString::new(py, &doc.to_string());
     let dict = py.import("json")?.call_method1("loads", (text,))?;
-    Ok((PyArray::from_owned_array(py, grid).into_any().unbind(), dict.unbind()))
+    Ok((
+        PyArray::from_owned_array(py, grid).into_any().unbind(),
+        dict.unbind(),
+    ))
 }

@@ -106,17 +106,7 @@ class HookedTransformer:
         """logits [batch, pos, d_vocab] (float32), loss (float; [batch, pos - 1] per token),
         (logits, loss) for "both", None, or the residual [batch, pos, d_model] with
         stop_at_layer."""
-    def __call__(
-        self,
-        input: ModelInput,
-        return_type: ReturnType = "logits",
-        *,
-        loss_per_token: bool = False,
-        prepend_bos: bool = True,
-        start_at_layer: Optional[int] = None,
-        stop_at_layer: Optional[int] = None,
-        tokens: Optional[ModelInput] = None,
-    ) -> Any: ...
+    __call__ = forward
     def run_with_hooks(
         self,
         input: ModelInput,

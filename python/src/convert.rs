@@ -40,7 +40,7 @@ pub fn token_rows(
     let ids = int_array(input)?;
     let flat = ids_u32(&ids)?;
     match ids.shape().to_vec().as_slice() {
-        [_] => Ok(vec![flat]),
+        [] | [_] => Ok(vec![flat]), // one id, or one row
         [batch, seq] => Ok((0..*batch)
             .map(|b| flat[b * seq..(b + 1) * seq].to_vec())
             .collect()),

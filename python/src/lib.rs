@@ -7,6 +7,7 @@ mod convert;
 mod errors;
 mod hook_call;
 mod model;
+mod pass_opts;
 mod points;
 mod run;
 mod sweep_args;

@@ -3,47 +3,23 @@
 use std::path::PathBuf;
 
 use hooklens::model::known::resolve_model_arg;
-use hooklens::{Device, Model, RunOptions};
+use hooklens::{Device, Model};
 use numpy::PyUntypedArrayMethods;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyString};
+use pyo3::types::{PyDict, PyString, PyTuple};
 
 use crate::cache::CachePy;
 use crate::config::ConfigPy;
-use crate::convert::{output_to_py, return_type, rows_to_numpy, token_rows};
+use crate::convert::{output_to_py, rows_to_numpy, token_rows};
 use crate::errors::{input_error, IntoPyResult};
+use crate::pass_opts::PassOpts;
 use crate::points::HookPointPy;
-use crate::run::{forward, with_cache, with_hooks, FilterSpec, OwnedInput};
+use crate::run::{forward, with_cache, with_hooks, FilterSpec};
 
 /// A loaded model with TransformerLens' `HookedTransformer` API on the hooklens engine.
 #[pyclass(name = "HookedTransformer", module = "hooklens", frozen)]
 pub struct ModelPy {
     pub(crate) model: Model,
-}
-
-/// The options every pass takes.
-struct PassOpts {
-    opts: RunOptions,
-    prepend_bos: bool,
-}
-
-impl PassOpts {
-    fn new(
-        rt: Option<&str>,
-        loss_per_token: bool,
-        prepend_bos: bool,
-        start_at_layer: Option<i64>,
-        stop_at_layer: Option<i64>,
-    ) -> PyResult<Self> {
-        let opts = RunOptions {
-            return_type: return_type(rt)?,
-            loss_per_token,
-            start_at_layer,
-            stop_at_layer,
-            ..RunOptions::default()
-        };
-        Ok(PassOpts { opts, prepend_bos })
-    }
 }
 
 /// True for an existing path, or text with a directory separator or a `.gguf` ending.
@@ -150,91 +126,52 @@ impl ModelPy {
 
     /// TL's `forward`: logits `[batch, pos, d_vocab]`, the loss, both, None, or the residual
     /// `[batch, pos, d_model]` with `stop_at_layer`. A float array input is a residual stream
-    /// entering block `start_at_layer` (`tokens=` gives the loss its targets).
-    #[pyo3(signature = (input, return_type=Some("logits"), *, loss_per_token=false, prepend_bos=true, start_at_layer=None, stop_at_layer=None, tokens=None))]
-    #[allow(clippy::too_many_arguments)]
-    fn forward(
+    /// entering block `start_at_layer` (`tokens=` gives the loss its targets). Keywords:
+    /// `loss_per_token`, `prepend_bos`, `start_at_layer`, `stop_at_layer`, `tokens`.
+    #[pyo3(signature = (input, return_type=Some("logits"), **kwargs))]
+    fn forward<'py>(
         &self,
-        py: Python<'_>,
-        input: &Bound<'_, PyAny>,
+        py: Python<'py>,
+        input: &Bound<'py, PyAny>,
         return_type: Option<&str>,
-        loss_per_token: bool,
-        prepend_bos: bool,
-        start_at_layer: Option<i64>,
-        stop_at_layer: Option<i64>,
-        tokens: Option<&Bound<'_, PyAny>>,
+        kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<PyObject> {
-        let p = PassOpts::new(
-            return_type,
-            loss_per_token,
-            prepend_bos,
-            start_at_layer,
-            stop_at_layer,
-        )?;
-        let input = OwnedInput::read(&self.model, input, tokens, p.prepend_bos)?;
-        let out = forward(py, &self.model, &input, &p.opts)?;
+        let p = PassOpts::read(return_type, kwargs, &[])?;
+        let out = forward(py, &self.model, &p.input(&self.model, input)?, &p.opts)?;
         output_to_py(py, out, p.opts.return_type)
     }
 
     /// `model(input, ...)` is `model.forward(input, ...)`.
-    #[pyo3(signature = (input, return_type=Some("logits"), *, loss_per_token=false, prepend_bos=true, start_at_layer=None, stop_at_layer=None, tokens=None))]
-    #[allow(clippy::too_many_arguments)]
-    fn __call__(
-        &self,
-        py: Python<'_>,
-        input: &Bound<'_, PyAny>,
-        return_type: Option<&str>,
-        loss_per_token: bool,
-        prepend_bos: bool,
-        start_at_layer: Option<i64>,
-        stop_at_layer: Option<i64>,
-        tokens: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<PyObject> {
-        self.forward(
-            py,
-            input,
-            return_type,
-            loss_per_token,
-            prepend_bos,
-            start_at_layer,
-            stop_at_layer,
-            tokens,
-        )
+    #[pyo3(signature = (*args, **kwargs))]
+    fn __call__<'py>(
+        slf: &Bound<'py, Self>,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        slf.call_method("forward", args, kwargs)
     }
 
     /// A pass with hooks `[(name | ("z", 3) | predicate, fn)]`; `fn(activation, hook)` gets a
     /// writable numpy view of the engine's buffer (valid during the call only) and may edit
-    /// it in place or return a same-shape array.
-    #[pyo3(signature = (input, fwd_hooks=None, bwd_hooks=None, return_type=Some("logits"), *, loss_per_token=false, prepend_bos=true, start_at_layer=None, stop_at_layer=None, tokens=None, reset_hooks_end=true))]
-    #[allow(clippy::too_many_arguments)]
-    fn run_with_hooks(
+    /// it in place or return a same-shape array. Keywords as `forward`'s (and TL's
+    /// `reset_hooks_end`, ignored: hooks never outlive the call).
+    #[pyo3(signature = (input, fwd_hooks=None, bwd_hooks=None, return_type=Some("logits"), **kwargs))]
+    fn run_with_hooks<'py>(
         &self,
-        py: Python<'_>,
-        input: &Bound<'_, PyAny>,
-        fwd_hooks: Option<&Bound<'_, PyAny>>,
-        bwd_hooks: Option<&Bound<'_, PyAny>>,
+        py: Python<'py>,
+        input: &Bound<'py, PyAny>,
+        fwd_hooks: Option<&Bound<'py, PyAny>>,
+        bwd_hooks: Option<&Bound<'py, PyAny>>,
         return_type: Option<&str>,
-        loss_per_token: bool,
-        prepend_bos: bool,
-        start_at_layer: Option<i64>,
-        stop_at_layer: Option<i64>,
-        tokens: Option<&Bound<'_, PyAny>>,
-        reset_hooks_end: bool,
+        kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<PyObject> {
-        let _ = reset_hooks_end; // hooks never outlive the call here
         if bwd_hooks.is_some_and(|b| b.len().unwrap_or(1) > 0) {
             return Err(crate::errors::UnsupportedError::new_err(
                 "bwd_hooks: hooklens runs forward passes only (no gradients)",
             ));
         }
-        let p = PassOpts::new(
-            return_type,
-            loss_per_token,
-            prepend_bos,
-            start_at_layer,
-            stop_at_layer,
-        )?;
-        let input = OwnedInput::read(&self.model, input, tokens, p.prepend_bos)?;
+        let p = PassOpts::read(return_type, kwargs, &["reset_hooks_end"])?;
+        let input = p.input(&self.model, input)?;
         let out = match fwd_hooks {
             Some(h) if !h.is_none() => with_hooks(py, &self.model, &input, h, &p.opts)?,
             _ => forward(py, &self.model, &input, &p.opts)?,
@@ -243,29 +180,19 @@ impl ModelPy {
     }
 
     /// A pass that also returns an `ActivationCache` of the points `names_filter` selects
-    /// (None: every default point; a name, a list, or a function of a name).
-    #[pyo3(signature = (input, names_filter=None, return_type=Some("logits"), *, loss_per_token=false, prepend_bos=true, start_at_layer=None, stop_at_layer=None, tokens=None))]
-    #[allow(clippy::too_many_arguments)]
-    fn run_with_cache(
+    /// (None: every default point; a name, a list, or a function of a name). Keywords as
+    /// `forward`'s.
+    #[pyo3(signature = (input, names_filter=None, return_type=Some("logits"), **kwargs))]
+    fn run_with_cache<'py>(
         &self,
-        py: Python<'_>,
-        input: &Bound<'_, PyAny>,
-        names_filter: Option<&Bound<'_, PyAny>>,
+        py: Python<'py>,
+        input: &Bound<'py, PyAny>,
+        names_filter: Option<&Bound<'py, PyAny>>,
         return_type: Option<&str>,
-        loss_per_token: bool,
-        prepend_bos: bool,
-        start_at_layer: Option<i64>,
-        stop_at_layer: Option<i64>,
-        tokens: Option<&Bound<'_, PyAny>>,
+        kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<(PyObject, CachePy)> {
-        let p = PassOpts::new(
-            return_type,
-            loss_per_token,
-            prepend_bos,
-            start_at_layer,
-            stop_at_layer,
-        )?;
-        let input = OwnedInput::read(&self.model, input, tokens, p.prepend_bos)?;
+        let p = PassOpts::read(return_type, kwargs, &[])?;
+        let input = p.input(&self.model, input)?;
         let filter = FilterSpec::read(&self.model, names_filter)?;
         let (out, cache) = with_cache(py, &self.model, &input, &filter, &p.opts)?;
         let cache = CachePy::new(py, cache, self.model.config().clone())?;

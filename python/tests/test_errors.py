@@ -53,6 +53,8 @@ def test_ragged_batches_and_bad_options():
         model(np.array([[1, 2]]), return_type="probs")
     with pytest.raises(hooklens.InputError, match="start_at_layer"):
         model(np.array([[1, 2]]), start_at_layer=1)
+    with pytest.raises(TypeError, match='unexpected keyword argument "prepend"'):
+        model(np.array([[1, 2]]), prepend=False)
     with pytest.raises(hooklens.InputError, match="residual input must have shape"):
         model(np.zeros((1, 2, 5), dtype=np.float32), start_at_layer=1)
 

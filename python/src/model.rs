@@ -173,7 +173,9 @@ impl ModelPy {
         let p = PassOpts::read(return_type, kwargs, &["reset_hooks_end"])?;
         let input = p.input(&self.model, input)?;
         let out = match fwd_hooks {
-            Some(h) if !h.is_none() => with_hooks(py, &self.model, &input, h, &p.opts)?,
+            Some(h) if !h.is_none() && h.len().map_or(true, |n| n > 0) => {
+                with_hooks(py, &self.model, &input, h, &p.opts)?
+            }
             _ => forward(py, &self.model, &input, &p.opts)?,
         };
         output_to_py(py, out, p.opts.return_type)

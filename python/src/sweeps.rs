@@ -59,8 +59,8 @@ impl ModelPy {
             }
         };
         let metric = metric_of(py, m, &prompt, metric, target, against)?;
-        let spec = ablation_sweep(m, &prompt, target_kind, &method).py_err()?;
-        let report = run(py, m, &spec, &metric, naive)?;
+        let spec = || ablation_sweep(m, &prompt, target_kind, &method);
+        let report = run(py, m, spec, &metric, naive)?;
         let cfg = m.config();
         let shape = match target_kind {
             AblationTarget::Heads => vec![cfg.n_layers, cfg.n_heads],
@@ -98,8 +98,8 @@ impl ModelPy {
             "logprob"
         });
         let metric = metric_of(py, m, &clean, name, target, against)?;
-        let spec = patching_sweep(m, &clean, &corrupted, site).py_err()?;
-        let report = run(py, m, &spec, &metric, naive)?;
+        let spec = || patching_sweep(m, &clean, &corrupted, site);
+        let report = run(py, m, spec, &metric, naive)?;
         let cfg = m.config();
         let shape = match site {
             PatchSite::Z => vec![cfg.n_layers, cfg.n_heads],
@@ -156,8 +156,8 @@ impl ModelPy {
             seed,
         };
         let metric = metric_of(py, m, &prompt, metric, target, None)?;
-        let spec = trace_sweep(m, &prompt, &subject, &settings).py_err()?;
-        let report = run(py, m, &spec, &metric, naive)?;
+        let spec = || trace_sweep(m, &prompt, &subject, &settings);
+        let report = run(py, m, spec, &metric, naive)?;
         let shape = vec![m.config().n_layers, prompt.len()];
         finish(py, m, &report, &metric, &prompt, None, shape)
     }
@@ -202,15 +202,15 @@ fn patch_site(site: &str) -> PyResult<PatchSite> {
     })
 }
 
-/// Runs a sweep with the GIL released.
+/// Builds a sweep (which runs the base passes it needs) and runs it, with the GIL released.
 fn run(
     py: Python<'_>,
     model: &Model,
-    spec: &SweepSpec,
+    spec: impl FnOnce() -> hooklens::Result<SweepSpec> + Send,
     metric: &Metric,
     naive: bool,
 ) -> PyResult<SweepReport> {
-    py.allow_threads(|| spec.run(model, metric, naive, &SweepOptions::default()))
+    py.allow_threads(|| spec()?.run(model, metric, naive, &SweepOptions::default()))
         .py_err()
 }
 

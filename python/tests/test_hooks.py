@@ -146,3 +146,26 @@ def test_hooks_and_loss_together():
     assert abs(loss - float(ref.tensors["loss"][0])) <= TOL
     with pytest.raises(hooklens.UnsupportedError, match="forward passes only"):
         model.run_with_hooks(ref.tokens, bwd_hooks=[("hook_embed", print)])
+
+
+def test_a_hook_named_by_a_tl4_alias_sees_the_tl2_name():
+    model = load_fixture("gpt2_tiny")
+    toks = Reference("gpt2_tiny").tokens
+    names = []
+    model.run_with_hooks(toks, fwd_hooks=[("blocks.1.attn.o.hook_in", lambda x, h: names.append(h.name))])
+    assert names == ["blocks.1.attn.hook_z"]
+
+
+def test_a_pass_inside_a_hook_runs_and_the_outer_pass_goes_on():
+    ref = Reference("gpt2_small4")
+    model = load_fixture("gpt2_small4")
+    inner = []
+    layer, head = int(ref.meta["zero_head_layer"]), int(ref.meta["zero_head_head"])
+
+    def hook(z, h):
+        inner.append(model(ref.tokens))  # a nested plain pass (it releases the GIL)
+        z[:, :, head, :] = 0.0
+
+    logits = model.run_with_hooks(ref.tokens, fwd_hooks=[(("z", layer), hook)])
+    assert max_diff(inner[0], ref.tensors["logits"]) <= TOL
+    assert max_diff(logits, ref.tensors["zero_head_logits"]) <= TOL

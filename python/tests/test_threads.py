@@ -69,3 +69,25 @@ def test_python_hook_cost_per_slot():
         f"pass {plain * 1e3:.2f} ms plain, {once * 1e3:.2f} ms with a no-op hook at every slot)"
     )
     assert 0 < per_hook < 200e-6
+
+
+def test_threads_share_one_model():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from conftest import TOL, max_diff
+
+    model = load_fixture("gpt2_small4")
+    ref = Reference("gpt2_small4")
+    layer, head = int(ref.meta["zero_head_layer"]), int(ref.meta["zero_head_head"])
+
+    def zero(z, h):
+        z[:, :, head, :] = 0.0
+
+    def job(i):
+        if i % 2:
+            return model(ref.tokens), ref.tensors["logits"]
+        return model.run_with_hooks(ref.tokens, fwd_hooks=[(("z", layer), zero)]), ref.tensors["zero_head_logits"]
+
+    with ThreadPoolExecutor(4) as pool:
+        for got, want in pool.map(job, range(16)):
+            assert max_diff(got, want) <= TOL

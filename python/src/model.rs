@@ -1,0 +1,228 @@
+//! `HookedTransformer`: loading, tokens, and the passes with TransformerLens' names.
+
+use std::path::PathBuf;
+
+use hooklens::model::known::resolve_model_arg;
+use hooklens::{Device, Model};
+use numpy::PyUntypedArrayMethods;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyString, PyTuple};
+
+use crate::cache::CachePy;
+use crate::config::ConfigPy;
+use crate::convert::{output_to_py, rows_to_numpy, token_rows};
+use crate::errors::{input_error, IntoPyResult};
+use crate::pass_opts::PassOpts;
+use crate::points::HookPointPy;
+use crate::run::{forward, with_cache, with_hooks, FilterSpec};
+
+/// A loaded model with TransformerLens' `HookedTransformer` API on the hooklens engine.
+#[pyclass(name = "HookedTransformer", module = "hooklens", frozen)]
+pub struct ModelPy {
+    pub(crate) model: Model,
+}
+
+/// True for an existing path, or text with a directory separator or a `.gguf` ending.
+fn looks_like_path(p: &std::path::Path) -> bool {
+    p.exists() || p.components().count() > 1 || p.extension().is_some_and(|e| e == "gguf")
+}
+
+#[pymethods]
+impl ModelPy {
+    /// Loads a model: an HF checkpoint directory, a `.gguf` file or a known name
+    /// (`"smollm2-135m"`); `None` is the default model. `device` is "cpu", "auto" or "cuda".
+    #[staticmethod]
+    #[pyo3(signature = (model=None, device="cpu"))]
+    fn load(py: Python<'_>, model: Option<PathBuf>, device: &str) -> PyResult<Self> {
+        let device = Device::parse(device).py_err()?;
+        let path = match model {
+            // A path (or what is meant as one): the loader's own error if it is not there.
+            Some(p) if looks_like_path(&p) => p,
+            // A known name, or None for the default model.
+            other => {
+                let arg = other.map(|p| p.to_string_lossy().into_owned());
+                resolve_model_arg(arg.as_deref()).py_err()?
+            }
+        };
+        let model = py
+            .allow_threads(|| Model::load_on(&path, device))
+            .py_err()?;
+        Ok(ModelPy { model })
+    }
+
+    /// TL's name for [`ModelPy::load`].
+    #[staticmethod]
+    #[pyo3(signature = (model_name, device="cpu"))]
+    fn from_pretrained(py: Python<'_>, model_name: PathBuf, device: &str) -> PyResult<Self> {
+        Self::load(py, Some(model_name), device)
+    }
+
+    /// The configuration with TL's field names.
+    #[getter]
+    fn cfg(&self) -> ConfigPy {
+        ConfigPy::new(self.model.config(), self.model.device().to_string())
+    }
+
+    /// Where the model was loaded from.
+    #[getter]
+    fn source(&self) -> String {
+        self.model.source().display().to_string()
+    }
+
+    /// Token ids `[batch, pos]` (int64) of a text or a list of texts of equal token length.
+    #[pyo3(signature = (input, prepend_bos=true))]
+    fn to_tokens(
+        &self,
+        py: Python<'_>,
+        input: &Bound<'_, PyAny>,
+        prepend_bos: bool,
+    ) -> PyResult<PyObject> {
+        rows_to_numpy(py, &token_rows(&self.model, input, prepend_bos)?)
+    }
+
+    /// One string per token: of a text (tokenized first), of ids `[pos]`, or of `[batch, pos]`
+    /// (a list per row; a batch of one gives one list, as TL).
+    #[pyo3(signature = (input, prepend_bos=true))]
+    fn to_str_tokens(
+        &self,
+        py: Python<'_>,
+        input: &Bound<'_, PyAny>,
+        prepend_bos: bool,
+    ) -> PyResult<PyObject> {
+        let rows = token_rows(&self.model, input, prepend_bos)?
+            .iter()
+            .map(|ids| self.model.to_str_tokens(ids))
+            .collect::<hooklens::Result<Vec<_>>>()
+            .py_err()?;
+        if rows.len() == 1 {
+            return Ok(rows[0].clone().into_pyobject(py)?.into_any().unbind());
+        }
+        Ok(rows.into_pyobject(py)?.into_any().unbind())
+    }
+
+    /// The text of ids `[pos]` (a string) or `[batch, pos]` (a list of strings).
+    fn to_string(&self, py: Python<'_>, ids: &Bound<'_, PyAny>) -> PyResult<PyObject> {
+        let one_row = crate::convert::int_array(ids)?.ndim() <= 1;
+        let tk = self.model.tokenizer().py_err()?;
+        let texts = token_rows(&self.model, ids, false)?
+            .iter()
+            .map(|row| tk.decode(row))
+            .collect::<hooklens::Result<Vec<_>>>()
+            .py_err()?;
+        if one_row {
+            return Ok(texts[0].clone().into_pyobject(py)?.into_any().unbind());
+        }
+        Ok(texts.into_pyobject(py)?.into_any().unbind())
+    }
+
+    /// The id of a text that must be exactly one token (e.g. `" Paris"`).
+    fn to_single_token(&self, text: &str) -> PyResult<u32> {
+        self.model
+            .tokenizer()
+            .py_err()?
+            .to_single_token(text)
+            .py_err()
+    }
+
+    /// TL's `forward`: logits `[batch, pos, d_vocab]`, the loss, both, None, or the residual
+    /// `[batch, pos, d_model]` with `stop_at_layer`. A float array input is a residual stream
+    /// entering block `start_at_layer` (`tokens=` gives the loss its targets). Keywords:
+    /// `loss_per_token`, `prepend_bos`, `start_at_layer`, `stop_at_layer`, `tokens`.
+    #[pyo3(signature = (input, return_type=Some("logits"), **kwargs))]
+    fn forward<'py>(
+        &self,
+        py: Python<'py>,
+        input: &Bound<'py, PyAny>,
+        return_type: Option<&str>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<PyObject> {
+        let p = PassOpts::read(return_type, kwargs, &[])?;
+        let out = forward(py, &self.model, &p.input(&self.model, input)?, &p.opts)?;
+        output_to_py(py, out, p.opts.return_type)
+    }
+
+    /// `model(input, ...)` is `model.forward(input, ...)`.
+    #[pyo3(signature = (*args, **kwargs))]
+    fn __call__<'py>(
+        slf: &Bound<'py, Self>,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        slf.call_method("forward", args, kwargs)
+    }
+
+    /// A pass with hooks `[(name | ("z", 3) | predicate, fn)]`; `fn(activation, hook)` gets a
+    /// writable numpy view of the engine's buffer (valid during the call only) and may edit
+    /// it in place or return a same-shape array. Keywords as `forward`'s (and TL's
+    /// `reset_hooks_end`, ignored: hooks never outlive the call).
+    #[pyo3(signature = (input, fwd_hooks=None, bwd_hooks=None, return_type=Some("logits"), **kwargs))]
+    fn run_with_hooks<'py>(
+        &self,
+        py: Python<'py>,
+        input: &Bound<'py, PyAny>,
+        fwd_hooks: Option<&Bound<'py, PyAny>>,
+        bwd_hooks: Option<&Bound<'py, PyAny>>,
+        return_type: Option<&str>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<PyObject> {
+        if bwd_hooks.is_some_and(|b| b.len().unwrap_or(1) > 0) {
+            return Err(crate::errors::UnsupportedError::new_err(
+                "bwd_hooks: hooklens runs forward passes only (no gradients)",
+            ));
+        }
+        let p = PassOpts::read(return_type, kwargs, &["reset_hooks_end"])?;
+        let input = p.input(&self.model, input)?;
+        let out = match fwd_hooks {
+            Some(h) if !h.is_none() && h.len().map_or(true, |n| n > 0) => {
+                with_hooks(py, &self.model, &input, h, &p.opts)?
+            }
+            _ => forward(py, &self.model, &input, &p.opts)?,
+        };
+        output_to_py(py, out, p.opts.return_type)
+    }
+
+    /// A pass that also returns an `ActivationCache` of the points `names_filter` selects
+    /// (None: every default point; a name, a list, or a function of a name). Keywords as
+    /// `forward`'s.
+    #[pyo3(signature = (input, names_filter=None, return_type=Some("logits"), **kwargs))]
+    fn run_with_cache<'py>(
+        &self,
+        py: Python<'py>,
+        input: &Bound<'py, PyAny>,
+        names_filter: Option<&Bound<'py, PyAny>>,
+        return_type: Option<&str>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<(PyObject, CachePy)> {
+        let p = PassOpts::read(return_type, kwargs, &[])?;
+        let input = p.input(&self.model, input)?;
+        let filter = FilterSpec::read(&self.model, names_filter)?;
+        let (out, cache) = with_cache(py, &self.model, &input, &filter, &p.opts)?;
+        let cache = CachePy::new(py, cache, self.model.config().clone())?;
+        Ok((output_to_py(py, out, p.opts.return_type)?, cache))
+    }
+
+    /// Every hook point, name to `HookPoint`, in firing order (opt-in points included).
+    #[getter]
+    fn hook_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        for p in self.model.hook_points(true) {
+            d.set_item(p.name(), HookPointPy::new(p.name(), p.layer))?;
+        }
+        Ok(d)
+    }
+
+    /// The TL 4.x aliases of a hook point's TL 2.x name.
+    fn hook_aliases(&self, name: &Bound<'_, PyString>) -> PyResult<Vec<String>> {
+        let name = name.to_str()?;
+        let cfg = self.model.config();
+        let points = hooklens::HookSelector::from(name).resolve(cfg).py_err()?;
+        points
+            .first()
+            .map(|p| p.aliases(cfg))
+            .ok_or_else(|| input_error(format!("{name} names no hook point")))
+    }
+
+    fn __repr__(&self) -> String {
+        format!("HookedTransformer({:?})", self.model.source())
+    }
+}

@@ -14,31 +14,46 @@ pub enum Device {
     /// The CPU kernels (SIMD, threaded).
     #[default]
     Cpu,
+    /// CUDA device N (the CUDA backend; experimental: not yet verified on a GPU, see
+    /// `docs/cuda.md`).
+    Cuda(usize),
 }
 
 impl Device {
-    /// Parses `cpu`, `auto` (the best device present: the CPU in this version), `cuda` or
-    /// `cuda:N` (refused with a message: this version has no CUDA backend).
+    /// Parses `cpu`, `auto`, `cuda` (device 0) or `cuda:N`. `auto` is the CPU until the CUDA
+    /// backend has been verified on a GPU (it is experimental: ask for it by name). Whether a
+    /// CUDA device is usable is checked when a model is loaded onto it.
     pub fn parse(text: &str) -> Result<Device> {
         let t = text.trim().to_ascii_lowercase();
-        match t.as_str() {
-            "cpu" | "auto" => Ok(Device::Cpu),
-            _ if t == "cuda" || t.starts_with("cuda:") => Err(HookLensError::Unsupported {
-                what: format!(
-                    "device `{text}`: this version of hooklens has no CUDA backend yet; \
-                     use --device cpu (or auto)"
-                ),
-            }),
-            _ => Err(HookLensError::input(format!(
+        let unknown = || {
+            HookLensError::input(format!(
                 "unknown device `{text}`: expected cpu, auto, cuda or cuda:N"
-            ))),
+            ))
+        };
+        let device = match t.as_str() {
+            "cpu" | "auto" => Device::Cpu,
+            "cuda" => Device::Cuda(0),
+            _ => match t.strip_prefix("cuda:") {
+                Some(n) => Device::Cuda(n.parse().map_err(|_| unknown())?),
+                None => return Err(unknown()),
+            },
+        };
+        if matches!(device, Device::Cuda(_)) && !cfg!(feature = "cuda") {
+            return Err(HookLensError::Unsupported {
+                what: format!(
+                    "device `{text}`: this build of hooklens has no CUDA backend (built without \
+                     the `cuda` feature); use --device cpu"
+                ),
+            });
         }
+        Ok(device)
     }
 
     /// The device's name as `parse` reads it.
-    pub fn name(&self) -> &'static str {
+    pub fn name(&self) -> String {
         match self {
-            Device::Cpu => "cpu",
+            Device::Cpu => "cpu".into(),
+            Device::Cuda(n) => format!("cuda:{n}"),
         }
     }
 }
@@ -53,7 +68,7 @@ impl FromStr for Device {
 
 impl fmt::Display for Device {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        f.write_str(&self.name())
     }
 }
 
@@ -62,13 +77,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cpu_and_auto_parse_and_cuda_is_refused_with_a_reason() {
+    fn devices_parse_and_unknown_ones_are_refused_with_the_choices() {
         assert_eq!(Device::parse("cpu").unwrap(), Device::Cpu);
         assert_eq!(Device::parse(" AUTO ").unwrap(), Device::Cpu);
-        let cuda = Device::parse("cuda:1").unwrap_err().to_string();
-        assert!(cuda.contains("no CUDA backend"), "{cuda}");
-        let other = Device::parse("tpu").unwrap_err().to_string();
-        assert!(other.contains("expected cpu, auto, cuda"), "{other}");
+        if cfg!(feature = "cuda") {
+            assert_eq!(Device::parse("cuda").unwrap(), Device::Cuda(0));
+            assert_eq!(Device::parse("cuda:3").unwrap(), Device::Cuda(3));
+            assert_eq!(Device::Cuda(3).to_string(), "cuda:3");
+        }
+        for bad in ["tpu", "cuda:x", "cuda:-1"] {
+            let err = Device::parse(bad).unwrap_err().to_string();
+            assert!(err.contains("expected cpu, auto, cuda"), "{bad}: {err}");
+        }
         assert_eq!(Device::Cpu.to_string(), "cpu");
     }
 }

@@ -4,6 +4,8 @@
 #[cfg(test)]
 pub(crate) mod checking;
 pub mod cpu;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 mod traits;
 
 pub use cpu::CpuBackend;

@@ -98,6 +98,12 @@ pub trait Backend: Send + Sync + Sized + 'static {
     /// A short name for messages (`cpu`).
     fn name(&self) -> &'static str;
 
+    /// The first failure since the last check (a GPU backend records launch and copy errors
+    /// instead of returning them from every kernel call); the pass calls it when it ends.
+    fn check(&self) -> Result<()> {
+        Ok(())
+    }
+
     // ---- memory ----
 
     /// `len` zeros.
@@ -110,6 +116,10 @@ pub trait Backend: Send + Sync + Sized + 'static {
     fn upload(&self, host: &[f32]) -> Self::Buf;
     /// The values of `buf` on the host.
     fn download(&self, buf: &Self::Buf) -> Vec<f32>;
+    /// The values of `buf` on the host, borrowed where they already are there (the CPU).
+    fn download_cow<'b>(&self, buf: &'b Self::Buf) -> std::borrow::Cow<'b, [f32]> {
+        std::borrow::Cow::Owned(self.download(buf))
+    }
     /// The values of `buf` on the host, consuming it (no copy on the CPU).
     fn take_host(&self, buf: Self::Buf) -> Vec<f32>;
     /// Overwrites `dst` (of `host.len()` values) with `host`.

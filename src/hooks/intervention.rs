@@ -252,6 +252,21 @@ impl ResolvedIntervention {
 
     /// Applies it to sequence `seq` of a packed buffer laid out as `layout`.
     pub(crate) fn apply(&self, data: &mut [f32], layout: &RowLayout, seq: usize) {
+        self.for_each_slice(layout, seq, |range, src| {
+            self.apply_slice(&mut data[range], src)
+        });
+    }
+
+    /// Calls `f(range in the packed buffer, offset in a Set source)` for every slice of
+    /// sequence `seq` (laid out as `layout`) that the intervention touches, in order; each
+    /// slice is one head's values, one row, or one pattern row. (The CPU applies the op to
+    /// each; a GPU backend lists them for one kernel.)
+    pub(crate) fn for_each_slice(
+        &self,
+        layout: &RowLayout,
+        seq: usize,
+        mut f: impl FnMut(std::ops::Range<usize>, usize),
+    ) {
         let g = &self.geometry;
         let rows = &layout.seqs[seq];
         let all_heads: Vec<usize>;
@@ -276,18 +291,17 @@ impl ResolvedIntervention {
                 let k = g.head_width;
                 for &h in heads {
                     let start = (rows.offset * g.heads + h * n + i) * k;
-                    let src = (h * layout.seq_len + pos) * k;
-                    self.apply_slice(&mut data[start..start + k], src);
+                    f(start..start + k, (h * layout.seq_len + pos) * k);
                 }
             } else {
                 let width = g.sequence_shape[1..].iter().product::<usize>();
-                let row_data = &mut data[row * width..(row + 1) * width];
                 if heads.is_empty() {
-                    self.apply_slice(row_data, pos * width);
+                    f(row * width..(row + 1) * width, pos * width);
                 } else {
                     let w = g.head_width;
                     for &h in heads {
-                        self.apply_slice(&mut row_data[h * w..(h + 1) * w], pos * width + h * w);
+                        let start = row * width + h * w;
+                        f(start..start + w, pos * width + h * w);
                     }
                 }
             }

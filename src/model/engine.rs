@@ -58,8 +58,56 @@ impl<B: Backend> Engine<B> {
     }
 }
 
-/// A model's engine on the backend it was loaded onto.
+/// A model's engine on the backend it was loaded onto. (One per model: the variants' size
+/// difference costs nothing worth a box.)
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Loaded {
     /// The CPU kernels.
     Cpu(Engine<CpuBackend>),
+    /// A CUDA device (experimental).
+    #[cfg(feature = "cuda")]
+    Cuda(Engine<crate::backend::cuda::CudaBackend>),
 }
+
+/// Runs `$body` with `$engine` bound to the model's engine, whatever its backend (the body is
+/// compiled once per backend: static dispatch inside it).
+macro_rules! with_engine {
+    ($loaded:expr, |$engine:ident| $body:expr) => {
+        match $loaded {
+            $crate::model::engine::Loaded::Cpu($engine) => $body,
+            #[cfg(feature = "cuda")]
+            $crate::model::engine::Loaded::Cuda($engine) => $body,
+        }
+    };
+}
+pub(crate) use with_engine;
+
+/// Loads weights onto `device`: `$load` is compiled once per backend with `$backend` bound to
+/// it, and its weights go into that backend's engine. Evaluates to `Result<Loaded>`.
+macro_rules! load_onto {
+    ($device:expr, $cfg:expr, |$backend:ident| $load:expr) => {
+        (|| -> $crate::error::Result<$crate::model::engine::Loaded> {
+            match $device {
+                $crate::device::Device::Cpu => {
+                    let $backend = &$crate::backend::CpuBackend;
+                    let weights = $load?;
+                    let engine = $crate::model::engine::Engine::new(*$backend, weights, $cfg)?;
+                    Ok($crate::model::engine::Loaded::Cpu(engine))
+                }
+                #[cfg(feature = "cuda")]
+                $crate::device::Device::Cuda(n) => {
+                    let owned = $crate::backend::cuda::CudaBackend::new(n)?;
+                    let $backend = &owned;
+                    let weights = $load?;
+                    let engine = $crate::model::engine::Engine::new(owned, weights, $cfg)?;
+                    Ok($crate::model::engine::Loaded::Cuda(engine))
+                }
+                #[cfg(not(feature = "cuda"))]
+                $crate::device::Device::Cuda(_) => Err($crate::error::HookLensError::Unsupported {
+                    what: "this build has no CUDA backend".into(),
+                }),
+            }
+        })()
+    };
+}
+pub(crate) use load_onto;

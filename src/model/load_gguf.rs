@@ -7,13 +7,14 @@ use std::path::Path;
 use std::time::Instant;
 
 use super::config::{Architecture, MlpKind, ModelConfig, NormKind, PositionKind};
+use super::engine::load_onto;
 use super::gguf::tokenizer::tokenizer_from_gguf;
 use super::gguf::GgufFile;
 use super::load_clock::{LoadClock, LoadTimes};
 use super::load_llama::{load_llama, LlamaNames, LlamaTensor};
 use super::weights::TensorSource;
 use super::{join_loader, Model};
-use crate::backend::CpuBackend;
+use crate::device::Device;
 use crate::error::{HookLensError, Result};
 use crate::tokenizer::Tokenizer;
 
@@ -124,22 +125,29 @@ pub fn gguf_llama_config(file: &GgufFile) -> Result<ModelConfig> {
 /// Loads a Llama-architecture GGUF file: weights on every thread of the budget, the
 /// tokenizer alongside them.
 pub fn load_gguf_model(path: &Path) -> Result<Model> {
+    load_gguf_model_on(path, Device::Cpu)
+}
+
+/// [`load_gguf_model`] onto a device.
+pub fn load_gguf_model_on(path: &Path, device: Device) -> Result<Model> {
     let started = Instant::now();
     let file = GgufFile::open(path)?;
     let config = gguf_llama_config(&file)?;
     let open = started.elapsed();
     let tied = !file.contains(&gguf_llama_names(LlamaTensor::LmHead));
     let clock = LoadClock::default();
-    let (weights, (tokenizer, tokenizer_time)) = std::thread::scope(|scope| {
+    let (loaded, (tokenizer, tokenizer_time)) = std::thread::scope(|scope| {
         let tokenizer = scope.spawn(|| {
             let t = Instant::now();
             (gguf_tokenizer(&file, &config), t.elapsed())
         });
         let names = (gguf_llama_names as LlamaNames, true);
-        let weights = load_llama(&file, &config, tied, names, &clock, &CpuBackend);
-        (weights, join_loader(tokenizer))
+        let loaded = load_onto!(device, &config, |backend| {
+            load_llama(&file, &config, tied, names, &clock, backend)
+        });
+        (loaded, join_loader(tokenizer))
     });
-    let model = Model::from_parts(config, weights?, tokenizer?, path.to_path_buf())?;
+    let model = Model::from_loaded(config, loaded?, tokenizer?, path.to_path_buf());
     Ok(model.with_load_times(LoadTimes {
         total: started.elapsed(),
         open,

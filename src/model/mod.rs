@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use self::config::{Architecture, ModelConfig};
-use self::engine::{Engine, Loaded};
+use self::engine::{load_onto, with_engine, Engine, Loaded};
 use self::forward::{LogitRows, PassInput};
 use self::input::{Input, LogitPositions, Output, ReturnType, RunOptions, TokenBatch};
 use self::load_clock::{LoadClock, LoadTimes};
@@ -62,13 +62,28 @@ impl Model {
     ) -> Result<Self> {
         config.validate()?;
         let engine = Engine::new(CpuBackend, weights, &config)?;
-        Ok(Model {
+        Ok(Model::from_loaded(
             config,
-            loaded: Loaded::Cpu(engine),
+            Loaded::Cpu(engine),
+            tokenizer,
+            source,
+        ))
+    }
+
+    /// A model around an engine already loaded (and checked) on its backend.
+    pub(crate) fn from_loaded(
+        config: ModelConfig,
+        loaded: Loaded,
+        tokenizer: Option<Tokenizer>,
+        source: PathBuf,
+    ) -> Self {
+        Model {
+            config,
+            loaded,
             tokenizer,
             source,
             load_times: None,
-        })
+        }
     }
 
     /// Where the time of loading this model went (`None` when it was assembled from parts).
@@ -84,6 +99,11 @@ impl Model {
 
     /// Loads an HF checkpoint directory (`config.json`, safetensors weights, tokenizer files).
     pub fn from_hf_dir(dir: &Path) -> Result<Self> {
+        Model::from_hf_dir_on(dir, Device::Cpu)
+    }
+
+    /// [`Model::from_hf_dir`] onto a device.
+    pub fn from_hf_dir_on(dir: &Path, device: Device) -> Result<Self> {
         if !dir.is_dir() {
             return Err(HookLensError::input(format!(
                 "{} is not a directory with an HF checkpoint",
@@ -96,27 +116,23 @@ impl Model {
         let src = safetensors_dir::SafetensorsDir::open(dir)?;
         let open = started.elapsed();
         let clock = LoadClock::default();
-        let (weights, (tokenizer, tokenizer_time)) = std::thread::scope(|scope| {
+        cfg.validate()?;
+        let tied = hf.tie_word_embeddings;
+        let (loaded, (tokenizer, tokenizer_time)) = std::thread::scope(|scope| {
             let tokenizer = scope.spawn(|| {
                 let t = Instant::now();
                 (Tokenizer::from_hf_dir(dir, cfg.bos_token_id), t.elapsed())
             });
-            let weights = match cfg.architecture {
-                Architecture::Gpt2 => {
-                    load_gpt2::load_gpt2(&src, &cfg, hf.tie_word_embeddings, &clock, &CpuBackend)
+            let loaded = load_onto!(device, &cfg, |backend| match cfg.architecture {
+                Architecture::Gpt2 => load_gpt2::load_gpt2(&src, &cfg, tied, &clock, backend),
+                Architecture::Llama => {
+                    let names = (load_llama::hf_llama_names as load_llama::LlamaNames, false);
+                    load_llama::load_llama(&src, &cfg, tied, names, &clock, backend)
                 }
-                Architecture::Llama => load_llama::load_llama(
-                    &src,
-                    &cfg,
-                    hf.tie_word_embeddings,
-                    (load_llama::hf_llama_names, false),
-                    &clock,
-                    &CpuBackend,
-                ),
-            };
-            (weights, join_loader(tokenizer))
+            });
+            (loaded, join_loader(tokenizer))
         });
-        let model = Model::from_parts(cfg, weights?, tokenizer?, dir.to_path_buf())?;
+        let model = Model::from_loaded(cfg, loaded?, tokenizer?, dir.to_path_buf());
         Ok(model.with_load_times(LoadTimes {
             total: started.elapsed(),
             open,
@@ -127,20 +143,8 @@ impl Model {
 
     /// Loads a model from a path onto a device (see [`Device::parse`] for the names).
     pub fn load_on(path: &Path, device: Device) -> Result<Self> {
-        match device {
-            Device::Cpu => Model::load(path),
-        }
-    }
-
-    /// The device the model runs on.
-    pub fn device(&self) -> Device {
-        Device::Cpu
-    }
-
-    /// Loads a model from a path onto the CPU: an HF directory, or a `.gguf` file.
-    pub fn load(path: &Path) -> Result<Self> {
         if path.is_dir() {
-            return Model::from_hf_dir(path);
+            return Model::from_hf_dir_on(path, device);
         }
         if !path.exists() {
             return Err(HookLensError::io(
@@ -149,7 +153,7 @@ impl Model {
             ));
         }
         if path.extension().is_some_and(|e| e == "gguf") {
-            return load_gguf::load_gguf_model(path);
+            return load_gguf::load_gguf_model_on(path, device);
         }
         Err(HookLensError::input(format!(
             "{}: expected an HF checkpoint directory or a .gguf file",
@@ -157,16 +161,38 @@ impl Model {
         )))
     }
 
+    /// The device the model runs on.
+    pub fn device(&self) -> Device {
+        match &self.loaded {
+            Loaded::Cpu(_) => Device::Cpu,
+            #[cfg(feature = "cuda")]
+            Loaded::Cuda(e) => Device::Cuda(e.backend.ordinal()),
+        }
+    }
+
+    /// Loads a model from a path onto the CPU: an HF directory, or a `.gguf` file.
+    pub fn load(path: &Path) -> Result<Self> {
+        Model::load_on(path, Device::Cpu)
+    }
+
     /// The configuration.
     pub fn config(&self) -> &ModelConfig {
         &self.config
     }
 
-    /// The weights as the CPU backend holds them (the only backend in this version).
-    pub fn weights(&self) -> &Weights {
+    /// The weights as the CPU backend holds them; `None` for a model on another device.
+    pub fn weights(&self) -> Option<&Weights> {
         match &self.loaded {
-            Loaded::Cpu(engine) => &engine.weights,
+            Loaded::Cpu(engine) => Some(&engine.weights),
+            #[cfg(feature = "cuda")]
+            Loaded::Cuda(_) => None,
         }
+    }
+
+    /// The token embedding `W_E` on the host. `[d_vocab, d_model]`
+    pub fn embedding_host(&self) -> std::borrow::Cow<'_, [f32]> {
+        use crate::backend::Backend;
+        with_engine!(&self.loaded, |e| e.backend.download_cow(&e.weights.w_e))
     }
 
     /// The engine, for the sweep engine's execution (generic over the backend).
@@ -299,6 +325,8 @@ impl Model {
         let shape = (batch, seq, (start, stop));
         let pass = match &self.loaded {
             Loaded::Cpu(e) => e.plain_pass(cfg, pass_input, shape, logits, &mut slots, None)?,
+            #[cfg(feature = "cuda")]
+            Loaded::Cuda(e) => e.plain_pass(cfg, pass_input, shape, logits, &mut slots, None)?,
         };
         let mut out = Output {
             residual: pass.resid.map(|data| Tensor {

@@ -19,7 +19,7 @@ use crate::error::{HookLensError, Result};
 use crate::hooks::intervention::Intervention;
 use crate::model::arena::ArenaLens;
 use crate::model::config::ModelConfig;
-use crate::model::engine::Loaded;
+use crate::model::engine::with_engine;
 use crate::model::input::{Input, ReturnType, RunOptions, TokenBatch};
 use crate::model::Model;
 
@@ -166,9 +166,9 @@ pub fn run_sweep(
 ) -> Result<SweepOutcome> {
     let seq_len = check_inputs(model, bases, variants, metric, opts.clean_base)?;
     let cfg = model.config();
-    match model.loaded() {
-        Loaded::Cpu(engine) => sweep_on(engine, cfg, (bases, variants), (metric, opts), seq_len),
-    }
+    with_engine!(model.loaded(), |engine| {
+        sweep_on(engine, cfg, (bases, variants), (metric, opts), seq_len)
+    })
 }
 
 /// The same sweep as one full forward per variant (the reference the engine must equal, and

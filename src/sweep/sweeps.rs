@@ -536,7 +536,7 @@ pub fn trace_sweep(
             "causal tracing needs at least one noise sample",
         ));
     }
-    let w_e = &model.weights().w_e;
+    let w_e = model.embedding_host();
     let mean = w_e.iter().map(|&v| v as f64).sum::<f64>() / w_e.len() as f64;
     let var = w_e.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / w_e.len() as f64;
     let sigma = settings.noise_scale * var.sqrt() as f32;

@@ -48,6 +48,10 @@ impl Backend for CpuBackend {
         buf.clone()
     }
 
+    fn download_cow<'b>(&self, buf: &'b Vec<f32>) -> std::borrow::Cow<'b, [f32]> {
+        std::borrow::Cow::Borrowed(buf)
+    }
+
     fn take_host(&self, buf: Vec<f32>) -> Vec<f32> {
         buf
     }

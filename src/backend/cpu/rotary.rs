@@ -30,6 +30,11 @@ impl RotaryTables {
         RotaryTables { cos, sin, half }
     }
 
+    /// The (cos, sin) tables, each `[seq, d_head / 2]` (a GPU backend uploads them).
+    pub fn tables(&self) -> (&[f32], &[f32]) {
+        (&self.cos, &self.sin)
+    }
+
     /// Rotates every head of every row in place; row `r` is at absolute `positions[r]`.
     /// x: // [rows, heads, d_head]
     pub fn apply(&self, x: &mut [f32], positions: &[usize], heads: usize) {

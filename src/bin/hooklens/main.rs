@@ -37,8 +37,8 @@ struct Cli {
     /// kernel path runs (set one with HOOKLENS_KERNEL=avx512|avx2|portable).
     #[arg(long, short, global = true)]
     verbose: bool,
-    /// Device: cpu, or auto (the best device present; the CPU in this version, which has no
-    /// CUDA backend yet: cuda and cuda:N are refused with a message).
+    /// Device: cpu, auto (the CPU until the CUDA backend is verified on a GPU), or cuda /
+    /// cuda:N (experimental; a missing driver, library or device is an error naming it).
     #[arg(long, global = true, default_value = "auto")]
     device: String,
     #[command(subcommand)]
@@ -61,7 +61,7 @@ enum Command {
     Bench(cmd_bench::BenchArgs),
 }
 
-fn load_model(arg: Option<&str>, verbose: bool) -> Result<Model> {
+fn load_model(arg: Option<&str>, device: Device, verbose: bool) -> Result<Model> {
     if let Some(shape) = arg.and_then(|a| a.strip_prefix("random:")) {
         let cfg = match shape {
             "gpt2-small" => ModelConfig::gpt2_small(),
@@ -72,12 +72,17 @@ fn load_model(arg: Option<&str>, verbose: bool) -> Result<Model> {
             )))
             }
         };
+        if device != Device::Cpu {
+            return Err(HookLensError::input(format!(
+                "--model random:{shape} runs on the CPU only (use --device cpu)"
+            )));
+        }
         let weights = random_weights(&cfg, 0);
         return Model::from_parts(cfg, weights, None, format!("random:{shape}").into());
     }
     let path = resolve_model_arg(arg)?;
     let started = std::time::Instant::now();
-    let model = Model::load(&path)?;
+    let model = Model::load_on(&path, device)?;
     let cfg = model.config();
     term::errln!(
         "loaded {} ({:?}, {} layers, d_model {}, {} heads) in {:.2}s",
@@ -164,12 +169,15 @@ fn main() -> ExitCode {
     if let Some(n) = threads {
         hooklens::set_num_threads(n);
     }
-    let checks = Device::parse(&cli.device).and_then(|_| check_kernel_choice(cli.verbose));
-    if let Err(e) = checks.and_then(|()| check_outputs(&cli.command)) {
-        report_error(&e, false);
-        return ExitCode::FAILURE;
-    }
-    let model = match load_model(cli.model.as_deref(), cli.verbose) {
+    let checks = check_kernel_choice(cli.verbose).and_then(|()| check_outputs(&cli.command));
+    let device = match checks.and_then(|()| Device::parse(&cli.device)) {
+        Ok(device) => device,
+        Err(e) => {
+            report_error(&e, false);
+            return ExitCode::FAILURE;
+        }
+    };
+    let model = match load_model(cli.model.as_deref(), device, cli.verbose) {
         Ok(model) => model,
         Err(e) => {
             report_error(&e, cli.model.is_none());

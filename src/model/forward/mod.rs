@@ -172,7 +172,9 @@ pub(crate) fn run_pass<B: Backend>(
     };
     let out = run_steps(&mut ctx, &mut st, plan, kv_out);
     engine.arenas.give_back(st.a);
-    out
+    let checked = b.check();
+    let out = out?;
+    checked.map(|()| out)
 }
 
 /// The steps of a pass, in order.

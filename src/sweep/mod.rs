@@ -1,10 +1,12 @@
 //! Batched intervention sweeps: head ablation, activation patching, causal tracing.
 
+pub mod document;
 pub mod engine;
 pub mod metric;
 pub mod noise;
 pub mod sweeps;
 
+pub use document::{report_document, SweepContext};
 pub use engine::{run_naive, run_sweep, Base, SweepOptions, SweepOutcome, SweepStats, Variant};
 pub use metric::Metric;
 pub use sweeps::{

@@ -2,7 +2,6 @@
 //! engine's buffer to the C function.
 
 use std::cell::Cell;
-use std::collections::HashMap;
 use std::ffi::CString;
 use std::os::raw::{c_char, c_int, c_void};
 
@@ -42,30 +41,47 @@ pub(crate) fn select_points(selector: &str, cfg: &ModelConfig) -> Result<Vec<Hoo
     }
 }
 
-/// A C callback with its user pointer, and the status it aborted with (0 while it has not).
-pub(crate) struct CHook {
-    /// The callback.
-    pub fun: unsafe extern "C" fn(*const c_char, *mut f32, *const i64, c_int, *mut c_void) -> c_int,
-    /// Passed back to it.
-    pub user: *mut c_void,
-    /// The callback's nonzero return, once it aborted the pass.
-    pub aborted: Cell<c_int>,
+/// The most axes an activation has (TL shapes have at most 5).
+const MAX_DIMS: usize = 8;
+
+/// The C callback type without the `Option` of a nullable pointer.
+pub type CHookFn =
+    unsafe extern "C" fn(*const c_char, *mut f32, *const i64, c_int, *mut c_void) -> c_int;
+
+/// A C callback with its user pointer, registered as ordinary hooks: what `hl_run_with_hook`
+/// runs, public so that `hooklens bench` can time the same path.
+pub struct CHook {
+    fun: CHookFn,
+    user: *mut c_void,
+    /// The callback's nonzero return, once it aborted the pass (0 while it has not).
+    aborted: Cell<c_int>,
 }
 
 impl CHook {
+    /// A callback and the pointer passed back to it.
+    ///
+    /// # Safety
+    /// `fun` follows [`hl_hook_fn`]'s contract, and `user` is what it expects, valid for as
+    /// long as the hooks it is registered with may fire.
+    pub unsafe fn new(fun: CHookFn, user: *mut c_void) -> Self {
+        CHook {
+            fun,
+            user,
+            aborted: Cell::new(0),
+        }
+    }
+
+    /// The status the callback aborted the pass with, 0 when it did not.
+    pub fn aborted(&self) -> c_int {
+        self.aborted.get()
+    }
+
     /// Registers the callback at every point, in firing order.
     pub fn register<'a>(&'a self, points: &[HookPoint], hooks: &mut Hooks<'a>) {
-        // Names as C strings, made once per run, not per call.
-        let names: HashMap<HookPoint, CString> = points
-            .iter()
-            .map(|p| (*p, CString::new(p.name()).unwrap_or_default()))
-            .collect();
-        let names = std::rc::Rc::new(names);
         for point in points {
-            let names = std::rc::Rc::clone(&names);
-            hooks.add(*point, move |act, ctx| {
-                self.call(&names[&ctx.point], act, ctx)
-            });
+            // The name as a C string, made once per registration, not per call.
+            let name = CString::new(point.name()).unwrap_or_default();
+            hooks.add(*point, move |act, ctx| self.call(&name, act, ctx));
         }
     }
 
@@ -76,20 +92,22 @@ impl CHook {
         act: &mut ActivationMut<'_>,
         ctx: &HookContext<'_>,
     ) -> Result<()> {
-        let shape: Vec<i64> = act.shape().iter().map(|&d| d as i64).collect();
+        let mut dims = [0i64; MAX_DIMS]; // no allocation per call
+        let ndim = act.shape().len();
+        if ndim > MAX_DIMS {
+            return Err(HookLensError::unsupported(format!(
+                "an activation of {ndim} axes"
+            )));
+        }
+        for (d, &size) in dims.iter_mut().zip(act.shape()) {
+            *d = size as i64;
+        }
         let data = act.data_mut().as_mut_ptr();
-        // SAFETY: `name` is NUL-terminated, `data` points to the activation's
-        // `shape.iter().product()` floats and `shape` to `ndim` sizes, all alive for the
-        // call; the callback's contract (hl_hook_fn) is to use them only during the call.
-        let status = unsafe {
-            (self.fun)(
-                name.as_ptr(),
-                data,
-                shape.as_ptr(),
-                shape.len() as c_int,
-                self.user,
-            )
-        };
+        // SAFETY: `name` is NUL-terminated, `data` points to the activation's values (the
+        // product of its sizes) and `dims` to its `ndim` sizes, all alive for the call; the
+        // callback's contract (hl_hook_fn) is to use them only during the call.
+        let status =
+            unsafe { (self.fun)(name.as_ptr(), data, dims.as_ptr(), ndim as c_int, self.user) };
         if status == 0 {
             return Ok(());
         }

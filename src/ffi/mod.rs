@@ -33,7 +33,7 @@ pub use boundary::{hl_last_error, hl_set_threads, hl_string_free, hl_version};
 pub use cache::{
     hl_cache, hl_cache_count, hl_cache_free, hl_cache_get, hl_cache_name, hl_run_with_cache,
 };
-pub use hook::hl_hook_fn;
+pub use hook::{hl_hook_fn, CHook, CHookFn};
 pub use model::{hl_model, hl_model_dims, hl_model_free, hl_model_load, hl_tokenize};
 pub use run::{hl_run_logits, hl_run_with_hook};
 pub use status::hl_status;

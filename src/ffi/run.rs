@@ -118,16 +118,13 @@ pub unsafe extern "C" fn hl_run_with_hook(
         let points = select_points(selector, model.config())?;
         // SAFETY: as above.
         let dest = unsafe { logits_buffer(model, &tokens, logits_out, logits_len) }?;
-        let hook = CHook {
-            fun,
-            user,
-            aborted: Cell::new(0),
-        };
+        // SAFETY: the caller's guarantee on `fn` and `user`.
+        let hook = unsafe { CHook::new(fun, user) };
         let mut hooks = Hooks::new();
         hook.register(&points, &mut hooks);
         let result = run_into(model, &tokens, Some(&mut hooks), dest);
         drop(hooks);
-        aborted.set(hook.aborted.get());
+        aborted.set(hook.aborted());
         result
     });
     match aborted.get() {

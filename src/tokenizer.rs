@@ -151,6 +151,16 @@ impl Tokenizer {
         }
     }
 
+    /// TL's `to_tokens` of every non-blank line of a text file (mean ablation's reference
+    /// prompts, one per line).
+    pub fn to_tokens_per_line(&self, path: &Path, prepend_bos: bool) -> Result<Vec<Vec<u32>>> {
+        let text = std::fs::read_to_string(path).map_err(|e| HookLensError::io(path, e))?;
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|line| self.to_tokens(line, prepend_bos))
+            .collect()
+    }
+
     /// The positions of `subject` in `tokens` as whole tokens, tried as `" subject"` (with
     /// one leading space), as given without leading spaces, and as given; an error showing
     /// the tokens when none appears.

@@ -12,15 +12,15 @@ use super::model::hl_model;
 use super::status::{hl_status, Failure, FfiResult};
 use super::sweep_request::{
     parse_request, AblateRequest, EngineArgs, InterveneRequest, Method, MetricName, PatchRequest,
-    PromptArgs, Request, Site, TargetArgs, TraceKindName, TraceRequest, What,
+    PromptArgs, Request, TargetArgs, TraceRequest,
 };
 use crate::analysis::{top_k, top_next_tokens};
 use crate::error::HookLensError;
 use crate::model::input::{RunOptions, TokenBatch};
 use crate::model::Model;
 use crate::sweep::{
-    ablation_sweep, patching_sweep, report_document, trace_sweep, AblationMethod, AblationTarget,
-    Metric, PatchSite, SweepContext, SweepOptions, SweepSpec, TraceKind, TraceSettings,
+    ablation_sweep, patching_sweep, report_document, trace_sweep, AblationMethod, Metric,
+    SweepContext, SweepOptions, SweepSpec, TraceSettings,
 };
 
 fn input_error(message: impl Into<String>) -> Failure {
@@ -162,21 +162,13 @@ fn ablate(model: &Model, r: &AblateRequest) -> FfiResult<Value> {
         Method::Mean => {
             let mut references = r.reference_tokens.clone().unwrap_or_default();
             if let Some(path) = &r.reference {
-                let text = std::fs::read_to_string(path).map_err(|e| HookLensError::io(path, e))?;
-                for line in text.lines().filter(|l| !l.trim().is_empty()) {
-                    references.push(model.tokenizer()?.to_tokens(line, bos)?);
-                }
+                references.extend(model.tokenizer()?.to_tokens_per_line(path, bos)?);
             }
             AblationMethod::Mean { references }
         }
     };
-    let target = match r.what {
-        What::Heads => AblationTarget::Heads,
-        What::Attn => AblationTarget::AttnLayers,
-        What::Mlp => AblationTarget::MlpLayers,
-    };
     let metric = build_metric(model, &r.target, &prompt, MetricName::Logprob)?;
-    let spec = ablation_sweep(model, &prompt, target, &method)?;
+    let spec = ablation_sweep(model, &prompt, r.what, &method)?;
     run_spec(model, &spec, &metric, &r.engine, &prompt, None)
 }
 
@@ -196,16 +188,8 @@ fn patch(model: &Model, r: &PatchRequest) -> FfiResult<Value> {
         bos,
         "the corrupted prompt (\"corrupted\" or \"corrupted_tokens\")",
     )?;
-    let site = match r.site {
-        Site::ResidPre => PatchSite::ResidPre,
-        Site::ResidMid => PatchSite::ResidMid,
-        Site::AttnOut => PatchSite::AttnOut,
-        Site::MlpOut => PatchSite::MlpOut,
-        Site::Z => PatchSite::Z,
-        Site::ZByPos => PatchSite::ZByPos,
-    };
     let metric = build_metric(model, &r.target, &clean, MetricName::Logprob)?;
-    let spec = patching_sweep(model, &clean, &corrupted, site)?;
+    let spec = patching_sweep(model, &clean, &corrupted, r.site)?;
     run_spec(model, &spec, &metric, &r.engine, &clean, Some(&corrupted))
 }
 
@@ -227,11 +211,7 @@ fn trace(model: &Model, r: &TraceRequest) -> FfiResult<Value> {
         )));
     }
     let settings = TraceSettings {
-        kind: match r.trace_kind {
-            TraceKindName::Resid => TraceKind::Resid,
-            TraceKindName::Mlp => TraceKind::Mlp,
-            TraceKindName::Attn => TraceKind::Attn,
-        },
+        kind: r.trace_kind,
         window: positive(r.window, 10, "window")?,
         samples: positive(r.samples, 5, "samples")?,
         noise_scale: noise,

@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 
 use super::status::{hl_status, Failure, FfiResult};
 use crate::hooks::intervention::Intervention;
+use crate::sweep::{AblationTarget, PatchSite, TraceKind};
 
 /// The input prompt: text (tokenized, BOS first unless `no_bos`) or token ids as given.
 #[derive(Deserialize, Debug, Default)]
@@ -65,7 +66,7 @@ pub(crate) struct AblateRequest {
     #[serde(default)]
     pub method: Method,
     #[serde(default)]
-    pub what: What,
+    pub what: AblationTarget,
     pub reference: Option<PathBuf>,
     pub reference_tokens: Option<Vec<Vec<u32>>>,
     pub resample_prompt: Option<String>,
@@ -90,16 +91,6 @@ pub(crate) enum Method {
     Resample,
 }
 
-/// What is ablated.
-#[derive(Deserialize, Debug, Default, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub(crate) enum What {
-    #[default]
-    Heads,
-    Attn,
-    Mlp,
-}
-
 /// `"kind": "patch"`.
 #[derive(Deserialize, Debug)]
 pub(crate) struct PatchRequest {
@@ -114,7 +105,7 @@ pub(crate) struct PatchRequest {
     #[serde(flatten)]
     pub engine: EngineArgs,
     #[serde(default)]
-    pub site: Site,
+    pub site: PatchSite,
 }
 const PATCH_KEYS: &[&str] = &[
     "clean",
@@ -124,24 +115,6 @@ const PATCH_KEYS: &[&str] = &[
     "no_bos",
     "site",
 ];
-
-/// Patching sites, as `--site` takes them.
-#[derive(Deserialize, Debug, Default, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub(crate) enum Site {
-    #[default]
-    #[serde(alias = "resid-pre")]
-    ResidPre,
-    #[serde(alias = "resid-mid")]
-    ResidMid,
-    #[serde(alias = "attn-out")]
-    AttnOut,
-    #[serde(alias = "mlp-out")]
-    MlpOut,
-    Z,
-    #[serde(alias = "z-by-pos")]
-    ZByPos,
-}
 
 /// `"kind": "trace"` (`trace_kind` is the command line's `--kind`).
 #[derive(Deserialize, Debug)]
@@ -155,7 +128,7 @@ pub(crate) struct TraceRequest {
     pub subject: Option<String>,
     pub subject_positions: Option<Vec<usize>>,
     #[serde(default)]
-    pub trace_kind: TraceKindName,
+    pub trace_kind: TraceKind,
     pub window: Option<usize>,
     pub samples: Option<usize>,
     pub noise: Option<f32>,
@@ -171,16 +144,6 @@ const TRACE_KEYS: &[&str] = &[
     "seed",
 ];
 
-/// What tracing restores.
-#[derive(Deserialize, Debug, Default, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub(crate) enum TraceKindName {
-    #[default]
-    Resid,
-    Mlp,
-    Attn,
-}
-
 /// `"kind": "intervene"`: one run with interventions, measured against the clean run.
 #[derive(Deserialize, Debug)]
 pub(crate) struct InterveneRequest {
@@ -192,6 +155,12 @@ pub(crate) struct InterveneRequest {
     pub top: Option<usize>,
 }
 const INTERVENE_KEYS: &[&str] = &["interventions", "top"];
+
+/// The keys each kind takes, by group.
+const ABLATE_GROUPS: &[&[&str]] = &[PROMPT_KEYS, TARGET_KEYS, ENGINE_KEYS, ABLATE_KEYS];
+const PATCH_GROUPS: &[&[&str]] = &[TARGET_KEYS, ENGINE_KEYS, PATCH_KEYS];
+const TRACE_GROUPS: &[&[&str]] = &[PROMPT_KEYS, TARGET_KEYS, ENGINE_KEYS, TRACE_KEYS];
+const INTERVENE_GROUPS: &[&[&str]] = &[PROMPT_KEYS, TARGET_KEYS, INTERVENE_KEYS];
 
 /// A parsed request.
 #[derive(Debug)]
@@ -246,28 +215,11 @@ pub(crate) fn parse_request(text: &str) -> FfiResult<Request> {
             ))
         }
     };
-    let shared = [PROMPT_KEYS, TARGET_KEYS];
     Ok(match kind.as_str() {
-        "ablate" => Request::Ablate(fields(
-            &kind,
-            object,
-            &[&shared[..], &[ENGINE_KEYS, ABLATE_KEYS]].concat(),
-        )?),
-        "patch" => Request::Patch(fields(
-            &kind,
-            object,
-            &[TARGET_KEYS, ENGINE_KEYS, PATCH_KEYS],
-        )?),
-        "trace" => Request::Trace(fields(
-            &kind,
-            object,
-            &[&shared[..], &[ENGINE_KEYS, TRACE_KEYS]].concat(),
-        )?),
-        "intervene" => Request::Intervene(fields(
-            &kind,
-            object,
-            &[&shared[..], &[INTERVENE_KEYS]].concat(),
-        )?),
+        "ablate" => Request::Ablate(fields(&kind, object, ABLATE_GROUPS)?),
+        "patch" => Request::Patch(fields(&kind, object, PATCH_GROUPS)?),
+        "trace" => Request::Trace(fields(&kind, object, TRACE_GROUPS)?),
+        "intervene" => Request::Intervene(fields(&kind, object, INTERVENE_GROUPS)?),
         other => {
             return Err(json_error(format!(
                 "unknown kind `{other}` (expected ablate, patch, trace or intervene)"
@@ -319,7 +271,7 @@ mod tests {
         };
         assert_eq!(
             (p.site, p.target.metric),
-            (Site::ResidPre, Some(MetricName::LogitDiff))
+            (PatchSite::ResidPre, Some(MetricName::LogitDiff))
         );
     }
 }

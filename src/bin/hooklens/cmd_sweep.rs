@@ -204,13 +204,10 @@ pub fn ablate(model: &Model, args: &AblateArgs) -> Result<()> {
             }
         }
         Method::Mean => {
-            let mut references = Vec::new();
-            if let Some(path) = &args.reference {
-                let text = std::fs::read_to_string(path).map_err(|e| HookLensError::io(path, e))?;
-                for line in text.lines().filter(|l| !l.trim().is_empty()) {
-                    references.push(model.tokenizer()?.to_tokens(line, bos)?);
-                }
-            }
+            let references = match &args.reference {
+                Some(path) => model.tokenizer()?.to_tokens_per_line(path, bos)?,
+                None => Vec::new(),
+            };
             AblationMethod::Mean { references }
         }
     };

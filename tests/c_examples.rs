@@ -42,38 +42,42 @@ fn has_tool(name: &str, arg: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
+/// Compiles a C file against the built library into the temporary directory, or `None`
+/// when gcc is missing.
+fn compile(source: &Path, name: &str) -> Option<PathBuf> {
+    if !has_tool("gcc", "--version") {
+        eprintln!("skipped: gcc is not installed");
+        return None;
+    }
+    let out_dir = std::env::temp_dir().join(format!("hooklens-c-{}", std::process::id()));
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let exe = out_dir.join(name);
+    let lib = lib_dir();
+    let out = Command::new("gcc")
+        .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-I"])
+        .arg(root().join("include"))
+        .arg(source)
+        .arg("-L")
+        .arg(&lib)
+        .arg("-lhooklens")
+        .arg(format!("-Wl,-rpath,{}", lib.display()))
+        .arg("-o")
+        .arg(&exe)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "gcc failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(exe)
+}
+
 /// The demo compiled once for every test here, or `None` when gcc is missing.
 fn demo() -> Option<&'static Path> {
     static DEMO: OnceLock<Option<PathBuf>> = OnceLock::new();
-    DEMO.get_or_init(|| {
-        if !has_tool("gcc", "--version") {
-            eprintln!("skipped: gcc is not installed");
-            return None;
-        }
-        let out_dir = std::env::temp_dir().join(format!("hooklens-c-{}", std::process::id()));
-        std::fs::create_dir_all(&out_dir).unwrap();
-        let exe = out_dir.join("hooklens_demo");
-        let lib = lib_dir();
-        let out = Command::new("gcc")
-            .args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-I"])
-            .arg(root().join("include"))
-            .arg(root().join("examples/c/hooklens_demo.c"))
-            .arg("-L")
-            .arg(&lib)
-            .arg("-lhooklens")
-            .arg(format!("-Wl,-rpath,{}", lib.display()))
-            .arg("-o")
-            .arg(&exe)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "gcc failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Some(exe)
-    })
-    .as_deref()
+    DEMO.get_or_init(|| compile(&root().join("examples/c/hooklens_demo.c"), "hooklens_demo"))
+        .as_deref()
 }
 
 /// The output's `key values...` lines.
@@ -196,6 +200,34 @@ fn the_c_example_matches_the_rust_library_on_the_default_model() {
         .output()
         .unwrap();
     check_against_rust(&parse_lines(&out), &Model::load(&path).unwrap());
+}
+
+#[test]
+fn the_readme_c_example_compiles_and_runs() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let section = &readme[readme.find("## C library").expect("a C library section")..];
+    let code = section
+        .split("```c\n")
+        .nth(1)
+        .and_then(|c| c.split("```").next())
+        .unwrap();
+    let source = std::env::temp_dir().join(format!("hooklens-readme-{}.c", std::process::id()));
+    std::fs::write(&source, code).unwrap();
+    let Some(exe) = compile(&source, "readme_example") else {
+        return;
+    };
+    let out = Command::new(exe).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        doc["results"].as_array().unwrap().len(),
+        30 * 9,
+        "every SmolLM2 head"
+    );
 }
 
 #[test]

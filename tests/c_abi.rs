@@ -59,8 +59,9 @@ fn tokens_and_model(dir: &Path) -> (TokenBatch, Model) {
 }
 
 fn c_logits(model: &CModel, tokens: &TokenBatch, d_vocab: usize) -> Vec<f32> {
-    let mut logits = vec![f32::NAN; tokens.ids().len() * d_vocab]; // [batch, seq, d_vocab]
-                                                                   // SAFETY: the tokens and the buffer have the sizes passed.
+    // [batch, seq, d_vocab]
+    let mut logits = vec![f32::NAN; tokens.ids().len() * d_vocab];
+    // SAFETY: the tokens and the buffer have the sizes passed.
     let s = unsafe {
         hl_run_logits(
             model.0,

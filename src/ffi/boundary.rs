@@ -16,7 +16,8 @@ thread_local! {
 /// Keeps `message` as this thread's last error (NUL bytes in it become spaces).
 fn set_last_error(message: &str) {
     let clean = CString::new(message.replace('\0', " ")).unwrap_or_default();
-    LAST_ERROR.with(|e| *e.borrow_mut() = clean);
+    // A thread being torn down has no slot left: the message is dropped.
+    let _ = LAST_ERROR.try_with(|e| *e.borrow_mut() = clean);
 }
 
 /// The text of a caught panic's payload.
@@ -58,7 +59,9 @@ pub(crate) fn guard_void(body: impl FnOnce()) {
 /// not free it. A successful call leaves it as it was.
 #[no_mangle]
 pub extern "C" fn hl_last_error() -> *const c_char {
-    LAST_ERROR.with(|e| e.borrow().as_ptr())
+    LAST_ERROR
+        .try_with(|e| e.borrow().as_ptr())
+        .unwrap_or(c"".as_ptr())
 }
 
 /// The library's version ("0.1.0"), a static string: never freed, valid for the whole run.

@@ -23,8 +23,9 @@ unsafe fn logits_buffer<'a>(
     logits_len: usize,
 ) -> FfiResult<&'a mut [f32]> {
     tokens.validate(model.config())?;
-    let needed = tokens.ids().len() * model.config().d_vocab; // [batch, seq, d_vocab]
-                                                              // SAFETY: the caller's guarantee on `logits_out`.
+    // logits_out: [batch, seq, d_vocab]
+    let needed = tokens.ids().len() * model.config().d_vocab;
+    // SAFETY: the caller's guarantee on `logits_out`.
     unsafe { out_floats(logits_out, logits_len, needed, "logits_out") }
 }
 

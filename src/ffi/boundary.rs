@@ -54,6 +54,20 @@ pub(crate) fn guard_void(body: impl FnOnce()) {
     let _ = catch_unwind(AssertUnwindSafe(body));
 }
 
+/// Frees a handle made by `Box::into_raw`; NULL does nothing, a panic in its drop is caught.
+///
+/// # Safety
+/// `p` is NULL or came from `Box::into_raw` and is not used afterwards.
+pub(crate) unsafe fn free_handle<T>(p: *mut T) {
+    if p.is_null() {
+        return;
+    }
+    guard_void(|| {
+        // SAFETY: the caller passes a pointer from Box::into_raw, freed once here.
+        drop(unsafe { Box::from_raw(p) });
+    });
+}
+
 /// The message of the last failed call on this thread, or "" when none has failed. The string
 /// belongs to the library: it stays valid until the next failing call on the same thread; do
 /// not free it. A successful call leaves it as it was.

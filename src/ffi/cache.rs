@@ -4,7 +4,7 @@ use std::ffi::CString;
 use std::os::raw::{c_char, c_int};
 
 use super::args::{c_opt_text, c_text, handle, out_ptr, token_batch};
-use super::boundary::{guard, guard_void};
+use super::boundary::{free_handle, guard};
 use super::model::hl_model;
 use super::status::{hl_status, Failure};
 use crate::hooks::{ActivationCache, NamesFilter};
@@ -157,11 +157,6 @@ pub unsafe extern "C" fn hl_cache_name(cache: *const hl_cache, index: usize) -> 
 /// afterwards.
 #[no_mangle]
 pub unsafe extern "C" fn hl_cache_free(cache: *mut hl_cache) {
-    if cache.is_null() {
-        return;
-    }
-    guard_void(|| {
-        // SAFETY: the pointer came from Box::into_raw in hl_run_with_cache and is freed once.
-        drop(unsafe { Box::from_raw(cache) });
-    });
+    // SAFETY: hl_run_with_cache made the pointer with Box::into_raw; the caller frees it once.
+    unsafe { free_handle(cache) };
 }

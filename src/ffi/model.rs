@@ -3,7 +3,7 @@
 use std::os::raw::{c_char, c_int};
 
 use super::args::{c_opt_text, c_text, handle, out_ptr};
-use super::boundary::{guard, guard_void};
+use super::boundary::{free_handle, guard};
 use super::status::{hl_status, Failure};
 use crate::device::Device;
 use crate::model::known::resolve_model_arg;
@@ -63,13 +63,8 @@ pub unsafe extern "C" fn hl_model_load(
 /// `model` is NULL or a model from `hl_model_load` not freed yet; it is invalid afterwards.
 #[no_mangle]
 pub unsafe extern "C" fn hl_model_free(model: *mut hl_model) {
-    if model.is_null() {
-        return;
-    }
-    guard_void(|| {
-        // SAFETY: the pointer came from Box::into_raw in hl_model_load and is freed once.
-        drop(unsafe { Box::from_raw(model) });
-    });
+    // SAFETY: hl_model_load made the pointer with Box::into_raw; the caller frees it once.
+    unsafe { free_handle(model) };
 }
 
 /// The model's layer count, attention heads per layer, residual width and vocabulary size.

@@ -1,5 +1,9 @@
 //! Small readings of model outputs: probabilities and top-k tokens.
 
+use crate::error::{HookLensError, Result};
+use crate::model::input::{LogitPositions, RunOptions, TokenBatch};
+use crate::model::Model;
+
 /// One candidate next token.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TokenProb {
@@ -32,6 +36,20 @@ pub fn top_k(logits: &[f32], k: usize) -> Vec<TokenProb> {
             logit: logits[i],
         })
         .collect()
+}
+
+/// The model's `k` most likely next tokens after `tokens` (one sequence), most likely first:
+/// the default target of a sweep.
+pub fn top_next_tokens(model: &Model, tokens: &[u32], k: usize) -> Result<Vec<u32>> {
+    let opts = RunOptions {
+        logits_at: LogitPositions::Last,
+        ..RunOptions::default()
+    };
+    let out = model.forward(&TokenBatch::single(tokens.to_vec())?, &opts)?;
+    let logits = out
+        .logits
+        .ok_or_else(|| HookLensError::input("no logits"))?; // [1, 1, d_vocab]
+    Ok(top_k(&logits.data, k).iter().map(|t| t.token_id).collect())
 }
 
 #[cfg(test)]

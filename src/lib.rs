@@ -30,6 +30,7 @@ pub mod analysis;
 pub mod backend;
 pub mod device;
 pub mod error;
+pub mod ffi;
 pub mod hooks;
 pub mod layout;
 pub mod model;

@@ -150,4 +150,39 @@ impl Tokenizer {
             ))),
         }
     }
+
+    /// TL's `to_tokens` of every non-blank line of a text file (mean ablation's reference
+    /// prompts, one per line).
+    pub fn to_tokens_per_line(&self, path: &Path, prepend_bos: bool) -> Result<Vec<Vec<u32>>> {
+        let text = std::fs::read_to_string(path).map_err(|e| HookLensError::io(path, e))?;
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|line| self.to_tokens(line, prepend_bos))
+            .collect()
+    }
+
+    /// The positions of `subject` in `tokens` as whole tokens, tried as `" subject"` (with
+    /// one leading space), as given without leading spaces, and as given; an error showing
+    /// the tokens when none appears.
+    pub fn find_subject(&self, tokens: &[u32], subject: &str) -> Result<Vec<usize>> {
+        let trimmed = subject.trim_start();
+        for candidate in [
+            format!(" {trimmed}"),
+            trimmed.to_string(),
+            subject.to_string(),
+        ] {
+            let ids = self.encode(&candidate)?;
+            if ids.is_empty() || ids.len() > tokens.len() {
+                continue;
+            }
+            if let Some(start) = tokens.windows(ids.len()).position(|w| w == ids.as_slice()) {
+                return Ok((start..start + ids.len()).collect());
+            }
+        }
+        Err(HookLensError::input(format!(
+            "the subject {subject:?} does not appear as whole tokens in the prompt {}; give \
+             the subject's token positions instead",
+            self.show_tokens(tokens)
+        )))
+    }
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use regex::Regex;
 
 use super::point::{hook_points, HookPoint};
-use super::select::{points_matching, HookSelector};
+use super::select::{points_matching, unknown_hook, HookSelector};
 use crate::error::{HookLensError, Result};
 use crate::model::config::ModelConfig;
 use crate::tensor::Tensor;
@@ -35,6 +35,16 @@ impl NamesFilter {
         Regex::new(pattern)
             .map(NamesFilter::Regex)
             .map_err(|e| HookLensError::input(format!("bad names regex `{pattern}`: {e}")))
+    }
+
+    /// A regex filter that must match at least one hook point of the model; one that matches
+    /// none is [`HookLensError::UnknownHook`] with the nearest names as suggestions.
+    pub fn regex_matching(pattern: &str, cfg: &ModelConfig) -> Result<Self> {
+        let filter = NamesFilter::regex(pattern)?;
+        if filter.resolve(cfg)?.is_empty() {
+            return Err(unknown_hook(pattern, cfg));
+        }
+        Ok(filter)
     }
 
     /// The points selected for a model, in firing order.

@@ -1,5 +1,6 @@
 //! Batched intervention sweeps: head ablation, activation patching, causal tracing.
 
+pub mod document;
 pub mod engine;
 pub(crate) mod execute;
 pub mod metric;
@@ -7,6 +8,7 @@ pub mod noise;
 mod plan;
 pub mod sweeps;
 
+pub use document::{report_document, SweepContext};
 pub use engine::{run_naive, run_sweep, Base, SweepOptions, SweepOutcome, SweepStats, Variant};
 pub use metric::Metric;
 pub use sweeps::{

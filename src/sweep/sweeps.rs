@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::engine::{run_naive, run_sweep, Base, SweepOptions, SweepOutcome, Variant};
 use super::metric::Metric;
@@ -164,14 +164,18 @@ impl SweepSpec {
     }
 }
 
-/// What head / layer ablation removes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What head / layer ablation removes (in JSON: `heads`, `attn`, `mlp`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 pub enum AblationTarget {
     /// Every (layer, head): the head's `hook_z` slice at all positions.
+    #[default]
+    #[serde(rename = "heads")]
     Heads,
     /// Every layer's attention output (`hook_attn_out`).
+    #[serde(rename = "attn")]
     AttnLayers,
     /// Every layer's MLP output (`hook_mlp_out`).
+    #[serde(rename = "mlp")]
     MlpLayers,
 }
 
@@ -365,20 +369,29 @@ pub fn ablation_sweep(
     })
 }
 
-/// Where activation patching copies clean values into the corrupted run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Where activation patching copies clean values into the corrupted run (in JSON:
+/// `resid_pre`, `resid_mid`, `attn_out`, `mlp_out`, `z`, `z_by_pos`, or with hyphens as the
+/// command line spells them).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum PatchSite {
     /// `hook_resid_pre` per (layer, position).
+    #[default]
+    #[serde(alias = "resid-pre")]
     ResidPre,
     /// `hook_resid_mid` per (layer, position).
+    #[serde(alias = "resid-mid")]
     ResidMid,
     /// `hook_attn_out` per (layer, position).
+    #[serde(alias = "attn-out")]
     AttnOut,
     /// `hook_mlp_out` per (layer, position).
+    #[serde(alias = "mlp-out")]
     MlpOut,
     /// `attn.hook_z` per (layer, head), all positions.
     Z,
     /// `attn.hook_z` per (layer, head, position).
+    #[serde(alias = "z-by-pos")]
     ZByPos,
 }
 
@@ -478,10 +491,12 @@ pub fn patching_sweep(
     })
 }
 
-/// What causal tracing restores.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What causal tracing restores (in JSON: `resid`, `mlp`, `attn`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum TraceKind {
     /// The hidden state after block L (`hook_resid_post`).
+    #[default]
     Resid,
     /// MLP outputs over a window of layers around L.
     Mlp,

@@ -204,13 +204,10 @@ pub fn ablate(model: &Model, args: &AblateArgs) -> Result<()> {
             }
         }
         Method::Mean => {
-            let mut references = Vec::new();
-            if let Some(path) = &args.reference {
-                let text = std::fs::read_to_string(path).map_err(|e| HookLensError::io(path, e))?;
-                for line in text.lines().filter(|l| !l.trim().is_empty()) {
-                    references.push(model.tokenizer()?.to_tokens(line, bos)?);
-                }
-            }
+            let references = match &args.reference {
+                Some(path) => model.tokenizer()?.to_tokens_per_line(path, bos)?,
+                None => Vec::new(),
+            };
             AblationMethod::Mean { references }
         }
     };
@@ -278,36 +275,16 @@ pub fn patch(model: &Model, args: &PatchArgs) -> Result<()> {
     )
 }
 
-/// Finds the token positions of `subject` in `tokens` (tried with and without a leading space).
-fn find_subject(model: &Model, tokens: &[u32], subject: &str) -> Result<Vec<usize>> {
-    let tk = model.tokenizer()?;
-    let trimmed = subject.trim_start();
-    for candidate in [
-        format!(" {trimmed}"),
-        trimmed.to_string(),
-        subject.to_string(),
-    ] {
-        let ids = tk.encode(&candidate)?;
-        if ids.is_empty() || ids.len() > tokens.len() {
-            continue;
-        }
-        if let Some(start) = tokens.windows(ids.len()).position(|w| w == ids.as_slice()) {
-            return Ok((start..start + ids.len()).collect());
-        }
-    }
-    Err(HookLensError::input(format!(
-        "the subject {subject:?} does not appear as whole tokens in the prompt {}; pass --subject-positions",
-        tk.show_tokens(tokens)
-    )))
-}
-
 /// Runs `trace`.
 pub fn trace(model: &Model, args: &TraceArgs) -> Result<()> {
     let tokens = args.input.token_batch(model)?;
     tokens.validate(model.config())?;
     let prompt = tokens.row(0).to_vec();
     let subject = match (&args.subject, &args.subject_positions) {
-        (Some(s), _) => find_subject(model, &prompt, s)?,
+        (Some(s), _) => model
+            .tokenizer()?
+            .find_subject(&prompt, s)
+            .map_err(|e| HookLensError::input(format!("{e} (--subject-positions)")))?,
         (None, Some(list)) => parse_token_list(list)?
             .into_iter()
             .map(|p| p as usize)

@@ -3,7 +3,6 @@
 
 use std::path::Path;
 
-use hooklens::hooks::select::unknown_hook;
 use hooklens::output::{check_writable, write_atomic_with};
 use hooklens::{ActivationCache, HookLensError, Model, NamesFilter, Result};
 
@@ -23,19 +22,14 @@ pub fn cache_filter(model: &Model, names: Option<&str>) -> Result<NamesFilter> {
     let Some(pattern) = names else {
         return Ok(NamesFilter::All);
     };
-    let filter = NamesFilter::regex(pattern)?;
-    if filter.resolve(model.config())?.is_empty() {
-        let suggestions = match unknown_hook(pattern, model.config()) {
-            HookLensError::UnknownHook { suggestions, .. } => suggestions,
-            _ => Vec::new(),
-        };
-        return Err(HookLensError::input(format!(
+    NamesFilter::regex_matching(pattern, model.config()).map_err(|e| match e {
+        HookLensError::UnknownHook { suggestions, .. } => HookLensError::input(format!(
             "--names `{pattern}` matches no hook point of this model (nearest names: {}; \
              `hooklens hooks` lists them all)",
             suggestions.join(", ")
-        )));
-    }
-    Ok(filter)
+        )),
+        other => other,
+    })
 }
 
 /// Writes the cache as safetensors, atomically.

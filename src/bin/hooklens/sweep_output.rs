@@ -3,9 +3,8 @@
 
 use hooklens::output::{check_writable, write_atomic, write_json};
 use hooklens::report::heatmap::Heatmap;
-use hooklens::sweep::{Metric, SweepReport};
+use hooklens::sweep::{report_document, Metric, SweepContext as DocumentContext, SweepReport};
 use hooklens::{Model, Result};
-use serde_json::json;
 
 use crate::cmd_sweep::OutputArgs;
 use crate::term::{errln, outln};
@@ -75,32 +74,13 @@ fn write_report_json(
     naive: bool,
     path: &std::path::Path,
 ) -> Result<()> {
-    let stats = &report.outcome.stats;
-    let mut doc = json!({
-        "model": model.source().display().to_string(),
-        "tokens": ctx.tokens,
-        "metric": ctx.metric,
-        "clean": report.clean,
-        "results": report.results,
-        "stats": {
-            "engine": if naive { "naive" } else { "batched" },
-            "variants": stats.variants,
-            "passes": stats.passes,
-            "seconds": stats.seconds,
-            "gflop": stats.flops / 1e9,
-            "peak_arena_bytes": stats.peak_arena_bytes,
-        },
-    });
-    if let Some(c) = report.corrupted {
-        doc["corrupted"] = json!(c);
-    }
-    if let Some(t) = ctx.corrupted_tokens {
-        doc["corrupted_tokens"] = json!(t);
-    }
-    if let Ok(s) = model.to_str_tokens(ctx.tokens) {
-        doc["str_tokens"] = json!(s);
-    }
-    write_json(path, &doc)
+    let doc_ctx = DocumentContext {
+        metric: ctx.metric,
+        tokens: ctx.tokens,
+        corrupted_tokens: ctx.corrupted_tokens,
+        naive,
+    };
+    write_json(path, &report_document(model, report, &doc_ctx))
 }
 
 fn csv_text(report: &SweepReport) -> String {

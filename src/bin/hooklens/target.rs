@@ -2,9 +2,9 @@
 //! a hint when a target without its leading space is probably not what was meant.
 
 use clap::{Args, ValueEnum};
-use hooklens::analysis::top_k;
+use hooklens::analysis::top_next_tokens;
 use hooklens::sweep::Metric;
-use hooklens::{HookLensError, LogitPositions, Model, Result, RunOptions, TokenBatch};
+use hooklens::{HookLensError, Model, Result};
 
 use crate::term::errln;
 
@@ -62,19 +62,6 @@ fn token_arg(model: &Model, text: &Option<String>, id: Option<u32>) -> Result<Op
     }
 }
 
-/// The model's `k` most likely next tokens after `clean`, most likely first.
-fn top_predictions(model: &Model, clean: &[u32], k: usize) -> Result<Vec<u32>> {
-    let opts = RunOptions {
-        logits_at: LogitPositions::Last,
-        ..RunOptions::default()
-    };
-    let out = model.forward(&TokenBatch::single(clean.to_vec())?, &opts)?;
-    let logits = out
-        .logits
-        .ok_or_else(|| HookLensError::input("no logits"))?;
-    Ok(top_k(&logits.data, k).iter().map(|t| t.token_id).collect())
-}
-
 /// The hint for `--target TEXT` when TEXT has no leading space, `" TEXT"` is a single token
 /// and most of the model's top 5 predictions start with a space; `None` otherwise.
 pub fn target_space_hint(model: &Model, text: &str, clean: &[u32]) -> Result<Option<String>> {
@@ -87,7 +74,7 @@ pub fn target_space_hint(model: &Model, text: &str, clean: &[u32]) -> Result<Opt
     else {
         return Ok(None);
     };
-    let top = top_predictions(model, clean, 5)?;
+    let top = top_next_tokens(model, clean, 5)?;
     if top.contains(&plain) {
         return Ok(None);
     }
@@ -131,7 +118,7 @@ pub fn build_metric(
         }
         None if matches!(name, MetricName::Loss | MetricName::Kl) => 0,
         None => {
-            let top = top_predictions(model, clean, 1)?[0];
+            let top = top_next_tokens(model, clean, 1)?[0];
             errln!(
                 "target: {} (the model's top prediction; set --target to choose)",
                 show_token(model, top)

@@ -27,6 +27,14 @@ fn every_kernel_file_compiles_for_hopper() {
     }
     let ptx = compile_all("sm_90").unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(ptx.len(), KERNEL_FILES.len());
+    // scripts/gpu-bundle.sh keeps the PTX for GPU machines (HOOKLENS_PTX_DIR reads it).
+    if let Some(dir) = std::env::var_os("HOOKLENS_WRITE_PTX") {
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, p) in &ptx {
+            let path = std::path::Path::new(&dir).join(format!("{name}.ptx"));
+            std::fs::write(path, p.to_src()).unwrap();
+        }
+    }
     for ((name, src), (compiled, p)) in KERNEL_FILES.iter().zip(&ptx) {
         assert_eq!(name, compiled);
         let text = p.to_src();

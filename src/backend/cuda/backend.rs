@@ -15,7 +15,7 @@ use cudarc::driver::{
 };
 
 use super::buffers::{DevBuf, DevMatrix};
-use super::kernels::compile;
+use super::kernels::load_or_compile;
 use crate::error::{HookLensError, Result};
 
 /// Threads per block of the elementwise and per-row kernels.
@@ -69,7 +69,7 @@ impl CudaBackend {
         let mut functions = HashMap::new();
         for &(name, src) in super::kernels::KERNEL_FILES {
             let module = ctx
-                .load_module(compile(name, src, arch)?)
+                .load_module(load_or_compile(name, src, arch)?)
                 .map_err(|e| fail(format!("loading {name}.cu: {e:?}")))?;
             for kernel in kernel_names(src) {
                 let f = module

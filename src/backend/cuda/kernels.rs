@@ -39,6 +39,22 @@ pub fn compile(name: &str, source: &str, arch: &'static str) -> Result<Ptx> {
     })
 }
 
+/// Where precompiled PTX may be read from instead of compiling (`<dir>/<family>.ptx`, as
+/// `tests/cuda_nvrtc.rs` writes them with `HOOKLENS_WRITE_PTX=<dir>`): for a GPU machine whose
+/// NVRTC is newer than its driver accepts, or that has none.
+pub const PTX_DIR_ENV: &str = "HOOKLENS_PTX_DIR";
+
+/// The PTX of one kernel file for `arch`: read from [`PTX_DIR_ENV`] when it is set, else
+/// compiled with NVRTC.
+pub fn load_or_compile(name: &str, source: &str, arch: &'static str) -> Result<Ptx> {
+    let Some(dir) = std::env::var_os(PTX_DIR_ENV) else {
+        return compile(name, source, arch);
+    };
+    let path = std::path::Path::new(&dir).join(format!("{name}.ptx"));
+    let text = std::fs::read_to_string(&path).map_err(|e| HookLensError::io(&path, e))?;
+    Ok(Ptx::from_src(text))
+}
+
 /// Every kernel file compiled for `arch`, in [`KERNEL_FILES`] order.
 pub fn compile_all(arch: &'static str) -> Result<Vec<(&'static str, Ptx)>> {
     KERNEL_FILES

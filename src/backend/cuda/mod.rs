@@ -1,7 +1,7 @@
 //! The CUDA backend: kernels in `kernels/*.cu` compiled at run time with NVRTC, GEMMs on
 //! cuBLAS, the CUDA libraries loaded at run time (cudarc's dynamic loading) so the crate builds
 //! and runs on machines without CUDA. A missing library or device is a typed error from
-//! [`probe`], never a panic: cudarc panics when a library is absent, so everything that
+//! [`open_device`], never a panic: cudarc panics when a library is absent, so everything that
 //! reaches it is probed first.
 //!
 //! Not yet verified on a GPU (see `docs/cuda.md`): what this module has been checked for on a
@@ -16,5 +16,5 @@ mod trait_impl;
 
 pub use backend::CudaBackend;
 pub use buffers::{DevBuf, DevMatrix, DevRotary, DevRows};
-pub use kernels::{compile, compile_all, full_source, KERNEL_FILES};
+pub use kernels::{compile, compile_all, full_source, load_or_compile, KERNEL_FILES, PTX_DIR_ENV};
 pub use probe::{missing_libraries, open_device};

@@ -50,9 +50,10 @@ pub(super) fn require_libraries(names: &[&str]) -> Result<()> {
     })
 }
 
-/// Opens CUDA device `ordinal`, after checking that the driver, NVRTC and cuBLAS load.
+/// Opens CUDA device `ordinal`, after checking that the driver and cuBLAS load (NVRTC is
+/// checked when kernels are compiled: precompiled PTX needs none, see `kernels.rs`).
 pub fn open_device(ordinal: usize) -> Result<Arc<CudaContext>> {
-    require_libraries(&["driver", "nvrtc", "cublas"])?;
+    require_libraries(&["driver", "cublas"])?;
     let unusable = |why: String| HookLensError::Unsupported {
         what: format!("CUDA device {ordinal} is not usable: {why}"),
     };

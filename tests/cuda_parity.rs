@@ -1,0 +1,155 @@
+//! The CUDA backend against the CPU, on a GPU: every hook point, the logits, a hook edit and
+//! a sweep. Without a usable GPU each test says so and passes, unless HOOKLENS_REQUIRE_GPU=1
+//! (`scripts/gpu-check.sh` sets it), which makes the absence a failure.
+#![cfg(feature = "cuda")]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use common::fixtures;
+use hooklens::backend::cuda::open_device;
+use hooklens::sweep::{ablation_sweep, AblationMethod, AblationTarget, Metric, SweepOptions};
+use hooklens::{Device, Hooks, Model, NamesFilter, RunOptions, TokenBatch};
+
+fn gpu_available() -> bool {
+    match open_device(0) {
+        Ok(_) => true,
+        Err(e) => {
+            let required = std::env::var("HOOKLENS_REQUIRE_GPU").is_ok_and(|v| v == "1");
+            assert!(!required, "HOOKLENS_REQUIRE_GPU=1 but: {e}");
+            eprintln!("no usable GPU ({e}): CUDA parity not checked");
+            false
+        }
+    }
+}
+
+fn models() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = ["gpt2_small4", "gpt2_tiny", "llama_gqa", "llama_odd"]
+        .iter()
+        .map(|d| fixtures().join(d))
+        .collect();
+    let smollm2 = hooklens::model::known::hooklens_home().join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    if smollm2.exists() {
+        dirs.push(smollm2);
+    }
+    dirs
+}
+
+fn tokens(vocab: usize, batch: usize, seq: usize) -> TokenBatch {
+    let rows: Vec<Vec<u32>> = (0..batch)
+        .map(|b| {
+            (0..seq)
+                .map(|t| ((b * 131 + t * 7919 + 1) % vocab) as u32)
+                .collect()
+        })
+        .collect();
+    TokenBatch::from_rows(&rows).unwrap()
+}
+
+/// max |a - b| / max(max |a|, 1e-6).
+fn relative_to_scale(a: &[f32], b: &[f32]) -> f64 {
+    let scale = a
+        .iter()
+        .fold(0.0f64, |m, &v| m.max(v.abs() as f64))
+        .max(1e-6);
+    let diff = a
+        .iter()
+        .zip(b)
+        .fold(0.0f64, |m, (&x, &y)| m.max((x - y).abs() as f64));
+    diff / scale
+}
+
+#[test]
+fn every_hook_point_and_the_logits_match_the_cpu() {
+    if !gpu_available() {
+        return;
+    }
+    for path in models() {
+        let cpu = Model::load_on(&path, Device::Cpu).unwrap();
+        let gpu = Model::load_on(&path, Device::Cuda(0)).unwrap();
+        let t = tokens(cpu.config().d_vocab, 2, 11);
+        let names = NamesFilter::Names(cpu.hook_points(true).into_iter().map(Into::into).collect());
+        let (c_out, c_cache) = cpu
+            .run_with_cache(&t, &names, &RunOptions::default())
+            .unwrap();
+        let (g_out, g_cache) = gpu
+            .run_with_cache(&t, &names, &RunOptions::default())
+            .unwrap();
+        let mut worst: BTreeMap<String, f64> = BTreeMap::new();
+        for (point, tensor) in c_cache.iter() {
+            let g = g_cache.get(*point).unwrap();
+            assert_eq!(g.shape, tensor.shape, "{}", point.name());
+            let family = point.name().rsplit('.').next().unwrap().to_string();
+            let e = worst.entry(family).or_insert(0.0);
+            *e = e.max(relative_to_scale(&tensor.data, &g.data));
+        }
+        let logits = relative_to_scale(&c_out.logits.unwrap().data, &g_out.logits.unwrap().data);
+        eprintln!(
+            "{}: logits {logits:.2e}; per hook family {worst:?}",
+            path.display()
+        );
+        for (family, err) in &worst {
+            assert!(
+                *err <= 1e-4,
+                "{}: {family} differs by {err:.2e} of its scale",
+                path.display()
+            );
+        }
+        assert!(
+            logits <= 1e-4,
+            "{}: logits differ by {logits:.2e}",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn a_host_hook_edit_and_a_sweep_match_the_cpu() {
+    if !gpu_available() {
+        return;
+    }
+    let path = fixtures().join("gpt2_small4");
+    let cpu = Model::load_on(&path, Device::Cpu).unwrap();
+    let gpu = Model::load_on(&path, Device::Cuda(0)).unwrap();
+    let t = tokens(cpu.config().d_vocab, 1, 9);
+    let zero_head = |model: &Model| {
+        let mut hooks = Hooks::new();
+        hooks.add(("z", 1), |act, _| {
+            for p in 0..act.shape()[1] {
+                act.slice_mut(&[0, p, 2])?.fill(0.0);
+            }
+            Ok(())
+        });
+        model
+            .run_with_hooks(&t, &mut hooks, &RunOptions::default())
+            .unwrap()
+            .logits
+            .unwrap()
+    };
+    let (c, g) = (zero_head(&cpu), zero_head(&gpu));
+    assert!(relative_to_scale(&c.data, &g.data) <= 1e-4);
+    let metric = Metric::LogProb { target: 7 };
+    let spec = |m: &Model| {
+        ablation_sweep(m, t.row(0), AblationTarget::Heads, &AblationMethod::Zero).unwrap()
+    };
+    let opts = SweepOptions::default();
+    let c = spec(&cpu).run(&cpu, &metric, false, &opts).unwrap();
+    let g = spec(&gpu).run(&gpu, &metric, false, &opts).unwrap();
+    let naive = spec(&gpu).run(&gpu, &metric, true, &opts).unwrap();
+    for ((a, b), n) in c.results.iter().zip(&g.results).zip(&naive.results) {
+        assert!(
+            (a.value - b.value).abs() <= 1e-3,
+            "cpu {} vs cuda {}",
+            a.value,
+            b.value
+        );
+        assert!(
+            (b.value - n.value).abs() <= 1e-4,
+            "engine {} vs naive {}",
+            b.value,
+            n.value
+        );
+    }
+}

@@ -2,15 +2,15 @@
 //! numpy array and the report as a dict (the command line's `--json` document).
 
 use hooklens::sweep::{
-    ablation_sweep, patching_sweep, trace_sweep, AblationMethod, AblationTarget, Metric, PatchSite,
-    SweepOptions, SweepReport, SweepSpec, TraceKind, TraceSettings,
+    ablation_sweep, patching_sweep, report_document, trace_sweep, AblationMethod, AblationTarget,
+    Metric, PatchSite, SweepContext, SweepOptions, SweepReport, SweepSpec, TraceKind,
+    TraceSettings,
 };
 use hooklens::{Model, TokenBatch};
 use numpy::ndarray::{ArrayD, IxDyn};
 use numpy::PyArray;
 use pyo3::prelude::*;
 use pyo3::types::PyString;
-use serde_json::json;
 
 use crate::convert::token_batch;
 use crate::errors::{input_error, IntoPyResult};
@@ -66,7 +66,7 @@ impl ModelPy {
             AblationTarget::Heads => vec![cfg.n_layers, cfg.n_heads],
             _ => vec![cfg.n_layers],
         };
-        finish(py, m, &report, &metric, &prompt, None, shape)
+        finish(py, m, &report, (&metric, naive), &prompt, None, shape)
     }
 
     /// Activation patching: clean activations into the corrupted run at every (layer,
@@ -106,7 +106,15 @@ impl ModelPy {
             PatchSite::ZByPos => vec![cfg.n_layers, cfg.n_heads, clean.len()],
             _ => vec![cfg.n_layers, clean.len()],
         };
-        finish(py, m, &report, &metric, &clean, Some(&corrupted), shape)
+        finish(
+            py,
+            m,
+            &report,
+            (&metric, naive),
+            &clean,
+            Some(&corrupted),
+            shape,
+        )
     }
 
     /// ROME-style causal tracing: noise on the `subject` tokens (text found in the prompt, or
@@ -159,7 +167,7 @@ impl ModelPy {
         let spec = || trace_sweep(m, &prompt, &subject, &settings);
         let report = run(py, m, spec, &metric, naive)?;
         let shape = vec![m.config().n_layers, prompt.len()];
-        finish(py, m, &report, &metric, &prompt, None, shape)
+        finish(py, m, &report, (&metric, naive), &prompt, None, shape)
     }
 }
 
@@ -219,7 +227,7 @@ fn finish(
     py: Python<'_>,
     model: &Model,
     report: &SweepReport,
-    metric: &Metric,
+    (metric, naive): (&Metric, bool),
     tokens: &[u32],
     corrupted: Option<&[u32]>,
     shape: Vec<usize>,
@@ -235,30 +243,13 @@ fn finish(
             *cell = r.delta.or(r.recovery).unwrap_or(r.value);
         }
     }
-    let stats = &report.outcome.stats;
-    let mut doc = json!({
-        "model": model.source().display().to_string(),
-        "tokens": tokens,
-        "metric": metric.name(),
-        "clean": report.clean,
-        "results": report.results,
-        "stats": {
-            "variants": stats.variants,
-            "passes": stats.passes,
-            "seconds": stats.seconds,
-            "gflop": stats.flops / 1e9,
-            "peak_arena_bytes": stats.peak_arena_bytes,
-        },
-    });
-    if let Some(c) = report.corrupted {
-        doc["corrupted"] = json!(c);
-    }
-    if let Some(t) = corrupted {
-        doc["corrupted_tokens"] = json!(t);
-    }
-    if let Ok(s) = model.to_str_tokens(tokens) {
-        doc["str_tokens"] = json!(s);
-    }
+    let ctx = SweepContext {
+        metric,
+        tokens,
+        corrupted_tokens: corrupted,
+        naive,
+    };
+    let doc = report_document(model, report, &ctx);
     let text = PyString::new(py, &doc.to_string());
     let dict = py.import("json")?.call_method1("loads", (text,))?;
     Ok((

@@ -43,7 +43,7 @@ def test_ablate_heads_equals_a_loop_of_python_zero_head_hooks(small):
     assert len(report["results"]) == n * h
     row = report["results"][h + 2]
     assert (row["layer"], row["head"]) == (1, 2) and row["delta"] == pytest.approx(grid[1, 2])
-    assert report["tokens"] == toks[0].tolist() and report["metric"] == "logprob"
+    assert report["tokens"] == toks[0].tolist() and report["metric"]["kind"] == "log_prob"
     assert set(report["stats"]) >= {"variants", "passes", "seconds", "gflop", "peak_arena_bytes"}
     assert report["stats"]["variants"] == n * h
 
@@ -136,4 +136,4 @@ def test_trace_finds_a_text_subject(smollm2):
     grid, report = smollm2.trace(toks, subject="Eiffel Tower", target=" Paris", samples=1, kind="resid")
     assert grid.shape == (30, toks.shape[1])
     assert np.abs(grid[:, :2]).max() < 1e-6  # BOS and "The" precede the subject
-    assert report["metric"] == "prob"
+    assert report["metric"]["kind"] == "prob"

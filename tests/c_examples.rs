@@ -24,9 +24,30 @@ fn root() -> PathBuf {
 }
 
 /// The directory with `libhooklens.so`: the profile directory above this test's `deps/`.
+/// `cargo test` builds the library only as an rlib, so the shared library is built (or found
+/// up to date) here, once per test binary, with the same cargo (it holds no lock while tests
+/// run).
 fn lib_dir() -> PathBuf {
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
+    BUILT.get_or_init(|| {
+        let Ok(cargo) = std::env::var("CARGO") else {
+            return; // not run by cargo: the library must have been built already
+        };
+        let release = dir.file_name().is_some_and(|n| n == "release");
+        let mut build = Command::new(cargo);
+        build.args(["build", "--lib"]).current_dir(root());
+        if release {
+            build.arg("--release");
+        }
+        let out = build.output().expect("cargo runs");
+        assert!(
+            out.status.success(),
+            "building libhooklens.so failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
     assert!(
         dir.join("libhooklens.so").exists(),
         "no libhooklens.so in {}",

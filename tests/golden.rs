@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use common::{fixtures, load_reference, max_abs_diff, Reference};
 use hooklens::{HookSelector, Hooks, Input, Model, NamesFilter, ReturnType, RunOptions, Tensor};
 
-/// The tolerance of DESIGN.md invariant 7 (f32 reference numerics).
+/// The project's reference tolerance for f32 (README: values match TL within 1e-4).
 const TOL: f32 = 1e-4;
 
 /// Loads a fixture model (a checkpoint directory, or a file inside one) and the TL reference

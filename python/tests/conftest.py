@@ -15,7 +15,7 @@ import hooklens
 FIXTURES = Path(__file__).resolve().parents[2] / "tests" / "fixtures"
 # The random-weight checkpoints with TL references (tests/fixtures/README.md).
 CHECKPOINTS = ["gpt2_tiny", "gpt2_small4", "gpt2_tiny_f16", "llama_gqa", "llama_odd"]
-# DESIGN.md invariant 7: every hook value within 1e-4 of TransformerLens.
+# The project's reference tolerance (README): every hook value within 1e-4 of TransformerLens.
 TOL = 1e-4
 
 _DTYPES = {"F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32}

@@ -26,6 +26,8 @@ impl<B: Backend> Engine<B> {
     /// An engine over weights prepared by `backend`, checked against the configuration.
     pub fn new(backend: B, weights: Weights<B>, cfg: &ModelConfig) -> Result<Self> {
         check_sizes(&backend, &weights, cfg)?;
+        // A device backend reports a failed weight upload here, at load, not at the first pass.
+        backend.check()?;
         Ok(Engine {
             backend,
             weights,

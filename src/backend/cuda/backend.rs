@@ -166,7 +166,7 @@ impl CudaBackend {
         if m == 0 || n == 0 || self.failed() {
             return;
         }
-        let (Some(a), Some(c)) = (a.slice(), c.slice_mut()) else {
+        let (Some(a), Some(c), Some(w)) = (a.slice(), c.slice_mut(), b.data.as_ref()) else {
             return;
         };
         // cuBLAS is column-major: C^T[n, m] = B^T[n, k] A^T[k, m], the operands swapped.
@@ -183,9 +183,9 @@ impl CudaBackend {
             ldc: n as i32,
         };
         let (a, mut c) = (a.slice(0..m * k), c.slice_mut(0..m * n));
-        // SAFETY: a holds m * k values, b.data k * n, c m * n (sliced above), the sizes the
+        // SAFETY: a holds m * k values, w (b's data) k * n, c m * n (sliced above), the sizes the
         // configuration describes.
-        if let Err(e) = unsafe { self.blas.gemm(cfg, &b.data, &a, &mut c) } {
+        if let Err(e) = unsafe { self.blas.gemm(cfg, w, &a, &mut c) } {
             self.fail(format!("cuBLAS sgemm {m}x{k}x{n}: {e:?}"));
         }
     }

@@ -46,8 +46,9 @@ impl DevBuf {
 /// A weight matrix `[k, n]`, row-major, in device memory.
 #[derive(Clone)]
 pub struct DevMatrix {
-    /// The values. `[k, n]`
-    pub data: CudaSlice<f32>,
+    /// The values, `[k, n]`; `None` when the upload failed (the failure is recorded and
+    /// reported by `Backend::check`, which `Engine::new` calls).
+    pub data: Option<CudaSlice<f32>>,
     /// Rows (input width).
     pub k: usize,
     /// Columns (output width).

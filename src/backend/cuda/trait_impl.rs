@@ -232,7 +232,6 @@ impl Backend for CudaBackend {
             HostOrder::KByN => self.to_device(host.data),
             HostOrder::NByK => self.to_device(&crate::model::weights::transpose(host.data, n, k)),
         };
-        let data = data.unwrap_or_else(|| self.stream.alloc_zeros(1).expect("one value"));
         DevMatrix { data, k, n }
     }
 

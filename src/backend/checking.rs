@@ -47,6 +47,7 @@ fn kv_len(rows: &RowLayout, dims: HeadDims) -> usize {
 }
 
 impl Backend for CheckingBackend {
+    const EMBEDS_FROM_UNEMBED: bool = true;
     type Buf = Vec<f32>;
     type Matrix = PackedMatrix;
     type Rows = RowLayout;
@@ -134,6 +135,20 @@ impl Backend for CheckingBackend {
             "embed: id out of range"
         );
         self.cpu.embed(w_e, ids, d, out);
+    }
+
+    fn embed_from_unembed(&self, unembed: &PackedMatrix, ids: &[u32], out: &mut Vec<f32>) {
+        self.count();
+        assert_eq!(
+            out.len(),
+            ids.len() * unembed.k(),
+            "embed_from_unembed: out is not [rows, d]"
+        );
+        assert!(
+            ids.iter().all(|&i| (i as usize) < unembed.n()),
+            "embed_from_unembed: id out of range"
+        );
+        self.cpu.embed_from_unembed(unembed, ids, out);
     }
 
     fn embed_positions(&self, w_pos: &Vec<f32>, positions: &[usize], d: usize, out: &mut Vec<f32>) {

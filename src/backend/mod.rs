@@ -13,7 +13,7 @@ pub use cpu::CpuBackend;
 /// Host-side helpers that loaders share with the CPU kernels (they are not kernels): the
 /// process-wide thread budget, and host buffers on transparent huge pages.
 pub mod host {
-    pub use super::cpu::huge_pages::zeroed_vec;
+    pub use super::cpu::huge_pages::{empty_vec, zeroed_vec};
     pub use super::cpu::threads::reserve_workers;
 }
 pub use traits::{Backend, Epilogue, HeadDims, HostMatrix, HostOrder, KvSource, NormParams};

@@ -86,6 +86,9 @@ pub struct KvSource<'a, B: Backend> {
 /// The compute backend of a pass. Buffers are f32 and row-major; a method's comment gives the
 /// shapes it reads and writes, and a backend may rely on them (the pass sizes every buffer).
 pub trait Backend: Send + Sync + Sized + 'static {
+    /// Whether tied embeddings are read from the prepared unembedding
+    /// ([`Backend::embed_from_unembed`]) instead of a second copy of the table.
+    const EMBEDS_FROM_UNEMBED: bool;
     /// An activation buffer (`Vec<f32>` on the CPU; a device allocation on a GPU).
     type Buf: Clone + Debug + Send + Sync;
     /// A weight matrix prepared for [`Backend::linear`].
@@ -149,6 +152,10 @@ pub trait Backend: Send + Sync + Sized + 'static {
 
     /// `out[r] = w_e[ids[r]]`. w_e: `[d_vocab, d]`   out: `[rows, d]`
     fn embed(&self, w_e: &Self::Buf, ids: &[u32], d: usize, out: &mut Self::Buf);
+    /// `out[r] = unembed[:, ids[r]]`: the embedding of tied weights read from the prepared
+    /// unembedding (only called when [`Backend::EMBEDS_FROM_UNEMBED`]).
+    /// unembed: `[d, d_vocab]`   out: `[rows, d]`
+    fn embed_from_unembed(&self, unembed: &Self::Matrix, ids: &[u32], out: &mut Self::Buf);
     /// `out[r] = w_pos[positions[r]]`. w_pos: `[n_ctx, d]`   out: `[rows, d]`
     fn embed_positions(
         &self,

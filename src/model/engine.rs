@@ -85,14 +85,18 @@ macro_rules! with_engine {
 pub(crate) use with_engine;
 
 /// Loads weights onto `device`: `$load` is compiled once per backend with `$backend` bound to
-/// it, and its weights go into that backend's engine. Evaluates to `Result<Loaded>`.
+/// it, and its weights go into that backend's engine. On the CPU the weights come from the
+/// packed-weight cache when `$cache` (a `&CacheRequest`) has a matching file, and what the
+/// cache did is recorded on `$clock`. Evaluates to `Result<Loaded>`.
 macro_rules! load_onto {
-    ($device:expr, $cfg:expr, |$backend:ident| $load:expr) => {
+    ($device:expr, $cfg:expr, $cache:expr, $clock:expr, |$backend:ident| $load:expr) => {
         (|| -> $crate::error::Result<$crate::model::engine::Loaded> {
             match $device {
                 $crate::device::Device::Cpu => {
                     let $backend = &$crate::backend::CpuBackend;
-                    let weights = $load?;
+                    let (weights, used) =
+                        $crate::model::weight_cache::cpu_weights($cache, $cfg, || $load)?;
+                    $clock.record_cache(used);
                     let engine = $crate::model::engine::Engine::new(*$backend, weights, $cfg)?;
                     Ok($crate::model::engine::Loaded::Cpu(engine))
                 }

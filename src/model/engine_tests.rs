@@ -17,7 +17,7 @@ use crate::hooks::registry::SlotTable;
 use crate::sweep::{run_sweep, Base, Metric, SweepOptions, Variant};
 
 /// Two-layer models of both architectures, at sizes no kernel tile divides.
-fn small_configs() -> Vec<ModelConfig> {
+pub(crate) fn small_configs() -> Vec<ModelConfig> {
     let mut gpt2 = ModelConfig::gpt2_small();
     (gpt2.n_layers, gpt2.d_model, gpt2.n_heads, gpt2.n_kv_heads) = (2, 40, 4, 4);
     (gpt2.d_head, gpt2.d_mlp, gpt2.d_vocab, gpt2.n_ctx) = (10, 72, 97, 32);

@@ -4,11 +4,14 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+
+use super::weight_cache::CacheUse;
 use std::time::{Duration, Instant};
 
 use crate::backend::host::reserve_workers;
 use crate::backend::{Backend, HostMatrix, HostOrder};
 use crate::error::Result;
+use crate::model::weights::TokenEmbedding;
 
 /// Where the time of one model load went.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -26,10 +29,23 @@ pub struct LoadTimes {
     pub tokenizer: Duration,
     /// Threads that loaded the weights.
     pub threads: usize,
+    /// What the packed-weight cache did.
+    pub cache: CacheUse,
 }
 
 impl std::fmt::Display for LoadTimes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let CacheUse::Read(time) = self.cache {
+            return write!(
+                f,
+                "load {:.3} s: open {:.3} s; weights from the packed-weight cache, mapped and \
+                 checked in {:.3} s; tokenizer {:.3} s (alongside)",
+                self.total.as_secs_f64(),
+                self.open.as_secs_f64(),
+                time.as_secs_f64(),
+                self.tokenizer.as_secs_f64()
+            );
+        }
         write!(
             f,
             "load {:.3} s: open {:.3} s; weights on {} threads: read + dequantize {:.3} s, \
@@ -40,7 +56,16 @@ impl std::fmt::Display for LoadTimes {
             self.dequantize.as_secs_f64(),
             self.pack.as_secs_f64(),
             self.tokenizer.as_secs_f64()
-        )
+        )?;
+        match self.cache {
+            CacheUse::Written(time) => write!(
+                f,
+                "; packed-weight cache written in {:.3} s",
+                time.as_secs_f64()
+            ),
+            CacheUse::WriteFailed => write!(f, "; the packed-weight cache could not be written"),
+            CacheUse::Unused | CacheUse::Read(_) => Ok(()),
+        }
     }
 }
 
@@ -50,6 +75,7 @@ pub struct LoadClock {
     dequantize_ns: AtomicU64,
     pack_ns: AtomicU64,
     threads: AtomicU64,
+    cache: Mutex<CacheUse>,
 }
 
 impl LoadClock {
@@ -71,6 +97,11 @@ impl LoadClock {
         value
     }
 
+    /// Records what the packed-weight cache did.
+    pub fn record_cache(&self, used: CacheUse) {
+        *self.cache.lock().unwrap_or_else(|e| e.into_inner()) = used;
+    }
+
     /// The phases' sums so far, in a [`LoadTimes`] whose wall times are still zero.
     pub fn times(&self) -> LoadTimes {
         let load = |a: &AtomicU64| Duration::from_nanos(a.load(Ordering::Relaxed));
@@ -78,6 +109,7 @@ impl LoadClock {
             dequantize: load(&self.dequantize_ns),
             pack: load(&self.pack_ns),
             threads: self.threads.load(Ordering::Relaxed) as usize,
+            cache: *self.cache.lock().unwrap_or_else(|e| e.into_inner()),
             ..LoadTimes::default()
         }
     }
@@ -112,7 +144,8 @@ impl LoadClock {
     }
 
     /// The token embedding and the unembedding prepared from `lm_head`, or from the embedding
-    /// itself when `lm_head` is `None` (tied).
+    /// itself when `lm_head` is `None` (tied; then a backend that reads the embedding from
+    /// the unembedding keeps no second copy of the table).
     /// w_e: `[d_vocab, d_model]`   lm_head: `[d_vocab, d_model]`
     pub fn embedding_pair<B: Backend>(
         &self,
@@ -120,11 +153,15 @@ impl LoadClock {
         w_e: Vec<f32>,
         lm_head: Option<&[f32]>,
         (d_vocab, d_model): (usize, usize),
-    ) -> (B::Buf, B::Matrix) {
+    ) -> (TokenEmbedding<B>, B::Matrix) {
         let data = lm_head.unwrap_or(&w_e);
         let (k, n, order) = (d_model, d_vocab, HostOrder::NByK);
         let unembed = self.pack(|| backend.matrix(HostMatrix { data, k, n, order }));
-        (backend.vector(w_e), unembed)
+        let table = match lm_head.is_none() && B::EMBEDS_FROM_UNEMBED {
+            true => TokenEmbedding::TiedToUnembed,
+            false => TokenEmbedding::Table(backend.vector(w_e)),
+        };
+        (table, unembed)
     }
 
     /// `load(i)` for every `i` in `0..n`, on the threads the budget allows (each takes the

@@ -12,6 +12,7 @@ use super::gguf::tokenizer::tokenizer_from_gguf;
 use super::gguf::GgufFile;
 use super::load_clock::{LoadClock, LoadTimes};
 use super::load_llama::{load_llama, LlamaNames, LlamaTensor};
+use super::weight_cache::{CacheRequest, WeightCache};
 use super::weights::TensorSource;
 use super::{join_loader, Model};
 use crate::device::Device;
@@ -130,19 +131,28 @@ pub fn load_gguf_model(path: &Path) -> Result<Model> {
 
 /// [`load_gguf_model`] onto a device.
 pub fn load_gguf_model_on(path: &Path, device: Device) -> Result<Model> {
+    load_gguf_model_with(path, device, WeightCache::from_env()?)
+}
+
+/// [`load_gguf_model_on`] with a packed-weight cache policy of the caller's choice.
+pub fn load_gguf_model_with(path: &Path, device: Device, cache: WeightCache) -> Result<Model> {
     let started = Instant::now();
     let file = GgufFile::open(path)?;
     let config = gguf_llama_config(&file)?;
     let open = started.elapsed();
     let tied = !file.contains(&gguf_llama_names(LlamaTensor::LmHead));
     let clock = LoadClock::default();
+    let request = CacheRequest {
+        policy: cache,
+        sources: vec![path.to_path_buf()],
+    };
     let (loaded, (tokenizer, tokenizer_time)) = std::thread::scope(|scope| {
         let tokenizer = scope.spawn(|| {
             let t = Instant::now();
             (gguf_tokenizer(&file, &config), t.elapsed())
         });
         let names = (gguf_llama_names as LlamaNames, true);
-        let loaded = load_onto!(device, &config, |backend| {
+        let loaded = load_onto!(device, &config, &request, &clock, |backend| {
             load_llama(&file, &config, tied, names, &clock, backend)
         });
         (loaded, join_loader(tokenizer))

@@ -20,6 +20,7 @@ pub mod loss;
 pub mod random;
 pub mod safetensors_dir;
 mod split_input;
+pub mod weight_cache;
 pub mod weights;
 
 use std::path::{Path, PathBuf};
@@ -31,6 +32,8 @@ use self::forward::{LogitRows, PassInput};
 use self::input::{Input, LogitPositions, Output, ReturnType, RunOptions, TokenBatch};
 use self::load_clock::{LoadClock, LoadTimes};
 use self::loss::next_token_loss;
+use self::weight_cache::{CacheRequest, WeightCache};
+use self::weights::TokenEmbedding;
 use self::weights::Weights;
 use crate::backend::CpuBackend;
 use crate::device::Device;
@@ -104,6 +107,12 @@ impl Model {
 
     /// [`Model::from_hf_dir`] onto a device.
     pub fn from_hf_dir_on(dir: &Path, device: Device) -> Result<Self> {
+        Model::from_hf_dir_with(dir, device, WeightCache::from_env()?)
+    }
+
+    /// [`Model::from_hf_dir_on`] with a packed-weight cache policy of the caller's choice
+    /// (instead of the one `HOOKLENS_WEIGHT_CACHE` makes).
+    pub fn from_hf_dir_with(dir: &Path, device: Device, cache: WeightCache) -> Result<Self> {
         if !dir.is_dir() {
             return Err(HookLensError::input(format!(
                 "{} is not a directory with an HF checkpoint",
@@ -118,20 +127,29 @@ impl Model {
         let clock = LoadClock::default();
         cfg.validate()?;
         let tied = hf.tie_word_embeddings;
-        let (loaded, (tokenizer, tokenizer_time)) = std::thread::scope(|scope| {
-            let tokenizer = scope.spawn(|| {
-                let t = Instant::now();
-                (Tokenizer::from_hf_dir(dir, cfg.bos_token_id), t.elapsed())
+        let mut sources = vec![dir.join("config.json")];
+        sources.extend(src.file_paths());
+        let request = CacheRequest {
+            policy: cache,
+            sources,
+        };
+        let (loaded, (tokenizer, tokenizer_time)) =
+            std::thread::scope(|scope| {
+                let tokenizer = scope.spawn(|| {
+                    let t = Instant::now();
+                    (Tokenizer::from_hf_dir(dir, cfg.bos_token_id), t.elapsed())
+                });
+                let loaded = load_onto!(device, &cfg, &request, &clock, |backend| match cfg
+                    .architecture
+                {
+                    Architecture::Gpt2 => load_gpt2::load_gpt2(&src, &cfg, tied, &clock, backend),
+                    Architecture::Llama => {
+                        let names = (load_llama::hf_llama_names as load_llama::LlamaNames, false);
+                        load_llama::load_llama(&src, &cfg, tied, names, &clock, backend)
+                    }
+                });
+                (loaded, join_loader(tokenizer))
             });
-            let loaded = load_onto!(device, &cfg, |backend| match cfg.architecture {
-                Architecture::Gpt2 => load_gpt2::load_gpt2(&src, &cfg, tied, &clock, backend),
-                Architecture::Llama => {
-                    let names = (load_llama::hf_llama_names as load_llama::LlamaNames, false);
-                    load_llama::load_llama(&src, &cfg, tied, names, &clock, backend)
-                }
-            });
-            (loaded, join_loader(tokenizer))
-        });
         let model = Model::from_loaded(cfg, loaded?, tokenizer?, dir.to_path_buf());
         Ok(model.with_load_times(LoadTimes {
             total: started.elapsed(),
@@ -141,10 +159,16 @@ impl Model {
         }))
     }
 
-    /// Loads a model from a path onto a device (see [`Device::parse`] for the names).
+    /// Loads a model from a path onto a device (see [`Device::parse`] for the names), with
+    /// the packed-weight cache `HOOKLENS_WEIGHT_CACHE` chooses (see [`WeightCache`]).
     pub fn load_on(path: &Path, device: Device) -> Result<Self> {
+        Model::load_with(path, device, WeightCache::from_env()?)
+    }
+
+    /// [`Model::load_on`] with a packed-weight cache policy of the caller's choice.
+    pub fn load_with(path: &Path, device: Device, cache: WeightCache) -> Result<Self> {
         if path.is_dir() {
-            return Model::from_hf_dir_on(path, device);
+            return Model::from_hf_dir_with(path, device, cache);
         }
         if !path.exists() {
             return Err(HookLensError::io(
@@ -153,7 +177,7 @@ impl Model {
             ));
         }
         if path.extension().is_some_and(|e| e == "gguf") {
-            return load_gguf::load_gguf_model_on(path, device);
+            return load_gguf::load_gguf_model_with(path, device, cache);
         }
         Err(HookLensError::input(format!(
             "{}: expected an HF checkpoint directory or a .gguf file",
@@ -192,7 +216,16 @@ impl Model {
     /// The token embedding `W_E` on the host. `[d_vocab, d_model]`
     pub fn embedding_host(&self) -> std::borrow::Cow<'_, [f32]> {
         use crate::backend::Backend;
-        with_engine!(&self.loaded, |e| e.backend.download_cow(&e.weights.w_e))
+        with_engine!(&self.loaded, |e| match &e.weights.w_e {
+            TokenEmbedding::Table(w_e) => e.backend.download_cow(w_e),
+            TokenEmbedding::TiedToUnembed => {
+                let ids: Vec<u32> = (0..self.config.d_vocab as u32).collect();
+                let mut w_e = e.backend.zeros(ids.len() * self.config.d_model); // [d_vocab, d_model]
+                e.backend
+                    .embed_from_unembed(&e.weights.unembed, &ids, &mut w_e);
+                std::borrow::Cow::Owned(e.backend.take_host(w_e))
+            }
+        })
     }
 
     /// The engine, for the sweep engine's execution (generic over the backend).

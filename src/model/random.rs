@@ -2,7 +2,7 @@
 //! without its files (speed does not depend on the values).
 
 use super::config::{Architecture, MlpKind, ModelConfig, NormKind, PositionKind};
-use super::weights::{LayerWeights, Weights};
+use super::weights::{LayerWeights, TokenEmbedding, Weights};
 use crate::backend::{Backend, CpuBackend, HostMatrix, HostOrder};
 use crate::sweep::noise::Gaussian;
 
@@ -119,7 +119,7 @@ pub fn random_weights_on<B: Backend>(backend: &B, cfg: &ModelConfig, seed: u64) 
         order,
     });
     Weights {
-        w_e: vec(w_e),
+        w_e: TokenEmbedding::Table(vec(w_e)),
         w_pos: (cfg.positions == PositionKind::Learned).then(|| vec(mat(cfg.n_ctx * d, 0.01))),
         layers,
         ln_final_w: vec(vec![1.0; d]),

@@ -106,6 +106,11 @@ impl SafetensorsDir {
         })
     }
 
+    /// The files the tensors are read from.
+    pub fn file_paths(&self) -> Vec<PathBuf> {
+        self.files.iter().map(|f| f.path.clone()).collect()
+    }
+
     /// The names of every tensor.
     pub fn names(&self) -> Vec<&str> {
         self.index.keys().map(String::as_str).collect()

@@ -49,11 +49,21 @@ pub struct LayerWeights<B: Backend = CpuBackend> {
     pub b_out: Option<B::Buf>,
 }
 
+/// The token embedding `W_E`: its own table, or (tied embeddings, on a backend that reads
+/// them so) the unembedding's columns, so the table is not stored twice.
+#[derive(Clone, Debug)]
+pub enum TokenEmbedding<B: Backend = CpuBackend> {
+    /// The table. `[d_vocab, d_model]`
+    Table(B::Buf),
+    /// Row `t` of `W_E` is column `t` of [`Weights::unembed`] (`W_U = W_Eᵀ`).
+    TiedToUnembed,
+}
+
 /// All weights of a model, prepared for backend `B`.
 #[derive(Clone, Debug)]
 pub struct Weights<B: Backend = CpuBackend> {
     /// Token embedding. `[d_vocab, d_model]`
-    pub w_e: B::Buf,
+    pub w_e: TokenEmbedding<B>,
     /// Learned position embedding (GPT-2). `[n_ctx, d_model]`
     pub w_pos: Option<B::Buf>,
     /// The blocks.
@@ -135,12 +145,14 @@ pub fn check_sizes<B: Backend>(backend: &B, w: &Weights<B>, cfg: &ModelConfig) -
             )))
         }
     };
-    if backend.len(&w.w_e) != cfg.d_vocab * d {
-        return Err(HookLensError::config(format!(
-            "W_E has {} values, expected {}",
-            backend.len(&w.w_e),
-            cfg.d_vocab * d
-        )));
+    if let TokenEmbedding::Table(w_e) = &w.w_e {
+        if backend.len(w_e) != cfg.d_vocab * d {
+            return Err(HookLensError::config(format!(
+                "W_E has {} values, expected {}",
+                backend.len(w_e),
+                cfg.d_vocab * d
+            )));
+        }
     }
     if w.layers.len() != cfg.n_layers {
         return Err(HookLensError::config(format!(

@@ -19,6 +19,7 @@ use crate::layout::RowLayout;
 pub struct CpuBackend;
 
 impl Backend for CpuBackend {
+    const EMBEDS_FROM_UNEMBED: bool = true;
     type Buf = Vec<f32>;
     type Matrix = PackedMatrix;
     type Rows = RowLayout;
@@ -100,6 +101,12 @@ impl Backend for CpuBackend {
         for (row, &id) in out.chunks_exact_mut(d).zip(ids) {
             let id = id as usize;
             row.copy_from_slice(&w_e[id * d..(id + 1) * d]);
+        }
+    }
+
+    fn embed_from_unembed(&self, unembed: &PackedMatrix, ids: &[u32], out: &mut Vec<f32>) {
+        for (row, &id) in out.chunks_exact_mut(unembed.k()).zip(ids) {
+            unembed.column_into(id as usize, row);
         }
     }
 

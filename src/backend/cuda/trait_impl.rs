@@ -105,6 +105,7 @@ impl CudaBackend {
 }
 
 impl Backend for CudaBackend {
+    const EMBEDS_FROM_UNEMBED: bool = false;
     type Buf = DevBuf;
     type Matrix = DevMatrix;
     type Rows = DevRows;
@@ -295,6 +296,11 @@ impl Backend for CudaBackend {
             Self::elems(ids.len() * d),
             [&mut o, &w, &ix, &rows, &d32]
         );
+    }
+
+    fn embed_from_unembed(&self, _unembed: &DevMatrix, _ids: &[u32], _out: &mut DevBuf) {
+        // EMBEDS_FROM_UNEMBED is false: loaders give this backend the table itself.
+        self.fail("embed_from_unembed: the CUDA backend keeps its own embedding table");
     }
 
     fn embed_positions(&self, w_pos: &DevBuf, positions: &[usize], d: usize, out: &mut DevBuf) {

@@ -28,13 +28,15 @@ struct Cli {
     /// Model: an HF checkpoint directory, a .gguf file, a known name (smollm2-135m), or
     /// random weights of a known shape (random:gpt2-small, random:smollm2-135m; for `bench`).
     /// Default: smollm2-135m from $HOOKLENS_HOME (fetch it with scripts/fetch-model).
+    /// On the CPU, the packed weights of a model of 32 MiB or more are cached in
+    /// $HOOKLENS_HOME/weight-cache and mapped by later loads (HOOKLENS_WEIGHT_CACHE=auto|on|off).
     #[arg(long, global = true)]
     model: Option<String>,
     /// CPU threads, at least 1 (default: $HOOKLENS_THREADS, else all cores; 0 is rejected).
     #[arg(long, global = true, value_parser = parse::positive_count)]
     threads: Option<usize>,
-    /// Print where the load's time went (open, read + dequantize, pack, tokenizer) and which
-    /// kernel path runs (set one with HOOKLENS_KERNEL=avx512|avx2|portable).
+    /// Print where the load's time went (open, read + dequantize, pack or the weight cache,
+    /// tokenizer) and which kernel path runs (set one with HOOKLENS_KERNEL=avx512|avx2|portable).
     #[arg(long, short, global = true)]
     verbose: bool,
     /// Device: cpu, auto (the CPU until the CUDA backend is verified on a GPU), or cuda /

@@ -5,6 +5,7 @@ use crate::backend::Backend;
 use crate::error::Result;
 use crate::hooks::point::{HookKind, HookPoint};
 use crate::model::config::PositionKind;
+use crate::model::weights::TokenEmbedding;
 
 /// Fills the residual stream of the pass's rows from its input.
 pub(super) fn input<B: Backend>(
@@ -24,7 +25,10 @@ pub(super) fn input<B: Backend>(
     let ids: Vec<u32> = (layout.seqs.iter().enumerate())
         .flat_map(|(s, seq)| seq.positions.iter().map(move |&t| tokens.row(s)[t]))
         .collect();
-    b.embed(&w.w_e, &ids, d, &mut st.a.resid);
+    match &w.w_e {
+        TokenEmbedding::Table(w_e) => b.embed(w_e, &ids, d, &mut st.a.resid),
+        TokenEmbedding::TiedToUnembed => b.embed_from_unembed(&w.unembed, &ids, &mut st.a.resid),
+    }
     ctx.fire(HookPoint::global(HookKind::Embed), &mut st.a.resid, layout)?;
     if let (PositionKind::Learned, Some(w_pos)) = (ctx.cfg.positions, &w.w_pos) {
         // The attention-output buffer holds the position embedding for now. // [rows, d_model]

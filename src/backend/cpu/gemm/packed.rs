@@ -3,6 +3,8 @@
 //! micro-kernel streams one contiguous `[kc, NR]` slab per call and the batch-1 case reads the
 //! weights front to back exactly once.
 
+use std::sync::Arc;
+
 use super::NR;
 
 /// One `NR`-wide row of a panel, aligned to a cache line so that no vector load of packed
@@ -18,7 +20,44 @@ pub struct PackedMatrix {
     k: usize,
     n: usize,
     /// `[n.div_ceil(NR), k, NR]`
-    data: Vec<PanelRow>,
+    data: PanelStore,
+}
+
+/// Where a packed matrix's panel rows live.
+#[derive(Clone)]
+enum PanelStore {
+    /// Packed by this process.
+    Owned(Vec<PanelRow>),
+    /// A range of a read-only mapped file (the packed-weight cache).
+    Mapped(MappedPanels),
+}
+
+/// `rows` panel rows at byte `offset` of a mapping, which they keep alive.
+#[derive(Clone)]
+struct MappedPanels {
+    map: Arc<memmap2::Mmap>,
+    offset: usize,
+    rows: usize,
+}
+
+impl PanelStore {
+    fn rows(&self) -> &[PanelRow] {
+        match self {
+            PanelStore::Owned(rows) => rows,
+            PanelStore::Mapped(m) => {
+                // SAFETY: `PackedMatrix::from_mapped` checked that the range lies inside the
+                // mapping and that its start is 64-byte aligned (the mapping starts on a page),
+                // and PanelRow is plain f32 data, for which every bit pattern is valid. The
+                // mapping is read-only and lives as long as `m.map`, which `self` holds.
+                unsafe {
+                    std::slice::from_raw_parts(
+                        m.map.as_ptr().add(m.offset).cast::<PanelRow>(),
+                        m.rows,
+                    )
+                }
+            }
+        }
+    }
 }
 
 impl PackedMatrix {
@@ -82,7 +121,34 @@ impl PackedMatrix {
                 PanelRow(row)
             }));
         }
-        Self { k, n, data }
+        Self {
+            k,
+            n,
+            data: PanelStore::Owned(data),
+        }
+    }
+
+    /// The packed `[k, n]` matrix whose panel rows are the bytes `offset ..` of `map`, as
+    /// [`PackedMatrix::packed_bytes`] wrote them (the packed-weight cache). `None` when the
+    /// range does not fit the mapping or does not start on a 64-byte boundary.
+    pub fn from_mapped(map: Arc<memmap2::Mmap>, offset: usize, k: usize, n: usize) -> Option<Self> {
+        let rows = n.div_ceil(NR).checked_mul(k.max(1))?;
+        let bytes = rows.checked_mul(std::mem::size_of::<PanelRow>())?;
+        let aligned =
+            (map.as_ptr() as usize + offset).is_multiple_of(std::mem::align_of::<PanelRow>());
+        if !aligned || offset.checked_add(bytes)? > map.len() {
+            return None;
+        }
+        let data = PanelStore::Mapped(MappedPanels { map, offset, rows });
+        Some(Self { k, n, data })
+    }
+
+    /// The packed storage as bytes, in the layout [`PackedMatrix::from_mapped`] reads.
+    pub fn as_bytes(&self) -> &[u8] {
+        let rows = self.data.rows();
+        // SAFETY: PanelRow is [f32; NR] with no padding (asserted below the impl), so its
+        // rows are `packed_bytes()` initialised bytes.
+        unsafe { std::slice::from_raw_parts(rows.as_ptr().cast::<u8>(), self.packed_bytes()) }
     }
 
     /// The inner (reduction) dimension: rows of `W` in `x @ W`.
@@ -97,7 +163,7 @@ impl PackedMatrix {
 
     /// Bytes of packed storage (what a batch-1 product streams from memory).
     pub fn packed_bytes(&self) -> usize {
-        self.data.len() * std::mem::size_of::<PanelRow>()
+        std::mem::size_of_val(self.data.rows())
     }
 
     /// Element `W[row, col]` of the logical `[k, n]` matrix (for debugging and tests).
@@ -110,7 +176,21 @@ impl PackedMatrix {
             self.k,
             self.n
         );
-        self.data[(col / NR) * self.k + row].0[col % NR]
+        self.data.rows()[(col / NR) * self.k + row].0[col % NR]
+    }
+
+    /// Column `col` of the logical `[k, n]` matrix into `out` (`k` values).
+    ///
+    /// Panics if `col >= n` or `out.len() != k`.
+    pub fn column_into(&self, col: usize, out: &mut [f32]) {
+        assert!(
+            col < self.n && out.len() == self.k,
+            "PackedMatrix::column_into: bad column or length"
+        );
+        let panel = &self.data.rows()[(col / NR) * self.k..(col / NR + 1) * self.k];
+        for (v, row) in out.iter_mut().zip(panel) {
+            *v = row.0[col % NR];
+        }
     }
 
     /// Unpacks to a row-major `[k, n]` matrix (for debugging and tests).
@@ -131,7 +211,7 @@ impl PackedMatrix {
 
     /// Rows `k0 .. k0 + kc` of panel `p` as one contiguous slice. `[kc, NR]`
     pub(super) fn panel_rows(&self, p: usize, k0: usize, kc: usize) -> &[f32] {
-        let rows = &self.data[p * self.k + k0..p * self.k + k0 + kc];
+        let rows = &self.data.rows()[p * self.k + k0..p * self.k + k0 + kc];
         // SAFETY: PanelRow is repr(C) around [f32; NR] with size exactly NR * 4 (64 bytes, which
         // its 64-byte alignment does not pad), so `kc` consecutive rows are `kc * NR` f32 values
         // laid out contiguously, inside the borrowed `rows`.

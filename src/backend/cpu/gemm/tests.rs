@@ -78,6 +78,40 @@ fn packed_layout_round_trips() {
 }
 
 #[test]
+fn columns_and_a_mapped_copy_read_the_packed_values() {
+    for &(k, n) in &[(1, 1), (3, 15), (5, 16), (7, 17), (6, 35)] {
+        let w = random(k * n, 11); // [k, n]
+        let a = PackedMatrix::from_k_by_n(&w, k, n);
+        let mut col = vec![0.0; k];
+        for j in 0..n {
+            a.column_into(j, &mut col);
+            let want: Vec<f32> = (0..k).map(|kk| w[kk * n + j]).collect();
+            assert_eq!(col, want, "column {j} of [{k}, {n}]");
+        }
+        // The same bytes behind a file mapping, at an aligned offset, read the same.
+        let path =
+            std::env::temp_dir().join(format!("hooklens-packed-{}-{k}-{n}", std::process::id()));
+        let mut bytes = vec![0u8; 128];
+        bytes.extend_from_slice(a.as_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        // SAFETY: the test's own temporary file, not modified while mapped.
+        let map = std::sync::Arc::new(unsafe { memmap2::Mmap::map(&file) }.unwrap());
+        let mapped = PackedMatrix::from_mapped(map.clone(), 128, k, n).unwrap();
+        assert_eq!(mapped.to_k_by_n(), w);
+        assert!(
+            PackedMatrix::from_mapped(map.clone(), 129, k, n).is_none(),
+            "misaligned"
+        );
+        assert!(
+            PackedMatrix::from_mapped(map, 192, k, n).is_none(),
+            "past the end"
+        );
+        let _ = std::fs::remove_file(&path);
+    }
+}
+
+#[test]
 fn pack_a_layout() {
     let (m, k) = (8, 5);
     let x: Vec<f32> = (0..m * k).map(|v| v as f32 + 1.0).collect(); // [m, k]

@@ -13,6 +13,7 @@ pub mod caches;
 pub mod gemm;
 pub mod heads;
 pub mod huge_pages;
+pub mod mapped;
 pub mod matmul;
 pub mod norm;
 mod pool;

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::backend::cpu::gemm::PackedMatrix;
+use crate::backend::cpu::mapped::MappedFile;
 use crate::backend::host::empty_vec;
 use crate::model::weights::{LayerWeights, TokenEmbedding, Weights};
 
@@ -95,7 +96,7 @@ pub(super) enum Shape {
 /// Rebuilds the weights from the arrays at `placed` in `map`; `None` when an array the
 /// structure needs is missing, has the wrong kind, or does not fit the mapping.
 pub(super) fn from_mapped(
-    map: &Arc<memmap2::Mmap>,
+    map: &Arc<MappedFile>,
     placed: &HashMap<String, Placed>,
     n_layers: usize,
 ) -> Option<Weights> {
@@ -118,7 +119,7 @@ pub(super) fn from_mapped(
 }
 
 struct Reader<'a> {
-    map: &'a Arc<memmap2::Mmap>,
+    map: &'a Arc<MappedFile>,
     placed: &'a HashMap<String, Placed>,
 }
 

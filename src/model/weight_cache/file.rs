@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufWriter, Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -23,6 +23,7 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use super::entries::{each_item, from_mapped, Item, Placed, Shape};
 use super::key::CacheKey;
+use crate::backend::cpu::mapped::MappedFile;
 use crate::model::weights::Weights;
 
 const MAGIC: &[u8; 8] = b"HOOKLWC1";
@@ -85,7 +86,7 @@ fn temporary_name(path: &Path) -> PathBuf {
 }
 
 fn write_to(tmp: &Path, key: &CacheKey, weights: &Weights) -> std::io::Result<u64> {
-    let mut out = BufWriter::with_capacity(1 << 20, File::create(tmp)?);
+    let mut out = ChunkWriter::new(File::create(tmp)?);
     out.write_all(&[0u8; DATA_START])?;
     let mut at = DATA_START;
     let mut entries = Vec::new();
@@ -134,10 +135,49 @@ fn write_to(tmp: &Path, key: &CacheKey, weights: &Weights) -> std::io::Result<u6
     prefix.extend_from_slice(&(at as u64).to_le_bytes());
     prefix.extend_from_slice(&(header.len() as u64).to_le_bytes());
     prefix.extend_from_slice(&xxh3_64(&header).to_le_bytes());
-    out.seek(SeekFrom::Start(0))?;
-    out.write_all(&prefix)?;
-    out.flush()?;
+    let mut file = out.finish()?;
+    file.seek(SeekFrom::Start(0))?;
+    file.write_all(&prefix)?;
     Ok((at + header.len()) as u64)
+}
+
+/// Bytes per write: whole multiples of the 2 MiB huge page at aligned offsets, so the page
+/// cache holds the file in huge folios, which a later load maps with one entry per 2 MiB (with
+/// smaller writes it holds small folios and every load pays for 4 KiB mappings).
+const CHUNK: usize = 4 << 20;
+
+/// Writes in [`CHUNK`]-sized pieces at multiples of [`CHUNK`] (the last one shorter).
+struct ChunkWriter {
+    file: File,
+    buf: Vec<u8>,
+}
+
+impl ChunkWriter {
+    fn new(file: File) -> Self {
+        Self {
+            file,
+            buf: Vec::with_capacity(CHUNK),
+        }
+    }
+
+    fn write_all(&mut self, mut data: &[u8]) -> std::io::Result<()> {
+        while !data.is_empty() {
+            let take = data.len().min(CHUNK - self.buf.len());
+            self.buf.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.buf.len() == CHUNK {
+                self.file.write_all(&self.buf)?;
+                self.buf.clear();
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes what is left and gives the file back.
+    fn finish(mut self) -> std::io::Result<File> {
+        self.file.write_all(&self.buf)?;
+        Ok(self.file)
+    }
 }
 
 /// The weights in the cache file at `path`, if it was built for `key` and is intact (every
@@ -156,7 +196,7 @@ pub(super) fn read(
     // SAFETY: hooklens never writes a cache file in place (it writes a new file and renames
     // it over the old one, and an existing mapping keeps the old file), so the mapped bytes do
     // not change while mapped unless something outside hooklens edits the file in place.
-    let map = unsafe { memmap2::MmapOptions::new().populate().map(&file) }
+    let map = unsafe { MappedFile::map(&file) }
         .map_err(|e| Unusable::Corrupt(format!("cannot map: {e}")))?;
     let map = Arc::new(map);
     let header = header(&map)?;

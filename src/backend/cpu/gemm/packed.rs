@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use super::NR;
+use crate::backend::cpu::mapped::MappedFile;
 
 /// One `NR`-wide row of a panel, aligned to a cache line so that no vector load of packed
 /// weights ever straddles two lines.
@@ -35,7 +36,7 @@ enum PanelStore {
 /// `rows` panel rows at byte `offset` of a mapping, which they keep alive.
 #[derive(Clone)]
 struct MappedPanels {
-    map: Arc<memmap2::Mmap>,
+    map: Arc<MappedFile>,
     offset: usize,
     rows: usize,
 }
@@ -131,7 +132,7 @@ impl PackedMatrix {
     /// The packed `[k, n]` matrix whose panel rows are the bytes `offset ..` of `map`, as
     /// [`PackedMatrix::packed_bytes`] wrote them (the packed-weight cache). `None` when the
     /// range does not fit the mapping or does not start on a 64-byte boundary.
-    pub fn from_mapped(map: Arc<memmap2::Mmap>, offset: usize, k: usize, n: usize) -> Option<Self> {
+    pub fn from_mapped(map: Arc<MappedFile>, offset: usize, k: usize, n: usize) -> Option<Self> {
         let rows = n.div_ceil(NR).checked_mul(k.max(1))?;
         let bytes = rows.checked_mul(std::mem::size_of::<PanelRow>())?;
         let aligned =

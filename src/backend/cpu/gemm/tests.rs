@@ -96,7 +96,9 @@ fn columns_and_a_mapped_copy_read_the_packed_values() {
         std::fs::write(&path, &bytes).unwrap();
         let file = std::fs::File::open(&path).unwrap();
         // SAFETY: the test's own temporary file, not modified while mapped.
-        let map = std::sync::Arc::new(unsafe { memmap2::Mmap::map(&file) }.unwrap());
+        let map = std::sync::Arc::new(
+            unsafe { crate::backend::cpu::mapped::MappedFile::map(&file) }.unwrap(),
+        );
         let mapped = PackedMatrix::from_mapped(map.clone(), 128, k, n).unwrap();
         assert_eq!(mapped.to_k_by_n(), w);
         assert!(

@@ -72,6 +72,7 @@ fn a_watched_pass_on_the_checking_backend_equals_the_cpu() {
                 &cfg,
                 PassInput::Tokens(&t),
                 shape,
+                None,
                 LogitRows::All,
                 &mut slots,
                 None,

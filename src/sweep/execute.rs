@@ -89,6 +89,7 @@ fn run_bases<B: Backend>(
         cfg,
         PassInput::Tokens(&tokens),
         shape,
+        None,
         LogitRows::All,
         &mut slots,
         Some(&mut kv),
@@ -252,6 +253,7 @@ fn run_chunk<B: Backend>(
         logits: LogitRows::All,
         joiners: &joiners,
         after_block,
+        spans: None,
     };
     let pass = run_pass(engine, cfg, &plan, &mut slots, None)?;
     let (logits, _) = pass

@@ -34,10 +34,23 @@ pub struct RunArgs {
     /// Write the tokens and the top candidates as JSON to this file.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Run every non-blank line of this file as one prompt, all in one padded batch, and
+    /// print each prompt's top next tokens (at its last real token). With --cache, the file
+    /// holds the padded `[batch, pos, ...]` activations plus int32 `tokens` and
+    /// `attention_mask` `[batch, pos]` (1 real, 0 pad), and the prompts in its metadata.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["prompt", "tokens"])]
+    pub prompts: Option<PathBuf>,
+    /// Where shorter prompts get their pads with --prompts (TL's padding_side; pads are
+    /// masked, so each prompt's values are those it has alone).
+    #[arg(long, value_enum, default_value = "right", requires = "prompts")]
+    pub padding_side: crate::cmd_run_prompts::SideArg,
 }
 
 /// Runs the command.
 pub fn run(model: &Model, args: &RunArgs) -> Result<()> {
+    if let Some(path) = &args.prompts {
+        return crate::cmd_run_prompts::run(model, args, path);
+    }
     let tokens = args.input.token_batch(model)?;
     tokens.validate(model.config())?;
     let ids = tokens.row(0).to_vec();
@@ -60,7 +73,23 @@ pub fn run(model: &Model, args: &RunArgs) -> Result<()> {
         None => (model.forward(&tokens, &opts)?, None),
     };
     let logits = out.logits.expect("logits were requested");
-    let top = top_k(&logits.data, args.top);
+    let rows = print_top(model, &logits.data, args.top);
+    if let (Some(path), Some(cache)) = (&args.cache, &cache) {
+        write_cache(cache, path)?;
+        outln!("wrote {} activations to {}", cache.len(), path.display());
+    }
+    if let Some(path) = &args.json {
+        let doc = json!({"tokens": ids, "top": rows});
+        write_json(path, &doc)?;
+        outln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// Prints the `k` most likely next tokens of one row of logits; returns them as JSON rows.
+pub fn print_top(model: &Model, logits: &[f32], k: usize) -> Vec<serde_json::Value> {
+    let tokenizer = model.tokenizer().ok();
+    let top = top_k(logits, k);
     outln!("top {} next tokens:", top.len());
     let mut rows = Vec::new();
     for (rank, t) in top.iter().enumerate() {
@@ -78,14 +107,5 @@ pub fn run(model: &Model, args: &RunArgs) -> Result<()> {
         );
         rows.push(json!({"token_id": t.token_id, "token": text, "prob": t.prob, "logit": t.logit}));
     }
-    if let (Some(path), Some(cache)) = (&args.cache, &cache) {
-        write_cache(cache, path)?;
-        outln!("wrote {} activations to {}", cache.len(), path.display());
-    }
-    if let Some(path) = &args.json {
-        let doc = json!({"tokens": ids, "top": rows});
-        write_json(path, &doc)?;
-        outln!("wrote {}", path.display());
-    }
-    Ok(())
+    rows
 }

@@ -3,6 +3,7 @@
 mod cmd_bench;
 mod cmd_hooks;
 mod cmd_run;
+mod cmd_run_prompts;
 mod cmd_sweep;
 mod heatmap;
 mod input;

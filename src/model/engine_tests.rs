@@ -140,7 +140,7 @@ fn a_sweep_on_the_checking_backend_equals_the_cpu() {
             &engine,
             &cfg,
             (&bases, &variants),
-            (&metric, &opts),
+            (&vec![metric.clone(); bases.len()], &opts),
             9,
         )
         .unwrap();

@@ -4,7 +4,10 @@ use std::path::PathBuf;
 
 use clap::Args;
 use hooklens::analysis::top_k;
-use hooklens::{LogitPositions, Model, Result, ReturnType, RunOptions};
+use hooklens::{
+    ActivationCache, HookLensError, LogitPositions, Model, Result, ReturnType, RunOptions, Tensor,
+    TokenBatch,
+};
 use serde_json::json;
 
 use crate::input::InputArgs;
@@ -59,20 +62,7 @@ pub fn run(model: &Model, args: &RunArgs) -> Result<()> {
     if let Some(tk) = tokenizer {
         outln!("as text: {}", tk.show_tokens(&ids));
     }
-    let opts = RunOptions {
-        return_type: ReturnType::Logits,
-        logits_at: LogitPositions::Last,
-        ..RunOptions::default()
-    };
-    let (out, cache) = match &args.cache {
-        Some(_) => {
-            let filter = cache_filter(model, args.names.as_deref())?;
-            let (out, cache) = model.run_with_cache(&tokens, &filter, &opts)?;
-            (out, Some(cache))
-        }
-        None => (model.forward(&tokens, &opts)?, None),
-    };
-    let logits = out.logits.expect("logits were requested");
+    let (logits, cache) = last_logits(model, &tokens, args)?;
     let rows = print_top(model, &logits.data, args.top);
     if let (Some(path), Some(cache)) = (&args.cache, &cache) {
         write_cache(cache, path)?;
@@ -84,6 +74,32 @@ pub fn run(model: &Model, args: &RunArgs) -> Result<()> {
         outln!("wrote {}", path.display());
     }
     Ok(())
+}
+
+/// The logits at each row's last real position `[batch, 1, vocab]`, and the cache when
+/// `--cache` asks for one.
+pub fn last_logits(
+    model: &Model,
+    tokens: &TokenBatch,
+    args: &RunArgs,
+) -> Result<(Tensor, Option<ActivationCache>)> {
+    let opts = RunOptions {
+        return_type: ReturnType::Logits,
+        logits_at: LogitPositions::Last,
+        ..RunOptions::default()
+    };
+    let (out, cache) = match &args.cache {
+        Some(_) => {
+            let filter = cache_filter(model, args.names.as_deref())?;
+            let (out, cache) = model.run_with_cache(tokens, &filter, &opts)?;
+            (out, Some(cache))
+        }
+        None => (model.forward(tokens, &opts)?, None),
+    };
+    let logits = out
+        .logits
+        .ok_or_else(|| HookLensError::input("the pass returned no logits"))?;
+    Ok((logits, cache))
 }
 
 /// Prints the `k` most likely next tokens of one row of logits; returns them as JSON rows.

@@ -6,14 +6,10 @@ use std::path::Path;
 
 use clap::ValueEnum;
 use hooklens::output::{write_atomic_with, write_json};
-use hooklens::{
-    ActivationCache, HookLensError, LogitPositions, Model, PaddingSide, Result, ReturnType,
-    RunOptions, TokenBatch,
-};
+use hooklens::{ActivationCache, HookLensError, Model, PaddingSide, Result, TokenBatch};
 use serde_json::json;
 
-use crate::cmd_run::{print_top, RunArgs};
-use crate::run_output::cache_filter;
+use crate::cmd_run::{last_logits, print_top, RunArgs};
 use crate::term::outln;
 
 /// `--padding-side`.
@@ -56,20 +52,7 @@ pub fn run(model: &Model, args: &RunArgs, path: &Path) -> Result<()> {
     let side = PaddingSide::from(args.padding_side);
     let tokens = model.to_tokens_padded(&prompts, !args.input.no_bos, side)?;
     tokens.validate(model.config())?;
-    let opts = RunOptions {
-        return_type: ReturnType::Logits,
-        logits_at: LogitPositions::Last,
-        ..RunOptions::default()
-    };
-    let (out, cache) = match &args.cache {
-        Some(_) => {
-            let filter = cache_filter(model, args.names.as_deref())?;
-            let (out, cache) = model.run_with_cache(&tokens, &filter, &opts)?;
-            (out, Some(cache))
-        }
-        None => (model.forward(&tokens, &opts)?, None),
-    };
-    let logits = out.logits.expect("logits were requested"); // [batch, 1, vocab]
+    let (logits, cache) = last_logits(model, &tokens, args)?; // [batch, 1, vocab]
     let vocab = model.config().d_vocab;
     let mut docs = Vec::new();
     for (b, prompt) in prompts.iter().enumerate() {

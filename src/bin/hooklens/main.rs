@@ -1,6 +1,7 @@
 //! The `hooklens` command line.
 
 mod cmd_bench;
+mod cmd_dataset;
 mod cmd_hooks;
 mod cmd_run;
 mod cmd_run_prompts;

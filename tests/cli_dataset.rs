@@ -183,6 +183,47 @@ fn patch_over_pairs_recovers_from_the_means_and_checks_lengths() {
 }
 
 #[test]
+fn trace_over_a_dataset_equals_each_prompt_alone() {
+    let dir = temp_dir("cli-dataset-trace");
+    let model = model_dir();
+    let file = dir.join("trace.jsonl");
+    let lines = [
+        r#"{"prompt": "The cat sat on the", "subject": "cat", "target": " mat"}"#,
+        r#"{"prompt": "The cat sat on the", "subject": "cat", "target_id": 10, "against_id": 20}"#,
+    ];
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let base = ["--model", model.as_str(), "trace", "--samples", "2"];
+    let doc = json_of(
+        &[&base[..], &["--dataset", file.to_str().unwrap()]].concat(),
+        &dir.join("all.json"),
+    );
+    let one = ["--prompt", "The cat sat on the", "--subject", "cat"];
+    let first = json_of(
+        &[&base[..], &one, &["--target", " mat"]].concat(),
+        &dir.join("one0.json"),
+    );
+    let second = [
+        &base[..],
+        &one,
+        &["--target-id", "10", "--against-id", "20"],
+    ]
+    .concat();
+    let second = json_of(&second, &dir.join("one1.json"));
+    check_means(&doc, &[first, second]);
+    // Without a subject the line is named.
+    std::fs::write(
+        &file,
+        r#"{"prompt": "The cat sat on the", "target": " mat"}"#,
+    )
+    .unwrap();
+    let (ok, _, stderr) = hooklens(&[&base[..], &["--dataset", file.to_str().unwrap()]].concat());
+    assert!(
+        !ok && stderr.contains("line 1: missing field `subject`"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn bad_datasets_are_errors_naming_file_line_and_field() {
     let dir = temp_dir("cli-dataset-bad");
     let model = model_dir();

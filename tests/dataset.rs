@@ -194,8 +194,8 @@ fn bad_dataset_lines_name_the_line_and_the_field() {
         ),
         ("[1, 2]", "line 1: expected a JSON object"),
         (
-            r#"{"prompt": "a", "target": " mat", "subject": "x"}"#,
-            "line 1: unknown field `subject`",
+            r#"{"prompt": "a", "target": " mat", "answer": "x"}"#,
+            "line 1: unknown field `answer`",
         ),
         (
             r#"{"prompt": "a", "target": " Paris"}"#,
@@ -235,6 +235,12 @@ fn bad_dataset_lines_name_the_line_and_the_field() {
         r#"{"clean": "a b", "target": " mat"}"#,
     );
     assert!(err.contains("line 1: missing field `corrupted`"), "{err}");
+    let err = error_of(
+        &model,
+        p,
+        r#"{"prompt": "a", "target": " mat", "subject": 3}"#,
+    );
+    assert!(err.contains("field `subject`: expected a string"), "{err}");
     let err = error_of(&model, DatasetKind::Pairs, ok);
     assert!(err.contains("unknown field `prompt`"), "{err}");
 }

@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! {"prompt": "The capital of France is", "target": " Paris", "against": " Rome"}
+//! {"prompt": "The Eiffel Tower is in", "target": " Paris", "subject": "Eiffel Tower"}
 //! {"tokens": [1, 504, 3], "target_id": 123, "against_id": 456}
 //! {"clean": "...", "corrupted": "...", "target": " Mary", "against": " John"}
 //! {"clean_tokens": [..], "corrupted_tokens": [..], "target_id": 5, "against_id": 7}
@@ -40,6 +41,8 @@ pub struct DatasetRow {
     pub target: u32,
     /// The token the target is compared with, if any.
     pub against: Option<u32>,
+    /// The subject (causal tracing's noised tokens), as text found in the prompt.
+    pub subject: Option<String>,
 }
 
 impl DatasetRow {
@@ -120,6 +123,7 @@ fn known_fields(kind: DatasetKind) -> &'static [&'static str] {
             "target_id",
             "against",
             "against_id",
+            "subject",
         ],
         DatasetKind::Pairs => &[
             "clean",
@@ -157,6 +161,11 @@ fn parse_row(
     let target = token(obj, "target", "target_id", model)?
         .ok_or_else(|| HookLensError::input("missing field `target` (or `target_id`)"))?;
     let against = token(obj, "against", "against_id", model)?;
+    let subject = match obj.get("subject") {
+        None => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => return Err(HookLensError::input("field `subject`: expected a string")),
+    };
     let vocab = model.config().d_vocab;
     for (field, ids) in [("prompt", Some(&clean)), ("corrupted", corrupted.as_ref())] {
         if let Some(&bad) = ids.into_iter().flatten().find(|&&t| t as usize >= vocab) {
@@ -171,6 +180,7 @@ fn parse_row(
         corrupted,
         target,
         against,
+        subject,
     })
 }
 

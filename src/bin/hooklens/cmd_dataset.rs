@@ -1,4 +1,4 @@
-//! `hooklens ablate | patch --dataset FILE`: the sweep of every prompt (pair) of a JSON Lines
+//! `hooklens ablate | patch | trace --dataset FILE`: the sweep of every prompt (pair) of a JSON Lines
 //! dataset, run as one batched sweep (one per token length), reported as dataset means with
 //! each prompt's values in the JSON.
 
@@ -19,22 +19,32 @@ use crate::sweep_print::print_report;
 use crate::term::outln;
 use hooklens::sweep::SweepOptions;
 
+/// How to read a dataset: what each line holds, BOS, and whether a row without `against`
+/// measures p(target) (trace) or log p(target).
+pub struct Reading {
+    /// Prompts or pairs.
+    pub kind: DatasetKind,
+    /// Prepend BOS to texts.
+    pub bos: bool,
+    /// `prob` instead of `logprob` for rows without `against`.
+    pub prob: bool,
+}
+
 /// Reads the dataset, builds each row's sweep with `spec_of`, runs them as one batched sweep
 /// and writes the report.
 pub fn run(
     model: &Model,
     path: &Path,
-    kind: DatasetKind,
-    bos: bool,
+    reading: Reading,
     spec_of: impl Fn(&DatasetRow) -> Result<SweepSpec>,
     label: &str,
     out: &OutputArgs,
 ) -> Result<()> {
-    let rows = read_dataset(path, kind, model, bos)?;
+    let rows = read_dataset(path, reading.kind, model, reading.bos)?;
     let specs = (rows.iter())
         .map(|r| spec_of(r).map_err(|e| at_line(path, r, e)))
         .collect::<Result<Vec<_>>>()?;
-    let metrics: Vec<Metric> = rows.iter().map(|r| r.metric(false)).collect();
+    let metrics: Vec<Metric> = rows.iter().map(|r| r.metric(reading.prob)).collect();
     let label = format!("{label} over {} prompts of {}", rows.len(), path.display());
     let bar = progress_bar(&label);
     let opts = SweepOptions {
@@ -119,6 +129,7 @@ fn document(
         .collect();
     doc["prompts"] = json!(rows.len());
     doc["per_prompt"] = json!(per_prompt);
-    doc["metric"] = json!("each row's own (logit-diff with `against`, else logprob)");
+    doc["metric"] =
+        json!("each row's own (logit-diff with `against`, else logprob; prob for trace)");
     doc
 }

@@ -148,8 +148,13 @@ pub enum Site {
 pub struct TraceArgs {
     #[command(flatten)]
     pub input: InputArgs,
+    /// A JSON Lines dataset, one `{"prompt" | "tokens", "subject", "target" | "target_id",
+    /// "against" | "against_id"?}` per line (all prompts of one token length): every prompt's
+    /// trace in one batched sweep, `recovery` from the dataset means.
+    #[arg(long, value_name = "FILE.jsonl", conflicts_with_all = ["prompt", "tokens", "subject", "subject_positions", "target", "target_id", "against", "against_id", "metric"])]
+    pub dataset: Option<PathBuf>,
     /// The subject whose token embeddings get noise (text found in the prompt).
-    #[arg(long, required_unless_present = "subject_positions")]
+    #[arg(long, required_unless_present_any = ["subject_positions", "dataset"])]
     pub subject: Option<String>,
     /// The subject as token positions, comma-separated.
     #[arg(long, conflicts_with = "subject")]
@@ -211,8 +216,12 @@ pub fn ablate(model: &Model, args: &AblateArgs) -> Result<()> {
     let label = format!("{:?} ablation of {:?}", args.method, args.what).to_lowercase();
     if let Some(path) = &args.dataset {
         let spec_of = |r: &DatasetRow| ablation_sweep(model, &r.clean, target, &method);
-        let kind = DatasetKind::Prompts;
-        return cmd_dataset::run(model, path, kind, bos, spec_of, &label, &args.output);
+        let reading = cmd_dataset::Reading {
+            kind: DatasetKind::Prompts,
+            bos,
+            prob: false,
+        };
+        return cmd_dataset::run(model, path, reading, spec_of, &label, &args.output);
     }
     let tokens = args.input.token_batch(model)?;
     tokens.validate(model.config())?;
@@ -261,8 +270,12 @@ pub fn patch(model: &Model, args: &PatchArgs) -> Result<()> {
             }
             patching_sweep(model, &r.clean, corrupted, site)
         };
-        let kind = DatasetKind::Pairs;
-        return cmd_dataset::run(model, path, kind, bos, spec_of, &label, &args.output);
+        let reading = cmd_dataset::Reading {
+            kind: DatasetKind::Pairs,
+            bos,
+            prob: false,
+        };
+        return cmd_dataset::run(model, path, reading, spec_of, &label, &args.output);
     }
     let clean = read_prompt(model, &args.clean, &args.clean_tokens, bos)?;
     let corrupted = read_prompt(model, &args.corrupted, &args.corrupted_tokens, bos)?;
@@ -324,6 +337,27 @@ fn site_name(site: Site) -> &'static str {
 
 /// Runs `trace`.
 pub fn trace(model: &Model, args: &TraceArgs) -> Result<()> {
+    let settings = trace_settings(args);
+    let label = format!(
+        "causal trace ({:?}, {} noise samples)",
+        args.kind, args.samples
+    )
+    .to_lowercase();
+    if let Some(path) = &args.dataset {
+        let spec_of = |r: &DatasetRow| {
+            let subject = r.subject.as_deref().ok_or_else(|| {
+                HookLensError::input("missing field `subject` (trace noises its tokens)")
+            })?;
+            let positions = model.tokenizer()?.find_subject(&r.clean, subject)?;
+            trace_sweep(model, &r.clean, &positions, &settings)
+        };
+        let reading = cmd_dataset::Reading {
+            kind: DatasetKind::Prompts,
+            bos: !args.input.no_bos,
+            prob: true,
+        };
+        return cmd_dataset::run(model, path, reading, spec_of, &label, &args.output);
+    }
     let tokens = args.input.token_batch(model)?;
     tokens.validate(model.config())?;
     let prompt = tokens.row(0).to_vec();
@@ -344,7 +378,13 @@ pub fn trace(model: &Model, args: &TraceArgs) -> Result<()> {
     };
     errln!("subject positions: {subject:?}");
     let metric = build_metric(model, &args.target, &prompt, MetricName::Prob)?;
-    let settings = TraceSettings {
+    let spec = trace_sweep(model, &prompt, &subject, &settings)?;
+    run_and_report(model, &spec, &metric, &prompt, &label, &args.output, None)
+}
+
+/// The tracing settings of the options.
+fn trace_settings(args: &TraceArgs) -> TraceSettings {
+    TraceSettings {
         kind: match args.kind {
             Kind::Resid => TraceKind::Resid,
             Kind::Mlp => TraceKind::Mlp,
@@ -354,14 +394,7 @@ pub fn trace(model: &Model, args: &TraceArgs) -> Result<()> {
         samples: args.samples,
         noise_scale: args.noise,
         seed: args.seed,
-    };
-    let spec = trace_sweep(model, &prompt, &subject, &settings)?;
-    let label = format!(
-        "causal trace ({:?}, {} noise samples)",
-        args.kind, args.samples
-    )
-    .to_lowercase();
-    run_and_report(model, &spec, &metric, &prompt, &label, &args.output, None)
+    }
 }
 
 /// Runs the sweep (output paths were checked before the model was loaded), prints the

@@ -215,6 +215,13 @@ pub fn ablate(model: &Model, args: &AblateArgs) -> Result<()> {
     };
     let label = format!("{:?} ablation of {:?}", args.method, args.what).to_lowercase();
     if let Some(path) = &args.dataset {
+        if matches!(&method, AblationMethod::Mean { references } if references.is_empty()) {
+            // The dataset mean (over every real position of every prompt) is not
+            // implemented; each prompt's own mean would be a different ablation.
+            return Err(HookLensError::input(
+                "--method mean with --dataset needs --reference FILE (the mean over the dataset's positions is not implemented yet)",
+            ));
+        }
         let spec_of = |r: &DatasetRow| ablation_sweep(model, &r.clean, target, &method);
         let reading = cmd_dataset::Reading {
             kind: DatasetKind::Prompts,

@@ -59,7 +59,9 @@ fn main() {
     let k = values(t * n_kv_heads * d_head, 2); // [1, t, n_kv_heads, d_head]
     let v = values(t * n_kv_heads * d_head, 3);
     let mut z = vec![0.0f32; t * n_heads * d_head]; // [t, n_heads, d_head]
-    let secs = median_seconds(reps, || attention_fused(&q, &k, &v, &mut z, &layout, dims));
+    let secs = median_seconds(reps, || {
+        attention_fused(&q, &k, &v, &mut z, &layout, None, dims)
+    });
     let flops = 4.0 * (d_head * n_heads) as f64 * (t * (t + 1) / 2) as f64;
 
     // A product of the same rows and width: x [t, d_model] @ W [d_model, d_model].

@@ -4,6 +4,44 @@
 //! and reuses the keys/values of the unchanged prefix from a base run. In the last layer it
 //! may keep only the positions a metric reads.
 
+/// The real (non-pad) positions of one padded sequence: `start..start + len`. Left padding
+/// puts the pads before (`start` = the number of pads), right padding after (`start` = 0).
+/// Attention masks every key outside the span; positions are counted from `start`, as TL's
+/// `get_offset_position_ids` does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RealSpan {
+    /// First real position.
+    pub start: usize,
+    /// Real positions (at least one).
+    pub len: usize,
+}
+
+impl RealSpan {
+    /// One past the last real position.
+    pub fn end(&self) -> usize {
+        self.start + self.len
+    }
+
+    /// True when `pos` holds a real token.
+    pub fn contains(&self, pos: usize) -> bool {
+        (self.start..self.end()).contains(&pos)
+    }
+
+    /// The position the model embeds (learned) or rotates to (rotary) at `pos`: TL's
+    /// `clamp(cumsum(mask) - 1, min=0)`, i.e. `pos - start` at real positions, 0 before the
+    /// span and `len - 1` after it.
+    pub fn model_position(&self, pos: usize) -> usize {
+        pos.saturating_sub(self.start)
+            .min(self.len.saturating_sub(1))
+    }
+
+    /// The last key query `pos` may attend to, relative to `start`, or `None` when no real
+    /// key is at or before it (a pad query of left padding, whose pattern row is all zeros).
+    pub fn last_key(&self, pos: usize) -> Option<usize> {
+        (pos >= self.start && self.len > 0).then(|| pos.min(self.end() - 1) - self.start)
+    }
+}
+
 /// The rows of one sequence.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SeqRows {
@@ -115,5 +153,17 @@ mod tests {
         let (r, src) = l.restrict(&[4]);
         assert_eq!(r.rows(), 3);
         assert_eq!(src, vec![4, 6, 7]);
+    }
+
+    #[test]
+    fn span_positions_follow_tl_offset_position_ids() {
+        // TL: mask 0 0 1 1 1 0 -> cumsum - 1 = -1 -1 0 1 2 2 -> clamped 0 0 0 1 2 2.
+        let span = RealSpan { start: 2, len: 3 };
+        let got: Vec<usize> = (0..6).map(|p| span.model_position(p)).collect();
+        assert_eq!(got, vec![0, 0, 0, 1, 2, 2]);
+        assert_eq!(span.last_key(1), None);
+        assert_eq!(span.last_key(2), Some(0));
+        assert_eq!(span.last_key(5), Some(2));
+        assert!(span.contains(4) && !span.contains(5) && !span.contains(1));
     }
 }

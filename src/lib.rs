@@ -49,7 +49,9 @@ pub use hooks::{
     NamesFilter,
 };
 pub use model::config::ModelConfig;
-pub use model::input::{Input, LogitPositions, Output, ReturnType, RunOptions, TokenBatch};
+pub use model::input::{
+    Input, LogitPositions, Output, PaddingSide, ReturnType, RunOptions, TokenBatch,
+};
 pub use model::Model;
 pub use tensor::Tensor;
 pub use tokenizer::Tokenizer;

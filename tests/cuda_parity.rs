@@ -10,6 +10,7 @@ use std::path::PathBuf;
 
 use common::fixtures;
 use hooklens::backend::cuda::open_device;
+use hooklens::model::input::PaddingSide;
 use hooklens::sweep::{ablation_sweep, AblationMethod, AblationTarget, Metric, SweepOptions};
 use hooklens::{Device, Hooks, Model, NamesFilter, RunOptions, TokenBatch};
 
@@ -102,6 +103,61 @@ fn every_hook_point_and_the_logits_match_the_cpu() {
             "{}: logits differ by {logits:.2e}",
             path.display()
         );
+    }
+}
+
+/// Rows of 11, 6 and 3 tokens padded on `side` (pad id 0).
+fn ragged(vocab: usize, side: PaddingSide) -> TokenBatch {
+    let full = tokens(vocab, 3, 11);
+    let rows: Vec<Vec<u32>> = [11, 6, 3]
+        .iter()
+        .enumerate()
+        .map(|(b, &n)| full.row(b)[..n].to_vec())
+        .collect();
+    TokenBatch::padded(&rows, side, 0).unwrap()
+}
+
+/// A ragged batch: the masked scores / pattern kernels (every hook watched) and the masked
+/// fused kernel (logits only) give the CPU's values, pads included.
+#[test]
+fn a_ragged_batch_matches_the_cpu_on_both_attention_paths() {
+    if !gpu_available() {
+        return;
+    }
+    for path in models() {
+        let cpu = Model::load_on(&path, Device::Cpu).unwrap();
+        let gpu = Model::load_on(&path, Device::Cuda(0)).unwrap();
+        for side in [PaddingSide::Left, PaddingSide::Right] {
+            let t = ragged(cpu.config().d_vocab, side);
+            let names =
+                NamesFilter::Names(cpu.hook_points(false).into_iter().map(Into::into).collect());
+            let opts = RunOptions::default();
+            let (c_out, c_cache) = cpu.run_with_cache(&t, &names, &opts).unwrap();
+            let (g_out, g_cache) = gpu.run_with_cache(&t, &names, &opts).unwrap();
+            for (point, tensor) in c_cache.iter() {
+                let err = relative_to_scale(&tensor.data, &g_cache.get(*point).unwrap().data);
+                assert!(
+                    err <= 1e-4,
+                    "{}: {side:?} {} differs by {err:.2e}",
+                    path.display(),
+                    point.name()
+                );
+            }
+            let watched =
+                relative_to_scale(&c_out.logits.unwrap().data, &g_out.logits.unwrap().data);
+            let c_fused = cpu.forward(&t, &opts).unwrap().logits.unwrap();
+            let g_fused = gpu.forward(&t, &opts).unwrap().logits.unwrap();
+            let fused = relative_to_scale(&c_fused.data, &g_fused.data);
+            eprintln!(
+                "{}: {side:?} logits {watched:.2e} (watched), {fused:.2e} (fused)",
+                path.display()
+            );
+            assert!(
+                watched <= 1e-4 && fused <= 1e-4,
+                "{}: {side:?} logits",
+                path.display()
+            );
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use super::cpu::rotary::RotaryTables;
 use super::{Backend, CpuBackend, Epilogue, HeadDims, HostMatrix, KvSource, NormParams};
 use crate::error::Result;
 use crate::hooks::intervention::ResolvedIntervention;
-use crate::layout::RowLayout;
+use crate::layout::{RealSpan, RowLayout};
 
 /// The CPU backend with shape checks and a call counter.
 #[derive(Debug, Default)]
@@ -46,12 +46,24 @@ fn kv_len(rows: &RowLayout, dims: HeadDims) -> usize {
     rows.batch() * rows.seq_len * dims.n_kv_heads * dims.d_head
 }
 
+/// A mask has one span per sequence, each inside the sequence.
+fn check_mask(mask: Option<&Vec<RealSpan>>, rows: &RowLayout, what: &str) {
+    if let Some(mask) = mask {
+        assert_eq!(mask.len(), rows.batch(), "{what}: mask spans");
+        assert!(
+            mask.iter().all(|s| s.end() <= rows.seq_len),
+            "{what}: a span past the sequence"
+        );
+    }
+}
+
 impl Backend for CheckingBackend {
     const EMBEDS_FROM_UNEMBED: bool = true;
     type Buf = Vec<f32>;
     type Matrix = PackedMatrix;
     type Rows = RowLayout;
     type Rotary = (RotaryTables, usize);
+    type KeyMask = Vec<RealSpan>;
 
     fn name(&self) -> &'static str {
         "checking"
@@ -121,6 +133,11 @@ impl Backend for CheckingBackend {
 
     fn rows(&self, layout: &RowLayout) -> RowLayout {
         layout.clone()
+    }
+
+    fn key_mask(&self, spans: &[RealSpan]) -> Vec<RealSpan> {
+        assert!(spans.iter().all(|s| s.len > 0), "key_mask: an empty span");
+        spans.to_vec()
     }
 
     fn rotary_tables(&self, seq: usize, d_head: usize, theta: f32) -> (RotaryTables, usize) {
@@ -257,9 +274,11 @@ impl Backend for CheckingBackend {
         k: &Vec<f32>,
         scores: &mut Vec<f32>,
         rows: &RowLayout,
+        mask: Option<&Vec<RealSpan>>,
         dims: HeadDims,
     ) {
         self.count();
+        check_mask(mask, rows, "attention_scores");
         assert_eq!(q.len(), head_len(rows, dims), "attention_scores: q");
         assert_eq!(k.len(), kv_len(rows, dims), "attention_scores: k");
         assert_eq!(
@@ -267,7 +286,7 @@ impl Backend for CheckingBackend {
             rows.rows() * dims.n_heads * rows.seq_len,
             "attention_scores: scores"
         );
-        self.cpu.attention_scores(q, k, scores, rows, dims);
+        self.cpu.attention_scores(q, k, scores, rows, mask, dims);
     }
 
     fn softmax_rows(&self, x: &mut Vec<f32>, len: usize) {
@@ -305,14 +324,16 @@ impl Backend for CheckingBackend {
         v: &Vec<f32>,
         z: &mut Vec<f32>,
         rows: &RowLayout,
+        mask: Option<&Vec<RealSpan>>,
         dims: HeadDims,
     ) {
         self.count();
+        check_mask(mask, rows, "attention_fused");
         assert_eq!(q.len(), head_len(rows, dims), "attention_fused: q");
         assert_eq!(k.len(), kv_len(rows, dims), "attention_fused: k");
         assert_eq!(v.len(), kv_len(rows, dims), "attention_fused: v");
         assert_eq!(z.len(), head_len(rows, dims), "attention_fused: z");
-        self.cpu.attention_fused(q, k, v, z, rows, dims);
+        self.cpu.attention_fused(q, k, v, z, rows, mask, dims);
     }
 
     fn assemble_kv(

@@ -12,7 +12,7 @@ use std::fmt::Debug;
 
 use crate::error::Result;
 use crate::hooks::intervention::ResolvedIntervention;
-use crate::layout::RowLayout;
+use crate::layout::{RealSpan, RowLayout};
 
 /// Head dimensions: query heads, key/value heads (query head h reads kv head
 /// h / (n_heads / n_kv_heads)), head width.
@@ -97,6 +97,8 @@ pub trait Backend: Send + Sync + Sized + 'static {
     type Rows: Send + Sync;
     /// Rotary cos/sin tables for one sequence length.
     type Rotary: Send + Sync;
+    /// The real keys of each sequence of a padded pass, as the attention kernels read them.
+    type KeyMask: Send + Sync;
 
     /// A short name for messages (`cpu`).
     fn name(&self) -> &'static str;
@@ -145,6 +147,9 @@ pub trait Backend: Send + Sync + Sized + 'static {
     fn vector(&self, host: Vec<f32>) -> Self::Buf;
     /// The layout as the attention kernels read it.
     fn rows(&self, layout: &RowLayout) -> Self::Rows;
+    /// The key mask of a padded pass: `spans[s]` are the real positions of sequence `s` (of
+    /// every layout the pass runs with; its sequences do not change inside a pass).
+    fn key_mask(&self, spans: &[RealSpan]) -> Self::KeyMask;
     /// Rotary tables for positions `0..seq`.
     fn rotary_tables(&self, seq: usize, d_head: usize, theta: f32) -> Self::Rotary;
 
@@ -202,12 +207,15 @@ pub trait Backend: Send + Sync + Sized + 'static {
     fn rotary(&self, tables: &Self::Rotary, x: &mut Self::Buf, positions: &[usize], heads: usize);
     /// Scaled, causally masked scores. q: `[rows, n_heads, d_head]`
     /// k: `[batch, seq, n_kv_heads, d_head]`   scores: per sequence `[n_heads, rows_s, seq]`
+    /// With a `mask`, keys outside their sequence's real span are `-inf` too (so a pad query
+    /// before the span gets a row of `-inf`, which the softmax turns into zeros).
     fn attention_scores(
         &self,
         q: &Self::Buf,
         k: &Self::Buf,
         scores: &mut Self::Buf,
         rows: &Self::Rows,
+        mask: Option<&Self::KeyMask>,
         dims: HeadDims,
     );
     /// Softmax of every row of `len`, in place (a row with no finite value becomes zeros).
@@ -222,7 +230,9 @@ pub trait Backend: Send + Sync + Sized + 'static {
         rows: &Self::Rows,
         dims: HeadDims,
     );
-    /// Scores, softmax and values in one kernel, for when neither is watched.
+    /// Scores, softmax and values in one kernel, for when neither is watched; with a `mask`,
+    /// as [`Backend::attention_scores`] masks (a query with no real key gets `z = 0`).
+    #[allow(clippy::too_many_arguments)]
     fn attention_fused(
         &self,
         q: &Self::Buf,
@@ -230,6 +240,7 @@ pub trait Backend: Send + Sync + Sized + 'static {
         v: &Self::Buf,
         z: &mut Self::Buf,
         rows: &Self::Rows,
+        mask: Option<&Self::KeyMask>,
         dims: HeadDims,
     );
     /// Keys (or values) at every position of every sequence: computed rows from `computed`

@@ -248,7 +248,25 @@ impl ActivationCache {
     /// [`ActivationCache::file_names`]), with the batch axis first (readable by numpy / torch
     /// `safetensors.load_file`).
     pub fn save_safetensors(&self, path: &std::path::Path) -> Result<()> {
+        self.save_safetensors_with(path, &[], None)
+    }
+
+    /// [`ActivationCache::save_safetensors`] with extra int32 tensors (e.g. a padded batch's
+    /// `tokens` and `attention_mask`, each `(name, values, shape)`) and string metadata.
+    pub fn save_safetensors_with(
+        &self,
+        path: &std::path::Path,
+        ints: &[(String, Vec<i32>, Vec<usize>)],
+        metadata: Option<std::collections::HashMap<String, String>>,
+    ) -> Result<()> {
         let mut views: Vec<(String, safetensors::tensor::TensorView<'_>)> = Vec::new();
+        for (name, data, shape) in ints {
+            let bytes: &[u8] = bytemuck::cast_slice(data);
+            let view =
+                safetensors::tensor::TensorView::new(safetensors::Dtype::I32, shape.clone(), bytes)
+                    .map_err(|e| HookLensError::input(format!("cache tensor {name}: {e}")))?;
+            views.push((name.clone(), view));
+        }
         for ((_, t), (_, names)) in self.entries.iter().zip(self.file_names()) {
             for name in names {
                 let bytes: &[u8] = bytemuck::cast_slice(&t.data);
@@ -261,7 +279,7 @@ impl ActivationCache {
                 views.push((name, view));
             }
         }
-        safetensors::serialize_to_file(views, None, path).map_err(|e| match e {
+        safetensors::serialize_to_file(views, metadata, path).map_err(|e| match e {
             safetensors::SafeTensorError::IoError(io) => HookLensError::io(path, io),
             other => HookLensError::format(path, other.to_string()),
         })

@@ -69,6 +69,9 @@ pub struct HookContext<'a> {
     pub point: HookPoint,
     /// The activation's shape.
     pub shape: &'a [usize],
+    /// In a padded batch, TL's `attention_mask`: 1 at real positions, 0 at pads, row-major
+    /// `[batch, pos]`; `None` when every position is real.
+    pub attention_mask: Option<&'a [u8]>,
 }
 
 /// A hook function: reads and may edit the activation in place.
@@ -131,6 +134,8 @@ pub(crate) struct SlotTable<'h, 'a> {
     cfg: &'h ModelConfig,
     /// Copies made for the cache, in firing order.
     pub(crate) cached: Vec<(HookPoint, Tensor)>,
+    /// A padded batch's `attention_mask` (1 real, 0 pad), handed to hooks. `[batch, pos]`
+    pub(crate) attention_mask: Option<Vec<u8>>,
 }
 
 impl<'h, 'a> SlotTable<'h, 'a> {
@@ -172,6 +177,7 @@ impl<'h, 'a> SlotTable<'h, 'a> {
             n_layers,
             cfg,
             cached: Vec::new(),
+            attention_mask: None,
         })
     }
 
@@ -253,6 +259,7 @@ impl<'h, 'a> SlotTable<'h, 'a> {
                 name: &slot.name,
                 point,
                 shape: &shape,
+                attention_mask: self.attention_mask.as_deref(),
             };
             backend.with_host_mut(data, |host| run_hooks(hooks, &slot.hooks, host, &ctx))?;
         }

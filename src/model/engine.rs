@@ -10,7 +10,7 @@ use super::weights::{check_sizes, Weights};
 use crate::backend::{Backend, CpuBackend};
 use crate::error::Result;
 use crate::hooks::registry::SlotTable;
-use crate::layout::RowLayout;
+use crate::layout::{RealSpan, RowLayout};
 
 /// Weights prepared for backend `B`, and the arenas of the passes run on them.
 pub(crate) struct Engine<B: Backend> {
@@ -36,12 +36,15 @@ impl<B: Backend> Engine<B> {
     }
 
     /// A plain pass over every position of `batch` sequences of `seq` tokens, blocks
-    /// `layers.0..layers.1`; `kv_out` receives every layer's keys and values.
+    /// `layers.0..layers.1`, padded when `spans` are given (one per sequence); `kv_out`
+    /// receives every layer's keys and values.
+    #[allow(clippy::too_many_arguments)]
     pub fn plain_pass(
         &self,
         cfg: &ModelConfig,
         input: PassInput<'_>,
         (batch, seq, layers): (usize, usize, (usize, usize)),
+        spans: Option<&[RealSpan]>,
         logits: LogitRows,
         slots: &mut SlotTable<'_, '_>,
         kv_out: Option<&mut KvCache<B>>,
@@ -55,6 +58,7 @@ impl<B: Backend> Engine<B> {
             logits,
             joiners: &[],
             after_block: None,
+            spans,
         };
         run_pass(self, cfg, &plan, slots, kv_out)
     }

@@ -72,6 +72,7 @@ fn a_watched_pass_on_the_checking_backend_equals_the_cpu() {
                 &cfg,
                 PassInput::Tokens(&t),
                 shape,
+                None,
                 LogitRows::All,
                 &mut slots,
                 None,
@@ -139,7 +140,7 @@ fn a_sweep_on_the_checking_backend_equals_the_cpu() {
             &engine,
             &cfg,
             (&bases, &variants),
-            (&metric, &opts),
+            (&vec![metric.clone(); bases.len()], &opts),
             9,
         )
         .unwrap();

@@ -1,16 +1,24 @@
 //! What a pass takes (tokens or a residual stream, options) and what it returns.
 
+mod padding;
+
+pub use padding::PaddingSide;
+
 use super::config::ModelConfig;
 use crate::error::{HookLensError, Result};
 use crate::hooks::select::normalize_layer;
+use crate::layout::RealSpan;
 use crate::tensor::Tensor;
 
-/// A batch of equal-length token sequences. // [batch, seq]
+/// A batch of token sequences of one length `seq`: equal-length rows, or rows padded to the
+/// longest ([`TokenBatch::padded`]) with the real positions of each row. // [batch, seq]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TokenBatch {
     ids: Vec<u32>,
     batch: usize,
     seq: usize,
+    /// The real positions of each row; `None` when every position is real.
+    spans: Option<Vec<RealSpan>>,
 }
 
 /// Parses the CLI's `--tokens 1, 2,3` form into ids: comma-separated non-negative integers,
@@ -59,6 +67,7 @@ impl TokenBatch {
             ids,
             batch: rows.len(),
             seq,
+            spans: None,
         })
     }
 

@@ -4,7 +4,8 @@ use super::input::TokenBatch;
 use crate::error::{HookLensError, Result};
 use crate::tensor::Tensor;
 
-/// `-log softmax(logits[b, i])[tokens[b, i + 1]]` for every position but the last.
+/// `-log softmax(logits[b, i])[tokens[b, i + 1]]` for every position but the last; in a
+/// padded batch 0 where position `i` or `i + 1` is a pad (TL's loss with an attention mask).
 /// logits: // [b, p, vocab]   returns // [b, p - 1]
 pub fn next_token_loss(logits: &Tensor, tokens: &TokenBatch) -> Result<Tensor> {
     let (batch, seq) = (tokens.batch(), tokens.seq());
@@ -17,7 +18,12 @@ pub fn next_token_loss(logits: &Tensor, tokens: &TokenBatch) -> Result<Tensor> {
     }
     let mut out = Vec::with_capacity(batch * seq.saturating_sub(1));
     for b in 0..batch {
+        let span = tokens.span(b);
         for i in 0..seq.saturating_sub(1) {
+            if !(span.contains(i) && span.contains(i + 1)) {
+                out.push(0.0);
+                continue;
+            }
             let row = &logits.data[(b * seq + i) * vocab..][..vocab];
             let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
             let lse = row
@@ -31,4 +37,11 @@ pub fn next_token_loss(logits: &Tensor, tokens: &TokenBatch) -> Result<Tensor> {
         }
     }
     Tensor::new(out, vec![batch, seq.saturating_sub(1)])
+}
+
+/// The (position, next position) pairs a loss averages over: both real.
+pub fn loss_pairs(tokens: &TokenBatch) -> usize {
+    (0..tokens.batch())
+        .map(|b| tokens.span(b).len.saturating_sub(1))
+        .sum()
 }

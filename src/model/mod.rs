@@ -31,7 +31,7 @@ use self::engine::{load_onto, with_engine, Engine, Loaded};
 use self::forward::{LogitRows, PassInput};
 use self::input::{Input, LogitPositions, Output, ReturnType, RunOptions, TokenBatch};
 use self::load_clock::{LoadClock, LoadTimes};
-use self::loss::next_token_loss;
+use self::loss::{loss_pairs, next_token_loss};
 use self::weight_cache::{CacheRequest, WeightCache};
 use self::weights::TokenEmbedding;
 use self::weights::Weights;
@@ -264,6 +264,30 @@ impl Model {
         TokenBatch::single(self.tokenizer()?.to_tokens(text, prepend_bos)?)
     }
 
+    /// The id written at pad positions: as TL, the EOS token (TL sets `pad_token = eos_token`
+    /// when the tokenizer has none), else BOS, else 0. (Pads are masked, so the id only shows
+    /// in the `tokens` of a cache and in the values at pad positions.)
+    pub fn pad_id(&self) -> u32 {
+        (self.config.eos_token_id)
+            .or(self.config.bos_token_id)
+            .unwrap_or(0)
+    }
+
+    /// TL's `to_tokens` on a list of texts: each tokenized (BOS first when `prepend_bos`),
+    /// padded to the longest with [`Model::pad_id`] on `side`.
+    pub fn to_tokens_padded<S: AsRef<str>>(
+        &self,
+        texts: &[S],
+        prepend_bos: bool,
+        side: input::PaddingSide,
+    ) -> Result<TokenBatch> {
+        let tk = self.tokenizer()?;
+        let rows = (texts.iter())
+            .map(|t| tk.to_tokens(t.as_ref(), prepend_bos))
+            .collect::<Result<Vec<_>>>()?;
+        TokenBatch::padded(&rows, side, self.pad_id())
+    }
+
     /// TL's `to_str_tokens`.
     pub fn to_str_tokens(&self, ids: &[u32]) -> Result<Vec<String>> {
         self.tokenizer()?.to_str_tokens(ids)
@@ -356,11 +380,13 @@ impl Model {
             Input::Residual { resid, .. } => PassInput::Residual(&resid.data),
         };
         let shape = (batch, seq, (start, stop));
-        let pass = match &self.loaded {
-            Loaded::Cpu(e) => e.plain_pass(cfg, pass_input, shape, logits, &mut slots, None)?,
-            #[cfg(feature = "cuda")]
-            Loaded::Cuda(e) => e.plain_pass(cfg, pass_input, shape, logits, &mut slots, None)?,
-        };
+        let spans = input.tokens().and_then(TokenBatch::spans);
+        slots.attention_mask = input
+            .tokens()
+            .filter(|t| t.spans().is_some())
+            .map(TokenBatch::attention_mask);
+        let pass = with_engine!(&self.loaded, |e| e
+            .plain_pass(cfg, pass_input, shape, spans, logits, &mut slots, None))?;
         let mut out = Output {
             residual: pass.resid.map(|data| Tensor {
                 data,
@@ -382,7 +408,7 @@ impl Model {
                 })?;
                 let per_token = next_token_loss(&logits, tokens)?;
                 let sum: f64 = per_token.data.iter().map(|&v| v as f64).sum();
-                out.loss = Some((sum / per_token.numel().max(1) as f64) as f32);
+                out.loss = Some((sum / loss_pairs(tokens).max(1) as f64) as f32);
                 if opts.loss_per_token {
                     out.loss_per_token = Some(per_token);
                 }

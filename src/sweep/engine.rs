@@ -116,16 +116,33 @@ fn check_inputs(
     model: &Model,
     bases: &[Base],
     variants: &[Variant],
-    metric: &Metric,
+    metrics: &[Metric],
     clean_base: usize,
 ) -> Result<usize> {
     let cfg = model.config();
-    metric.validate(cfg.d_vocab)?;
+    for metric in metrics {
+        metric.validate(cfg.d_vocab)?;
+    }
     let Some(first) = bases.first() else {
         return Err(HookLensError::input("a sweep needs at least one base run"));
     };
+    if metrics.len() != bases.len() {
+        return Err(HookLensError::input(format!(
+            "a sweep needs one metric per base run: {} metrics for {} bases",
+            metrics.len(),
+            bases.len()
+        )));
+    }
     let seq_len = first.tokens.len();
-    if seq_len < 2 && *metric == Metric::Loss {
+    if metrics
+        .iter()
+        .any(|m| m.positions(seq_len) != metrics[0].positions(seq_len))
+    {
+        return Err(HookLensError::input(
+            "the metrics of one sweep must read the same positions (one kind of metric)",
+        ));
+    }
+    if seq_len < 2 && metrics.contains(&Metric::Loss) {
         return Err(HookLensError::input(
             "the loss metric needs at least two tokens",
         ));
@@ -164,10 +181,28 @@ pub fn run_sweep(
     metric: &Metric,
     opts: &SweepOptions<'_>,
 ) -> Result<SweepOutcome> {
-    let seq_len = check_inputs(model, bases, variants, metric, opts.clean_base)?;
+    run_sweep_per_base(
+        model,
+        bases,
+        variants,
+        &vec![metric.clone(); bases.len()],
+        opts,
+    )
+}
+
+/// [`run_sweep`] with a metric per base run (a dataset's prompts each have their own target;
+/// the metrics must be of one kind, so that they read the same positions).
+pub fn run_sweep_per_base(
+    model: &Model,
+    bases: &[Base],
+    variants: &[Variant],
+    metrics: &[Metric],
+    opts: &SweepOptions<'_>,
+) -> Result<SweepOutcome> {
+    let seq_len = check_inputs(model, bases, variants, metrics, opts.clean_base)?;
     let cfg = model.config();
     with_engine!(model.loaded(), |engine| {
-        sweep_on(engine, cfg, (bases, variants), (metric, opts), seq_len)
+        sweep_on(engine, cfg, (bases, variants), (metrics, opts), seq_len)
     })
 }
 
@@ -180,9 +215,26 @@ pub fn run_naive(
     metric: &Metric,
     opts: &SweepOptions<'_>,
 ) -> Result<SweepOutcome> {
+    run_naive_per_base(
+        model,
+        bases,
+        variants,
+        &vec![metric.clone(); bases.len()],
+        opts,
+    )
+}
+
+/// [`run_naive`] with a metric per base run.
+pub fn run_naive_per_base(
+    model: &Model,
+    bases: &[Base],
+    variants: &[Variant],
+    metrics: &[Metric],
+    opts: &SweepOptions<'_>,
+) -> Result<SweepOutcome> {
     let started = Instant::now();
     let cfg = model.config();
-    let seq_len = check_inputs(model, bases, variants, metric, opts.clean_base)?;
+    let seq_len = check_inputs(model, bases, variants, metrics, opts.clean_base)?;
     let vocab = cfg.d_vocab;
     let mut stats = SweepStats {
         variants: variants.len(),
@@ -208,7 +260,7 @@ pub fn run_naive(
         .collect::<Result<_>>()?;
     let clean = base_logits[opts.clean_base][(seq_len - 1) * vocab..].to_vec();
     let eval = |l: &[f32], b: usize| {
-        metric.evaluate(
+        metrics[b].evaluate(
             |t| &l[t * vocab..(t + 1) * vocab],
             &bases[b].tokens,
             Some(&clean),

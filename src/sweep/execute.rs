@@ -89,6 +89,7 @@ fn run_bases<B: Backend>(
         cfg,
         PassInput::Tokens(&tokens),
         shape,
+        None,
         LogitRows::All,
         &mut slots,
         Some(&mut kv),
@@ -121,12 +122,13 @@ pub(crate) fn sweep_on<B: Backend>(
     engine: &Engine<B>,
     cfg: &ModelConfig,
     (bases, variants): (&[Base], &[Variant]),
-    (metric, opts): (&Metric, &SweepOptions<'_>),
+    (metrics, opts): (&[Metric], &SweepOptions<'_>),
     seq_len: usize,
 ) -> Result<SweepOutcome> {
     let started = Instant::now();
     let (n, vocab) = (cfg.n_layers, cfg.d_vocab);
-    let metric_positions = metric.positions(seq_len);
+    // One metric per base, all reading the same positions (checked by the caller).
+    let metric_positions = metrics[0].positions(seq_len);
     let mut stats = SweepStats {
         variants: variants.len(),
         ..SweepStats::default()
@@ -137,7 +139,7 @@ pub(crate) fn sweep_on<B: Backend>(
     let base_values: Vec<f64> = (0..bases.len())
         .map(|b| {
             let l = &runs.logits[b];
-            metric.evaluate(|t| &l[at(t)], &bases[b].tokens, Some(&clean))
+            metrics[b].evaluate(|t| &l[at(t)], &bases[b].tokens, Some(&clean))
         })
         .collect();
     let (planned, unchanged) = place_variants(cfg, (bases, variants), seq_len, &metric_positions)?;
@@ -177,6 +179,7 @@ pub(crate) fn sweep_on<B: Backend>(
                 Some(r) => &logits[at(r)],
                 None => &base_logits[at(t)],
             };
+            let metric = &metrics[p.base];
             values[p.index] = metric.evaluate(logits_at, &bases[p.base].tokens, Some(&clean));
         }
         stats.passes += 1;
@@ -252,6 +255,7 @@ fn run_chunk<B: Backend>(
         logits: LogitRows::All,
         joiners: &joiners,
         after_block,
+        spans: None,
     };
     let pass = run_pass(engine, cfg, &plan, &mut slots, None)?;
     let (logits, _) = pass

@@ -1,5 +1,7 @@
 //! Batched intervention sweeps: head ablation, activation patching, causal tracing.
 
+pub mod dataset;
+pub mod dataset_sweep;
 pub mod document;
 pub mod engine;
 pub(crate) mod execute;
@@ -8,8 +10,13 @@ pub mod noise;
 mod plan;
 pub mod sweeps;
 
+pub use dataset::{parse_dataset, read_dataset, DatasetKind, DatasetRow};
+pub use dataset_sweep::{run_dataset, DatasetReport};
 pub use document::{report_document, SweepContext};
-pub use engine::{run_naive, run_sweep, Base, SweepOptions, SweepOutcome, SweepStats, Variant};
+pub use engine::{
+    run_naive, run_naive_per_base, run_sweep, run_sweep_per_base, Base, SweepOptions, SweepOutcome,
+    SweepStats, Variant,
+};
 pub use metric::Metric;
 pub use sweeps::{
     ablation_sweep, patching_sweep, trace_sweep, AblationMethod, AblationTarget, Entry, PatchSite,

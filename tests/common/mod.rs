@@ -118,6 +118,13 @@ pub fn copy_fixture(name: &str, tag: &str) -> PathBuf {
     dst
 }
 
+/// The string metadata of a safetensors file.
+pub fn read_metadata(path: &Path) -> HashMap<String, String> {
+    let bytes = std::fs::read(path).expect("read safetensors");
+    let (_, meta) = SafeTensors::read_metadata(&bytes).expect("safetensors header");
+    meta.metadata().clone().unwrap_or_default()
+}
+
 /// Runs the `hooklens` binary (one thread, for repeatable timing) and returns
 /// (success, stdout, stderr).
 pub fn hooklens(args: &[&str]) -> (bool, String, String) {
@@ -133,18 +140,30 @@ pub fn hooklens(args: &[&str]) -> (bool, String, String) {
     )
 }
 
-/// The f32 tensors of a safetensors file (an activation cache written by hooklens), by name.
+/// The f32 (and int32, as f32) tensors of a safetensors file (an activation cache written by
+/// hooklens), by name.
 pub fn read_tensors(path: &Path) -> HashMap<String, Tensor> {
     let bytes = std::fs::read(path).expect("read safetensors");
     let st = SafeTensors::deserialize(&bytes).expect("safetensors file");
     st.tensors()
         .into_iter()
         .map(|(name, view)| {
-            assert_eq!(view.dtype(), Dtype::F32, "{name}");
+            let int = match view.dtype() {
+                Dtype::F32 => false,
+                Dtype::I32 => true,
+                other => panic!("{name}: unexpected dtype {other:?}"),
+            };
             let data = view
                 .data()
                 .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .map(|c| {
+                    let c = [c[0], c[1], c[2], c[3]];
+                    if int {
+                        i32::from_le_bytes(c) as f32
+                    } else {
+                        f32::from_le_bytes(c)
+                    }
+                })
                 .collect();
             (name, Tensor::new(data, view.shape().to_vec()).unwrap())
         })

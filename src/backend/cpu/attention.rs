@@ -3,14 +3,14 @@
 use super::activation::{exp_fast, max_of, sum_of};
 use super::simd::{level, multiversion, Level};
 use super::threads::{num_threads, reserve_workers};
-use crate::layout::RowLayout;
+use crate::layout::{RealSpan, RowLayout};
 
 pub use crate::backend::HeadDims;
 
 /// Scaled, causally masked scores for packed query rows. For each sequence `s` of `layout`
 /// with rows at positions `t_i`: `scores[s][h, i, j] = q[row_i, h]·k[s, j, kv(h)] / sqrt(d_head)`
-/// for `j <= t_i`, `-inf` otherwise. Units of (sequence, kv head) run on the threads the
-/// budget allows.
+/// for `j <= t_i`, `-inf` otherwise; with a `mask`, also `-inf` for `j` outside the span
+/// `mask[s]` (pad keys). Units of (sequence, kv head) run on the threads the budget allows.
 /// q: // [rows, n_heads, d_head]   k: // [batch, seq_len, n_kv_heads, d_head]
 /// scores: per sequence a block // [n_heads, n_rows_s, seq_len]  (full layout: [b, h, p, p])
 pub fn attention_scores(
@@ -18,6 +18,7 @@ pub fn attention_scores(
     k: &[f32],
     scores: &mut [f32],
     layout: &RowLayout,
+    mask: Option<&[RealSpan]>,
     dims: HeadDims,
 ) {
     let p = layout.seq_len;
@@ -37,7 +38,18 @@ pub fn attention_scores(
     let workers = reserve_workers(if work < 1 << 18 { 1 } else { num_threads() });
     workers.run_parts(parts, |(s, kv, out)| {
         KEYS_T.with_borrow_mut(|kt| scores_of_group(q, k, (s, kv), out, layout, dims, kt));
+        if let Some(span) = mask.map(|m| m[s]) {
+            mask_pad_keys(out, p, span);
+        }
     });
+}
+
+/// Sets the scores of keys outside `span` to `-inf`. scores: `[.., seq_len]`
+fn mask_pad_keys(scores: &mut [f32], seq_len: usize, span: RealSpan) {
+    for row in scores.chunks_exact_mut(seq_len) {
+        row[..span.start].fill(f32::NEG_INFINITY);
+        row[span.end().min(seq_len)..].fill(f32::NEG_INFINITY);
+    }
 }
 
 thread_local! {
@@ -206,7 +218,9 @@ multiversion! {
 
 /// Scores, causal softmax and mixing fused per query row, for when neither
 /// `hook_attn_scores` nor `hook_pattern` is watched: no scores buffer is written. Rows are
-/// split across threads in contiguous ranges of about equal work.
+/// split across threads in contiguous ranges of about equal work. With a `mask`, a row attends
+/// only the keys of its sequence's span (the kernels see the keys from the span's start on),
+/// and a row with no real key at or before it gets `z = 0`.
 /// q: // [rows, n_heads, d_head]   k, v: // [batch, seq_len, n_kv_heads, d_head]
 /// z: // [rows, n_heads, d_head]
 pub fn attention_fused(
@@ -215,16 +229,57 @@ pub fn attention_fused(
     v: &[f32],
     z: &mut [f32],
     layout: &RowLayout,
+    mask: Option<&[RealSpan]>,
     dims: HeadDims,
 ) {
     let width = dims.n_heads * dims.d_head;
-    // (sequence, position) of every packed row.
-    let rows: Vec<(usize, usize)> = layout
-        .seqs
-        .iter()
-        .enumerate()
-        .flat_map(|(s, seq)| seq.positions.iter().map(move |&t| (s, t)))
-        .collect();
+    let rows = key_rows(layout, mask);
+    attention_fused_rows(q, k, v, z, &rows, layout.seq_len, dims);
+    if let Some(mask) = mask {
+        zero_rows_without_keys(z, layout, mask, width);
+    }
+}
+
+/// For every packed row: (the first key row in k / v it reads, its last key relative to that).
+/// Unmasked: (s * seq_len, t). Masked: the keys start at the span's start and end at its end;
+/// a row with no real key reads one key and [`zero_rows_without_keys`] clears it afterwards.
+fn key_rows(layout: &RowLayout, mask: Option<&[RealSpan]>) -> Vec<(usize, usize)> {
+    let p = layout.seq_len;
+    let mut rows = Vec::with_capacity(layout.rows());
+    for (s, seq) in layout.seqs.iter().enumerate() {
+        let span = mask.map(|m| m[s]);
+        let base = s * p + span.map_or(0, |sp| sp.start);
+        for &t in &seq.positions {
+            let last = span.map_or(Some(t), |sp| sp.last_key(t));
+            rows.push((base, last.unwrap_or(0)));
+        }
+    }
+    rows
+}
+
+/// `z = 0` at rows whose query sees no real key (pads before a left-padded span).
+/// z: `[rows, width]`
+fn zero_rows_without_keys(z: &mut [f32], layout: &RowLayout, mask: &[RealSpan], width: usize) {
+    for (seq, span) in layout.seqs.iter().zip(mask) {
+        for (i, &t) in seq.positions.iter().enumerate() {
+            if span.last_key(t).is_none() {
+                z[(seq.offset + i) * width..][..width].fill(0.0);
+            }
+        }
+    }
+}
+
+/// [`attention_fused`] over `rows` (see [`key_rows`]), threaded.
+fn attention_fused_rows(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    z: &mut [f32],
+    rows: &[(usize, usize)],
+    seq_len: usize,
+    dims: HeadDims,
+) {
+    let width = dims.n_heads * dims.d_head;
     let work: usize = rows.iter().map(|&(_, t)| t + 1).sum();
     let wanted = if work * width < 1 << 16 {
         1
@@ -234,7 +289,7 @@ pub fn attention_fused(
     let workers = reserve_workers(wanted);
     let threads = workers.threads();
     if threads == 1 {
-        attention_rows(q, k, v, z, &rows, 0, layout.seq_len, dims);
+        attention_rows(q, k, v, z, rows, 0, seq_len, dims);
         return;
     }
     // Contiguous row ranges with about work / threads each.
@@ -257,12 +312,13 @@ pub fn attention_fused(
         parts.push((lo, hi, mine));
     }
     workers.run_parts(parts, |(lo, hi, mine)| {
-        attention_rows(q, k, v, mine, &rows[lo..hi], lo, layout.seq_len, dims)
+        attention_rows(q, k, v, mine, &rows[lo..hi], lo, seq_len, dims)
     });
 }
 
 /// The fused kernel for packed rows `first..first + rows.len()`, writing `z` for them only.
-/// Rows of one sequence are contiguous; for each of them and each kv head the keys are
+/// `rows[i]` is (first key row in k / v, last key relative to it); rows of one sequence are
+/// contiguous; for each of them and each kv head the keys are
 /// transposed once into `kt`, so that scores for a query row are vector multiply-adds along
 /// the key positions.
 #[allow(clippy::too_many_arguments)]
@@ -314,8 +370,8 @@ fn attention_rows(
         let s = rows[i0].0;
         let i1 = i0 + rows[i0..].iter().take_while(|r| r.0 == s).count();
         let keys = rows[i0..i1].iter().map(|r| r.1).max().unwrap_or(0) + 1;
-        let k_seq = &k[s * seq_len * kv_width..][..keys * kv_width]; // [keys, n_kv, d_head]
-        let v_seq = &v[s * seq_len * kv_width..][..keys * kv_width]; // [keys, n_kv, d_head]
+        let k_seq = &k[s * kv_width..][..keys * kv_width]; // [keys, n_kv, d_head]
+        let v_seq = &v[s * kv_width..][..keys * kv_width]; // [keys, n_kv, d_head]
         for kv in 0..n_kv_heads {
             let values = (v_seq, kv * d_head, kv_width);
             // Row-major, so that neighbouring vectors have about the same number of keys.
@@ -669,7 +725,7 @@ mod tests {
         let q = [1.0, 0.0, 0.0, 1.0, 2.0, 0.0, 0.0, 2.0]; // [p, h, d]
         let k = [1.0, 1.0, 3.0, -1.0]; // [p, kv, d]
         let mut s = [0.0f32; 8];
-        attention_scores(&q, &k, &mut s, &layout, dims);
+        attention_scores(&q, &k, &mut s, &layout, None, dims);
         let r = 1.0 / 2f32.sqrt();
         // head 0: q0=(1,0): s00 = 1*r; q1=(2,0): s10 = 2r, s11 = 6r
         assert!((s[0] - r).abs() < 1e-6 && s[1] == f32::NEG_INFINITY);
@@ -704,12 +760,12 @@ mod tests {
                 let k = rnd(b * p * 10);
                 let v = rnd(b * p * 10);
                 let mut scores = vec![0.0; rows * 6 * p];
-                attention_scores(&q, &k, &mut scores, &layout, dims);
+                attention_scores(&q, &k, &mut scores, &layout, None, dims);
                 softmax_rows(&mut scores, p);
                 let mut z1 = vec![0.0; rows * 30];
                 attention_values(&scores, &v, &mut z1, &layout, dims);
                 let mut z2 = vec![f32::NAN; rows * 30];
-                attention_fused(&q, &k, &v, &mut z2, &layout, dims);
+                attention_fused(&q, &k, &v, &mut z2, &layout, None, dims);
                 for (a, c) in z1.iter().zip(&z2) {
                     assert!((a - c).abs() < 1e-5, "{a} vs {c}");
                 }
@@ -734,13 +790,13 @@ mod tests {
         let (q, k, v) = (rnd(rows * 4 * 33), rnd(b * p * 2 * 33), rnd(b * p * 2 * 33));
         crate::backend::cpu::threads::set_num_threads(2);
         let mut pattern = vec![f32::NAN; rows * 4 * p];
-        attention_scores(&q, &k, &mut pattern, &layout, dims);
+        attention_scores(&q, &k, &mut pattern, &layout, None, dims);
         softmax_rows(&mut pattern, p);
         let mut z = vec![f32::NAN; rows * 4 * 33];
         attention_values(&pattern, &v, &mut z, &layout, dims);
         // The fused kernel (flash-style on AVX2) over the same long rows, split as well.
         let mut fused = vec![f32::NAN; rows * 4 * 33];
-        attention_fused(&q, &k, &v, &mut fused, &layout, dims);
+        attention_fused(&q, &k, &v, &mut fused, &layout, None, dims);
         crate::backend::cpu::threads::set_num_threads(0);
         let at = |x: &[f32], s: usize, j: usize, kv: usize, d: usize| {
             x[((s * p + j) * 2 + kv) * 33 + d] as f64
@@ -805,12 +861,12 @@ mod tests {
                 let k = rnd(b * p * kvw);
                 let v = rnd(b * p * kvw);
                 let mut scores = vec![0.0; rows * n_heads * p];
-                attention_scores(&q, &k, &mut scores, &layout, dims);
+                attention_scores(&q, &k, &mut scores, &layout, None, dims);
                 softmax_rows(&mut scores, p);
                 let mut z1 = vec![0.0; rows * qw];
                 attention_values(&scores, &v, &mut z1, &layout, dims);
                 let mut z2 = vec![f32::NAN; rows * qw];
-                attention_fused(&q, &k, &v, &mut z2, &layout, dims);
+                attention_fused(&q, &k, &v, &mut z2, &layout, None, dims);
                 for (i, (a, c)) in z1.iter().zip(&z2).enumerate() {
                     assert!((a - c).abs() < 1e-5, "{dims:?} {p}: z[{i}]: {a} vs {c}");
                 }

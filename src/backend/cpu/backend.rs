@@ -12,7 +12,7 @@ use super::rotary::RotaryTables;
 use crate::backend::{Backend, Epilogue, HeadDims, HostMatrix, HostOrder, KvSource, NormParams};
 use crate::error::Result;
 use crate::hooks::intervention::ResolvedIntervention;
-use crate::layout::RowLayout;
+use crate::layout::{RealSpan, RowLayout};
 
 /// The CPU backend (stateless: threads come from the process-wide budget).
 #[derive(Clone, Copy, Debug, Default)]
@@ -23,6 +23,7 @@ impl Backend for CpuBackend {
     type Buf = Vec<f32>;
     type Matrix = PackedMatrix;
     type Rows = RowLayout;
+    type KeyMask = Vec<RealSpan>;
     type Rotary = RotaryTables;
 
     fn name(&self) -> &'static str {
@@ -91,6 +92,10 @@ impl Backend for CpuBackend {
 
     fn rows(&self, layout: &RowLayout) -> RowLayout {
         layout.clone()
+    }
+
+    fn key_mask(&self, spans: &[RealSpan]) -> Vec<RealSpan> {
+        spans.to_vec()
     }
 
     fn rotary_tables(&self, seq: usize, d_head: usize, theta: f32) -> RotaryTables {
@@ -174,9 +179,10 @@ impl Backend for CpuBackend {
         k: &Vec<f32>,
         scores: &mut Vec<f32>,
         rows: &RowLayout,
+        mask: Option<&Vec<RealSpan>>,
         dims: HeadDims,
     ) {
-        attention_scores(q, k, scores, rows, dims);
+        attention_scores(q, k, scores, rows, mask.map(Vec::as_slice), dims);
     }
 
     fn softmax_rows(&self, x: &mut Vec<f32>, len: usize) {
@@ -201,9 +207,10 @@ impl Backend for CpuBackend {
         v: &Vec<f32>,
         z: &mut Vec<f32>,
         rows: &RowLayout,
+        mask: Option<&Vec<RealSpan>>,
         dims: HeadDims,
     ) {
-        attention_fused(q, k, v, z, rows, dims);
+        attention_fused(q, k, v, z, rows, mask.map(Vec::as_slice), dims);
     }
 
     fn assemble_kv(

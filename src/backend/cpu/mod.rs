@@ -8,6 +8,8 @@ pub mod attention;
 mod attention_avx2;
 #[cfg(target_arch = "x86_64")]
 mod attention_avx512;
+#[cfg(test)]
+mod attention_mask_tests;
 mod backend;
 pub mod caches;
 pub mod gemm;

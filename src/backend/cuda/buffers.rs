@@ -84,6 +84,14 @@ pub struct DevRows {
     pub seq_len: usize,
 }
 
+/// The real keys of each sequence of a padded pass: `lo[s] <= j < hi[s]`. `[batch]` each
+pub struct DevKeyMask {
+    /// First real position of each sequence.
+    pub lo: Option<CudaSlice<i32>>,
+    /// One past the last real position of each sequence.
+    pub hi: Option<CudaSlice<i32>>,
+}
+
 /// Rotary cos/sin tables in device memory, each `[seq, half]`.
 pub struct DevRotary {
     /// Cosines.

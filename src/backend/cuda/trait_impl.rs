@@ -1,14 +1,14 @@
 //! The [`Backend`] methods of [`CudaBackend`]: each one launch (or a cuBLAS call) on the
 //! device; only `with_host_mut`, `download` and the uploads copy between host and device.
 
-use cudarc::driver::{LaunchConfig, PushKernelArg};
+use cudarc::driver::{CudaSlice, LaunchConfig, PushKernelArg};
 
 use super::backend::{CudaBackend, Dims};
-use super::buffers::{DevBuf, DevMatrix, DevRotary, DevRows};
+use super::buffers::{DevBuf, DevKeyMask, DevMatrix, DevRotary, DevRows};
 use crate::backend::{Backend, Epilogue, HeadDims, HostMatrix, HostOrder, KvSource, NormParams};
 use crate::error::{HookLensError, Result};
 use crate::hooks::intervention::{Op, ResolvedIntervention};
-use crate::layout::RowLayout;
+use crate::layout::{RealSpan, RowLayout};
 
 /// An `i32` kernel argument from a size.
 fn i(v: usize) -> i32 {
@@ -33,6 +33,21 @@ macro_rules! launch {
             $self.go($kernel, builder, $cfg);
         }
     };
+}
+
+/// The attention kernels' key bounds: the mask's `lo`, `hi` and 1, or, unmasked, any two
+/// device arrays (the kernels do not read them) and 0. `None` when an upload failed.
+fn key_bounds<'m>(
+    rows: &'m DevRows,
+    mask: Option<&'m DevKeyMask>,
+) -> Option<(&'m CudaSlice<i32>, &'m CudaSlice<i32>, i32)> {
+    match mask {
+        Some(m) => Some((m.lo.as_ref()?, m.hi.as_ref()?, 1)),
+        None => {
+            let any = rows.row_seq.as_ref()?;
+            Some((any, any, 0))
+        }
+    }
 }
 
 impl CudaBackend {
@@ -109,6 +124,7 @@ impl Backend for CudaBackend {
     type Buf = DevBuf;
     type Matrix = DevMatrix;
     type Rows = DevRows;
+    type KeyMask = DevKeyMask;
     type Rotary = DevRotary;
 
     fn name(&self) -> &'static str {
@@ -270,6 +286,15 @@ impl Backend for CudaBackend {
             rows: layout.rows(),
             batch: layout.batch(),
             seq_len: layout.seq_len,
+        }
+    }
+
+    fn key_mask(&self, spans: &[RealSpan]) -> DevKeyMask {
+        let lo: Vec<i32> = spans.iter().map(|s| i(s.start)).collect();
+        let hi: Vec<i32> = spans.iter().map(|s| i(s.end())).collect();
+        DevKeyMask {
+            lo: self.to_device(&lo),
+            hi: self.to_device(&hi),
         }
     }
 
@@ -437,9 +462,13 @@ impl Backend for CudaBackend {
         k: &DevBuf,
         scores: &mut DevBuf,
         rows: &DevRows,
+        mask: Option<&DevKeyMask>,
         d: HeadDims,
     ) {
         let (Some(qv), Some(kv), Some(mut sv)) = (q.view(), k.view(), scores.view_mut()) else {
+            return;
+        };
+        let Some((lo, hi, masked)) = key_bounds(rows, mask) else {
             return;
         };
         let (Some(rs), Some(rp), Some(ri), Some(so), Some(sn)) = (
@@ -457,7 +486,7 @@ impl Backend for CudaBackend {
             "attention_scores",
             rows.rows,
             Self::per_row_head(rows.rows, d.n_heads, 0),
-            [&qv, &kv, &mut sv, rs, rp, ri, so, sn, &m]
+            [&qv, &kv, &mut sv, rs, rp, ri, so, sn, lo, hi, &masked, &m]
         );
     }
 
@@ -501,11 +530,15 @@ impl Backend for CudaBackend {
         v: &DevBuf,
         z: &mut DevBuf,
         rows: &DevRows,
+        mask: Option<&DevKeyMask>,
         d: HeadDims,
     ) {
         let (Some(qv), Some(kv), Some(vv), Some(mut zv)) =
             (q.view(), k.view(), v.view(), z.view_mut())
         else {
+            return;
+        };
+        let Some((lo, hi, masked)) = key_bounds(rows, mask) else {
             return;
         };
         let (Some(rs), Some(rp)) = (&rows.row_seq, &rows.row_pos) else {
@@ -518,7 +551,7 @@ impl Backend for CudaBackend {
             "attention_fused",
             rows.rows,
             cfg,
-            [&qv, &kv, &vv, &mut zv, rs, rp, &m]
+            [&qv, &kv, &vv, &mut zv, rs, rp, lo, hi, &masked, &m]
         );
     }
 

@@ -4,7 +4,10 @@ use std::path::PathBuf;
 
 use clap::Args;
 use hooklens::analysis::top_k;
-use hooklens::{LogitPositions, Model, Result, ReturnType, RunOptions};
+use hooklens::{
+    ActivationCache, HookLensError, LogitPositions, Model, Result, ReturnType, RunOptions, Tensor,
+    TokenBatch,
+};
 use serde_json::json;
 
 use crate::input::InputArgs;
@@ -34,10 +37,23 @@ pub struct RunArgs {
     /// Write the tokens and the top candidates as JSON to this file.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Run every non-blank line of this file as one prompt, all in one padded batch, and
+    /// print each prompt's top next tokens (at its last real token). With --cache, the file
+    /// holds the padded `[batch, pos, ...]` activations plus int32 `tokens` and
+    /// `attention_mask` `[batch, pos]` (1 real, 0 pad), and the prompts in its metadata.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["prompt", "tokens"])]
+    pub prompts: Option<PathBuf>,
+    /// Where shorter prompts get their pads with --prompts (TL's padding_side; pads are
+    /// masked, so each prompt's values are those it has alone).
+    #[arg(long, value_enum, default_value = "right", requires = "prompts")]
+    pub padding_side: crate::cmd_run_prompts::SideArg,
 }
 
 /// Runs the command.
 pub fn run(model: &Model, args: &RunArgs) -> Result<()> {
+    if let Some(path) = &args.prompts {
+        return crate::cmd_run_prompts::run(model, args, path);
+    }
     let tokens = args.input.token_batch(model)?;
     tokens.validate(model.config())?;
     let ids = tokens.row(0).to_vec();
@@ -46,6 +62,27 @@ pub fn run(model: &Model, args: &RunArgs) -> Result<()> {
     if let Some(tk) = tokenizer {
         outln!("as text: {}", tk.show_tokens(&ids));
     }
+    let (logits, cache) = last_logits(model, &tokens, args)?;
+    let rows = print_top(model, &logits.data, args.top);
+    if let (Some(path), Some(cache)) = (&args.cache, &cache) {
+        write_cache(cache, path)?;
+        outln!("wrote {} activations to {}", cache.len(), path.display());
+    }
+    if let Some(path) = &args.json {
+        let doc = json!({"tokens": ids, "top": rows});
+        write_json(path, &doc)?;
+        outln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// The logits at each row's last real position `[batch, 1, vocab]`, and the cache when
+/// `--cache` asks for one.
+pub fn last_logits(
+    model: &Model,
+    tokens: &TokenBatch,
+    args: &RunArgs,
+) -> Result<(Tensor, Option<ActivationCache>)> {
     let opts = RunOptions {
         return_type: ReturnType::Logits,
         logits_at: LogitPositions::Last,
@@ -54,13 +91,21 @@ pub fn run(model: &Model, args: &RunArgs) -> Result<()> {
     let (out, cache) = match &args.cache {
         Some(_) => {
             let filter = cache_filter(model, args.names.as_deref())?;
-            let (out, cache) = model.run_with_cache(&tokens, &filter, &opts)?;
+            let (out, cache) = model.run_with_cache(tokens, &filter, &opts)?;
             (out, Some(cache))
         }
-        None => (model.forward(&tokens, &opts)?, None),
+        None => (model.forward(tokens, &opts)?, None),
     };
-    let logits = out.logits.expect("logits were requested");
-    let top = top_k(&logits.data, args.top);
+    let logits = out
+        .logits
+        .ok_or_else(|| HookLensError::input("the pass returned no logits"))?;
+    Ok((logits, cache))
+}
+
+/// Prints the `k` most likely next tokens of one row of logits; returns them as JSON rows.
+pub fn print_top(model: &Model, logits: &[f32], k: usize) -> Vec<serde_json::Value> {
+    let tokenizer = model.tokenizer().ok();
+    let top = top_k(logits, k);
     outln!("top {} next tokens:", top.len());
     let mut rows = Vec::new();
     for (rank, t) in top.iter().enumerate() {
@@ -78,14 +123,5 @@ pub fn run(model: &Model, args: &RunArgs) -> Result<()> {
         );
         rows.push(json!({"token_id": t.token_id, "token": text, "prob": t.prob, "logit": t.logit}));
     }
-    if let (Some(path), Some(cache)) = (&args.cache, &cache) {
-        write_cache(cache, path)?;
-        outln!("wrote {} activations to {}", cache.len(), path.display());
-    }
-    if let Some(path) = &args.json {
-        let doc = json!({"tokens": ids, "top": rows});
-        write_json(path, &doc)?;
-        outln!("wrote {}", path.display());
-    }
-    Ok(())
+    rows
 }

@@ -5,11 +5,12 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 use hooklens::sweep::{
-    ablation_sweep, patching_sweep, trace_sweep, AblationMethod, AblationTarget, Metric, PatchSite,
-    SweepOptions, SweepSpec, TraceKind, TraceSettings,
+    ablation_sweep, patching_sweep, trace_sweep, AblationMethod, AblationTarget, DatasetKind,
+    DatasetRow, Metric, PatchSite, SweepOptions, SweepSpec, TraceKind, TraceSettings,
 };
 use hooklens::{HookLensError, Model, Result, TokenBatch};
 
+use crate::cmd_dataset;
 use crate::input::{parse_token_list, InputArgs};
 use crate::parse::{positive_count, positive_finite};
 use crate::progress::progress_bar;
@@ -46,6 +47,11 @@ pub struct OutputArgs {
 pub struct AblateArgs {
     #[command(flatten)]
     pub input: InputArgs,
+    /// A JSON Lines dataset, one `{"prompt" | "tokens", "target" | "target_id", "against" |
+    /// "against_id"?}` per line: every prompt's ablation in one batched sweep, reported as
+    /// means over the prompts (each read at its own last position with its own target).
+    #[arg(long, value_name = "FILE.jsonl", conflicts_with_all = ["prompt", "tokens", "target", "target_id", "against", "against_id", "metric"])]
+    pub dataset: Option<PathBuf>,
     #[command(flatten)]
     pub target: TargetArgs,
     /// What replaces the ablated value.
@@ -91,13 +97,13 @@ pub enum What {
 #[derive(Args, Debug)]
 pub struct PatchArgs {
     /// The clean prompt (its activations are patched in).
-    #[arg(long, required_unless_present = "clean_tokens")]
+    #[arg(long, required_unless_present_any = ["clean_tokens", "dataset"])]
     pub clean: Option<String>,
     /// The clean prompt as token ids.
     #[arg(long, conflicts_with = "clean")]
     pub clean_tokens: Option<String>,
     /// The corrupted prompt (patched into; same token length).
-    #[arg(long, required_unless_present = "corrupted_tokens")]
+    #[arg(long, required_unless_present_any = ["corrupted_tokens", "dataset"])]
     pub corrupted: Option<String>,
     /// The corrupted prompt as token ids.
     #[arg(long, conflicts_with = "corrupted")]
@@ -105,6 +111,12 @@ pub struct PatchArgs {
     /// Do not prepend BOS to the prompts.
     #[arg(long)]
     pub no_bos: bool,
+    /// A JSON Lines dataset of pairs, one `{"clean" | "clean_tokens", "corrupted" |
+    /// "corrupted_tokens", "target" | "target_id", "against" | "against_id"?}` per line: every
+    /// pair's patching in one batched sweep; `recovery` from the dataset means. Per-position
+    /// sites need all pairs of one token length; z (per head) accepts any.
+    #[arg(long, value_name = "FILE.jsonl", conflicts_with_all = ["clean", "clean_tokens", "corrupted", "corrupted_tokens", "target", "target_id", "against", "against_id", "metric"])]
+    pub dataset: Option<PathBuf>,
     #[command(flatten)]
     pub target: TargetArgs,
     /// What is patched.
@@ -136,8 +148,13 @@ pub enum Site {
 pub struct TraceArgs {
     #[command(flatten)]
     pub input: InputArgs,
+    /// A JSON Lines dataset, one `{"prompt" | "tokens", "subject", "target" | "target_id",
+    /// "against" | "against_id"?}` per line (all prompts of one token length): every prompt's
+    /// trace in one batched sweep, `recovery` from the dataset means.
+    #[arg(long, value_name = "FILE.jsonl", conflicts_with_all = ["prompt", "tokens", "subject", "subject_positions", "target", "target_id", "against", "against_id", "metric"])]
+    pub dataset: Option<PathBuf>,
     /// The subject whose token embeddings get noise (text found in the prompt).
-    #[arg(long, required_unless_present = "subject_positions")]
+    #[arg(long, required_unless_present_any = ["subject_positions", "dataset"])]
     pub subject: Option<String>,
     /// The subject as token positions, comma-separated.
     #[arg(long, conflicts_with = "subject")]
@@ -189,11 +206,41 @@ fn read_prompt(
 
 /// Runs `ablate`.
 pub fn ablate(model: &Model, args: &AblateArgs) -> Result<()> {
+    let bos = !args.input.no_bos;
+    let method = ablation_method(model, args, bos)?;
+    let target = match args.what {
+        What::Heads => AblationTarget::Heads,
+        What::Attn => AblationTarget::AttnLayers,
+        What::Mlp => AblationTarget::MlpLayers,
+    };
+    let label = format!("{:?} ablation of {:?}", args.method, args.what).to_lowercase();
+    if let Some(path) = &args.dataset {
+        if matches!(&method, AblationMethod::Mean { references } if references.is_empty()) {
+            // The dataset mean (over every real position of every prompt) is not
+            // implemented; each prompt's own mean would be a different ablation.
+            return Err(HookLensError::input(
+                "--method mean with --dataset needs --reference FILE (the mean over the dataset's positions is not implemented yet)",
+            ));
+        }
+        let spec_of = |r: &DatasetRow| ablation_sweep(model, &r.clean, target, &method);
+        let reading = cmd_dataset::Reading {
+            kind: DatasetKind::Prompts,
+            bos,
+            prob: false,
+        };
+        return cmd_dataset::run(model, path, reading, spec_of, &label, &args.output);
+    }
     let tokens = args.input.token_batch(model)?;
     tokens.validate(model.config())?;
     let prompt = tokens.row(0).to_vec();
-    let bos = !args.input.no_bos;
-    let method = match args.method {
+    let metric = build_metric(model, &args.target, &prompt, MetricName::Logprob)?;
+    let spec = ablation_sweep(model, &prompt, target, &method)?;
+    run_and_report(model, &spec, &metric, &prompt, &label, &args.output, None)
+}
+
+/// The `--method` with its inputs.
+fn ablation_method(model: &Model, args: &AblateArgs, bos: bool) -> Result<AblationMethod> {
+    Ok(match args.method {
         Method::Zero => AblationMethod::Zero,
         Method::Resample => {
             let text = args.resample_prompt.as_ref().ok_or_else(|| {
@@ -210,21 +257,33 @@ pub fn ablate(model: &Model, args: &AblateArgs) -> Result<()> {
             };
             AblationMethod::Mean { references }
         }
-    };
-    let target = match args.what {
-        What::Heads => AblationTarget::Heads,
-        What::Attn => AblationTarget::AttnLayers,
-        What::Mlp => AblationTarget::MlpLayers,
-    };
-    let metric = build_metric(model, &args.target, &prompt, MetricName::Logprob)?;
-    let spec = ablation_sweep(model, &prompt, target, &method)?;
-    let label = format!("{:?} ablation of {:?}", args.method, args.what).to_lowercase();
-    run_and_report(model, &spec, &metric, &prompt, &label, &args.output, None)
+    })
 }
 
 /// Runs `patch`.
 pub fn patch(model: &Model, args: &PatchArgs) -> Result<()> {
     let bos = !args.no_bos;
+    if let Some(path) = &args.dataset {
+        let site = patch_site(args.site);
+        let label = format!("{} patching clean -> corrupted", site_name(args.site));
+        let spec_of = |r: &DatasetRow| {
+            let corrupted = r.corrupted.as_deref().unwrap_or_default();
+            if corrupted.len() != r.clean.len() {
+                return Err(HookLensError::input(format!(
+                    "patching needs prompts of equal token length: clean has {}, corrupted has {}",
+                    r.clean.len(),
+                    corrupted.len()
+                )));
+            }
+            patching_sweep(model, &r.clean, corrupted, site)
+        };
+        let reading = cmd_dataset::Reading {
+            kind: DatasetKind::Pairs,
+            bos,
+            prob: false,
+        };
+        return cmd_dataset::run(model, path, reading, spec_of, &label, &args.output);
+    }
     let clean = read_prompt(model, &args.clean, &args.clean_tokens, bos)?;
     let corrupted = read_prompt(model, &args.corrupted, &args.corrupted_tokens, bos)?;
     for t in [&clean, &corrupted] {
@@ -245,25 +304,9 @@ pub fn patch(model: &Model, args: &PatchArgs) -> Result<()> {
             show(&corrupted)
         )));
     }
-    let site = match args.site {
-        Site::ResidPre => PatchSite::ResidPre,
-        Site::ResidMid => PatchSite::ResidMid,
-        Site::AttnOut => PatchSite::AttnOut,
-        Site::MlpOut => PatchSite::MlpOut,
-        Site::Z => PatchSite::Z,
-        Site::ZByPos => PatchSite::ZByPos,
-    };
     let metric = build_metric(model, &args.target, &clean, MetricName::Logprob)?;
-    let spec = patching_sweep(model, &clean, &corrupted, site)?;
-    let site_name = match args.site {
-        Site::ResidPre => "resid_pre",
-        Site::ResidMid => "resid_mid",
-        Site::AttnOut => "attn_out",
-        Site::MlpOut => "mlp_out",
-        Site::Z => "z (per head)",
-        Site::ZByPos => "z (per head and position)",
-    };
-    let label = format!("{site_name} patching clean -> corrupted");
+    let spec = patching_sweep(model, &clean, &corrupted, patch_site(args.site))?;
+    let label = format!("{} patching clean -> corrupted", site_name(args.site));
     run_and_report(
         model,
         &spec,
@@ -275,8 +318,53 @@ pub fn patch(model: &Model, args: &PatchArgs) -> Result<()> {
     )
 }
 
+/// The library's site for `--site`.
+fn patch_site(site: Site) -> PatchSite {
+    match site {
+        Site::ResidPre => PatchSite::ResidPre,
+        Site::ResidMid => PatchSite::ResidMid,
+        Site::AttnOut => PatchSite::AttnOut,
+        Site::MlpOut => PatchSite::MlpOut,
+        Site::Z => PatchSite::Z,
+        Site::ZByPos => PatchSite::ZByPos,
+    }
+}
+
+/// `--site` in a label.
+fn site_name(site: Site) -> &'static str {
+    match site {
+        Site::ResidPre => "resid_pre",
+        Site::ResidMid => "resid_mid",
+        Site::AttnOut => "attn_out",
+        Site::MlpOut => "mlp_out",
+        Site::Z => "z (per head)",
+        Site::ZByPos => "z (per head and position)",
+    }
+}
+
 /// Runs `trace`.
 pub fn trace(model: &Model, args: &TraceArgs) -> Result<()> {
+    let settings = trace_settings(args);
+    let label = format!(
+        "causal trace ({:?}, {} noise samples)",
+        args.kind, args.samples
+    )
+    .to_lowercase();
+    if let Some(path) = &args.dataset {
+        let spec_of = |r: &DatasetRow| {
+            let subject = r.subject.as_deref().ok_or_else(|| {
+                HookLensError::input("missing field `subject` (trace noises its tokens)")
+            })?;
+            let positions = model.tokenizer()?.find_subject(&r.clean, subject)?;
+            trace_sweep(model, &r.clean, &positions, &settings)
+        };
+        let reading = cmd_dataset::Reading {
+            kind: DatasetKind::Prompts,
+            bos: !args.input.no_bos,
+            prob: true,
+        };
+        return cmd_dataset::run(model, path, reading, spec_of, &label, &args.output);
+    }
     let tokens = args.input.token_batch(model)?;
     tokens.validate(model.config())?;
     let prompt = tokens.row(0).to_vec();
@@ -297,7 +385,13 @@ pub fn trace(model: &Model, args: &TraceArgs) -> Result<()> {
     };
     errln!("subject positions: {subject:?}");
     let metric = build_metric(model, &args.target, &prompt, MetricName::Prob)?;
-    let settings = TraceSettings {
+    let spec = trace_sweep(model, &prompt, &subject, &settings)?;
+    run_and_report(model, &spec, &metric, &prompt, &label, &args.output, None)
+}
+
+/// The tracing settings of the options.
+fn trace_settings(args: &TraceArgs) -> TraceSettings {
+    TraceSettings {
         kind: match args.kind {
             Kind::Resid => TraceKind::Resid,
             Kind::Mlp => TraceKind::Mlp,
@@ -307,14 +401,7 @@ pub fn trace(model: &Model, args: &TraceArgs) -> Result<()> {
         samples: args.samples,
         noise_scale: args.noise,
         seed: args.seed,
-    };
-    let spec = trace_sweep(model, &prompt, &subject, &settings)?;
-    let label = format!(
-        "causal trace ({:?}, {} noise samples)",
-        args.kind, args.samples
-    )
-    .to_lowercase();
-    run_and_report(model, &spec, &metric, &prompt, &label, &args.output, None)
+    }
 }
 
 /// Runs the sweep (output paths were checked before the model was loaded), prints the

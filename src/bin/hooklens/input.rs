@@ -8,7 +8,7 @@ use hooklens::{HookLensError, Model, Result, TokenBatch};
 #[derive(Args, Debug, Clone)]
 pub struct InputArgs {
     /// Text to tokenize (BOS is prepended unless --no-bos).
-    #[arg(long, conflicts_with = "tokens", required_unless_present = "tokens")]
+    #[arg(long, conflicts_with = "tokens")]
     pub prompt: Option<String>,
     /// Token ids, comma-separated (e.g. 1,504,3); used exactly as given, no BOS added.
     #[arg(long)]

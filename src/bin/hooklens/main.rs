@@ -1,8 +1,10 @@
 //! The `hooklens` command line.
 
 mod cmd_bench;
+mod cmd_dataset;
 mod cmd_hooks;
 mod cmd_run;
+mod cmd_run_prompts;
 mod cmd_sweep;
 mod heatmap;
 mod input;

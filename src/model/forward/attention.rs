@@ -158,11 +158,12 @@ fn attend<B: Backend>(
         cache.set_layer(layer, k_all.clone(), v_all.clone());
     }
     let (q_layout, rows) = (&st.rows.layout, &st.rows.dev);
+    let mask = st.padding.as_ref().map(|(_, m)| m);
     if !watch_scores {
-        b.attention_fused(&a.q, k_all, v_all, &mut a.z, rows, dims);
+        b.attention_fused(&a.q, k_all, v_all, &mut a.z, rows, mask, dims);
         return Ok(());
     }
-    b.attention_scores(&a.q, k_all, &mut a.scores, rows, dims);
+    b.attention_scores(&a.q, k_all, &mut a.scores, rows, mask, dims);
     ctx.fire(at(HookKind::AttnScores), &mut a.scores, q_layout)?;
     b.softmax_rows(&mut a.scores, p);
     ctx.fire(at(HookKind::Pattern), &mut a.scores, q_layout)?;

@@ -4,6 +4,7 @@ use super::{Ctx, PassInput, State};
 use crate::backend::Backend;
 use crate::error::Result;
 use crate::hooks::point::{HookKind, HookPoint};
+use crate::layout::{RealSpan, RowLayout};
 use crate::model::config::PositionKind;
 use crate::model::weights::TokenEmbedding;
 
@@ -33,9 +34,31 @@ pub(super) fn input<B: Backend>(
     if let (PositionKind::Learned, Some(w_pos)) = (ctx.cfg.positions, &w.w_pos) {
         // The attention-output buffer holds the position embedding for now. // [rows, d_model]
         b.embed_positions(w_pos, &st.rows.positions, d, &mut st.a.attn_out);
+        if let Some((spans, _)) = &st.padding {
+            zero_pad_rows(b, &mut st.a.attn_out, layout, spans, d);
+        }
         let point = HookPoint::global(HookKind::PosEmbed);
         ctx.fire(point, &mut st.a.attn_out, layout)?;
         b.add(&mut st.a.resid, &st.a.attn_out);
     }
     Ok(())
+}
+
+/// Zeroes the rows at pad positions (TL's position embedding is 0 there). x: `[rows, d]`
+fn zero_pad_rows<B: Backend>(
+    b: &B,
+    x: &mut B::Buf,
+    layout: &RowLayout,
+    spans: &[RealSpan],
+    d: usize,
+) {
+    b.with_host_mut(x, |host| {
+        for (seq, span) in layout.seqs.iter().zip(spans) {
+            for (i, &t) in seq.positions.iter().enumerate() {
+                if !span.contains(t) {
+                    host[(seq.offset + i) * d..][..d].fill(0.0);
+                }
+            }
+        }
+    });
 }

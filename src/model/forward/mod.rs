@@ -27,7 +27,7 @@ use crate::backend::Backend;
 use crate::error::Result;
 use crate::hooks::point::{HookKind, HookPoint};
 use crate::hooks::registry::SlotTable;
-use crate::layout::RowLayout;
+use crate::layout::{RealSpan, RowLayout};
 use rows::Rows;
 
 /// Keys and values of base runs, reused for the positions a sweep pass does not recompute.
@@ -86,6 +86,9 @@ pub(crate) struct PassPlan<'a, B: Backend> {
     pub joiners: &'a [Joiner],
     /// Called after each block with its layer index (sweeps report progress inside a pass).
     pub after_block: Option<&'a dyn Fn(usize)>,
+    /// A padded pass: the real positions of each sequence of the layout (attention masks the
+    /// other keys; positions count from each span's start). `None`: every position is real.
+    pub spans: Option<&'a [RealSpan]>,
 }
 
 /// What a pass produced, on the host.
@@ -132,9 +135,29 @@ pub(crate) struct State<B: Backend> {
     pub rows: Rows<B>,
     /// Rotary tables for the pass's sequence length (rotary models).
     pub rotary: Option<B::Rotary>,
+    /// A padded pass's real positions per sequence, and the key mask built from them.
+    pub padding: Option<(Vec<RealSpan>, B::KeyMask)>,
+}
+
+/// A padded pass has one span per sequence, each a non-empty part of the sequence.
+fn check_spans(spans: &[RealSpan], layout: &RowLayout) -> Result<()> {
+    let fits = spans.iter().all(|s| s.len > 0 && s.end() <= layout.seq_len);
+    if spans.len() != layout.batch() || !fits {
+        return Err(crate::error::HookLensError::input(format!(
+            "a padded pass needs one non-empty span inside the {} positions per sequence, got {spans:?} for {} sequences",
+            layout.seq_len,
+            layout.batch()
+        )));
+    }
+    Ok(())
 }
 
 impl<B: Backend> State<B> {
+    /// The real positions of each sequence, in a padded pass.
+    pub fn spans(&self) -> Option<&[RealSpan]> {
+        self.padding.as_ref().map(|(s, _)| s.as_slice())
+    }
+
     /// Arena lengths for `rows` rows of the current layout's sequences.
     pub fn lens(&self, cfg: &ModelConfig, rows: usize) -> ArenaLens {
         let l = &self.rows.layout;
@@ -159,10 +182,15 @@ pub(crate) fn run_pass<B: Backend>(
         PositionKind::Rotary { theta } => Some(b.rotary_tables(layout.seq_len, cfg.d_head, theta)),
         PositionKind::Learned => None,
     };
+    if let Some(spans) = plan.spans {
+        check_spans(spans, layout)?;
+    }
+    let padding = plan.spans.map(|s| (s.to_vec(), b.key_mask(s)));
     let mut st = State {
         a: engine.arenas.take(b, lens),
-        rows: Rows::new(b, layout.clone()),
+        rows: Rows::new(b, layout.clone(), plan.spans),
         rotary,
+        padding,
     };
     let mut ctx = Ctx {
         cfg,

@@ -5,7 +5,7 @@
 use super::{Ctx, State};
 use crate::backend::Backend;
 use crate::error::{HookLensError, Result};
-use crate::layout::RowLayout;
+use crate::layout::{RealSpan, RowLayout};
 
 /// The rows computed, as the host and the backend's kernels see them.
 pub(crate) struct Rows<B: Backend> {
@@ -13,17 +13,20 @@ pub(crate) struct Rows<B: Backend> {
     pub layout: RowLayout,
     /// The same layout as the backend's kernels read it.
     pub dev: B::Rows,
-    /// Absolute position of every packed row.
+    /// The position the model embeds or rotates to at every packed row: its absolute
+    /// position, or in a padded pass its position counted from its sequence's span start
+    /// ([`RealSpan::model_position`]).
     pub positions: Vec<usize>,
 }
 
 impl<B: Backend> Rows<B> {
-    /// The rows of `layout`.
-    pub fn new(b: &B, layout: RowLayout) -> Self {
-        let positions = layout
-            .seqs
-            .iter()
-            .flat_map(|s| s.positions.iter().copied())
+    /// The rows of `layout`, padded with `spans` (one per sequence) when given.
+    pub fn new(b: &B, layout: RowLayout, spans: Option<&[RealSpan]>) -> Self {
+        let positions = (layout.seqs.iter().enumerate())
+            .flat_map(|(s, seq)| {
+                let span = spans.map(|sp| sp[s]);
+                (seq.positions.iter()).map(move |&t| span.map_or(t, |sp| sp.model_position(t)))
+            })
             .collect();
         Rows {
             dev: b.rows(&layout),
@@ -59,7 +62,7 @@ pub(super) fn join<B: Backend>(
             ));
         }
         ctx.b.append(&mut st.a.resid, &join.resid);
-        st.rows = Rows::new(ctx.b, joined);
+        st.rows = Rows::new(ctx.b, joined, st.spans());
         let lens = st.lens(ctx.cfg, st.rows.count());
         st.a.grow_rows(ctx.b, lens);
     }
@@ -80,7 +83,8 @@ pub(super) fn restrict<B: Backend>(
     let q_kept = split.then(|| b.gather_rows(&st.a.q, &sources, q_width));
     st.a.normed = b.gather_rows(&st.a.normed, &sources, cfg.d_model);
     st.a.resid = b.gather_rows(&st.a.resid, &sources, cfg.d_model);
-    let before = std::mem::replace(&mut st.rows, Rows::new(b, layout));
+    let kept = Rows::new(b, layout, st.spans());
+    let before = std::mem::replace(&mut st.rows, kept);
     let lens = st.lens(cfg, st.rows.count());
     st.a.resize_rows(b, lens);
     if let Some(q) = q_kept {

@@ -6,6 +6,7 @@ use super::{Ctx, LogitRows, PassOutput, State};
 use crate::backend::{Backend, Epilogue};
 use crate::error::Result;
 use crate::hooks::point::{HookKind, HookPoint};
+use crate::layout::{RealSpan, RowLayout};
 
 /// `ln_final`, then the logits of `which` rows.
 pub(super) fn logits<B: Backend>(
@@ -33,10 +34,7 @@ pub(super) fn logits<B: Backend>(
     let logit_rows: Vec<usize> = match which {
         LogitRows::None => Vec::new(),
         LogitRows::All => (0..rows).collect(),
-        LogitRows::LastOfEachSeq => (layout.seqs.iter())
-            .filter(|s| !s.positions.is_empty())
-            .map(|s| s.offset + s.positions.len() - 1)
-            .collect(),
+        LogitRows::LastOfEachSeq => last_rows(layout, st.padding.as_ref().map(|(s, _)| &s[..])),
     };
     let (vocab, d) = (ctx.cfg.d_vocab, ctx.cfg.d_model);
     let unembed = |x: &B::Buf, n: usize| {
@@ -67,6 +65,20 @@ pub(super) fn logits<B: Backend>(
         resid: None,
         logits: logits.map(|l| (b.take_host(l), logit_rows)),
     })
+}
+
+/// The row of each sequence's last real position (its last computed row when that position
+/// is not computed, or without padding).
+fn last_rows(layout: &RowLayout, spans: Option<&[RealSpan]>) -> Vec<usize> {
+    (layout.seqs.iter().enumerate())
+        .filter(|(_, s)| !s.positions.is_empty())
+        .map(|(i, s)| {
+            let last = s.offset + s.positions.len() - 1;
+            spans
+                .and_then(|sp| layout.row_of(i, sp[i].end() - 1))
+                .unwrap_or(last)
+        })
+        .collect()
 }
 
 /// `logit_rows` of `all` (every one of `rows` rows), without a copy when that is all of them.

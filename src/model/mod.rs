@@ -20,6 +20,7 @@ pub mod loss;
 pub mod random;
 pub mod safetensors_dir;
 mod split_input;
+pub mod tl_weights;
 pub mod weights;
 
 use std::path::{Path, PathBuf};

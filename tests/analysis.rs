@@ -2,6 +2,7 @@
 //! fixtures (`scripts/golden/make_analysis_refs.py`, `tests/fixtures/analysis/`).
 
 mod common;
+mod gguf_common;
 
 use common::{fixtures, load_reference_file, max_abs_diff, Reference};
 use hooklens::analysis::{direct_logit_attribution, CacheAnalysis, PosSlice, ResidStack};
@@ -240,5 +241,39 @@ fn dla_equals_tl_on_the_processed_model() {
             "{name}: {}",
             report.check_error()
         );
+    }
+}
+
+#[test]
+fn smollm2_decomposition_sums_to_the_final_residual() {
+    let model = Model::load(&gguf_common::smollm2_path()).unwrap();
+    let tokens = model
+        .to_tokens("The Eiffel Tower is in the city of", true)
+        .unwrap();
+    let (_, cache) = model
+        .run_with_cache(&tokens, &NamesFilter::All, &RunOptions::default())
+        .unwrap();
+    let a = CacheAnalysis::new(&model, &cache);
+    let dec = a.decompose_resid(None, false, PosSlice::All).unwrap();
+    assert_eq!(dec.labels.len(), 1 + 2 * 30);
+    let final_post = cache.get("blocks.29.hook_resid_post").unwrap();
+    let width = final_post.numel();
+    let mut worst = 0.0f32;
+    for (i, &want) in final_post.data.iter().enumerate() {
+        let sum: f32 = (0..dec.labels.len())
+            .map(|c| dec.tensor.data[c * width + i])
+            .sum();
+        worst = worst.max((sum - want).abs() / want.abs().max(1.0));
+    }
+    assert!(worst < 1e-4, "relative error {worst}");
+    // Heads plus biases are the attention outputs.
+    let heads = a.stack_head_results(None, false, PosSlice::At(-1)).unwrap();
+    let attn = cache.get("blocks.12.hook_attn_out").unwrap(); // [1, 10, 576]
+    let last = &attn.data[9 * 576..];
+    for (j, &want) in last.iter().enumerate() {
+        let sum: f32 = (0..9)
+            .map(|h| heads.tensor.data[(12 * 9 + h) * 576 + j])
+            .sum();
+        assert!((sum - want).abs() < 1e-4, "{sum} vs {want}");
     }
 }

@@ -18,8 +18,7 @@ use crate::tensor::Tensor;
 /// One component's attribution.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct DlaEntry {
-    /// The layer (none for the embeddings).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// The layer (none, serialized as null, for the embeddings).
     pub layer: Option<usize>,
     /// The head (heads only).
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -1,7 +1,9 @@
 //! The `hooklens` command line.
 
 mod cmd_bench;
+mod cmd_dla;
 mod cmd_hooks;
+mod cmd_lens;
 mod cmd_run;
 mod cmd_sweep;
 mod heatmap;
@@ -57,6 +59,11 @@ enum Command {
     Patch(cmd_sweep::PatchArgs),
     /// Causal tracing (ROME): noise the subject, restore each (layer, position).
     Trace(cmd_sweep::TraceArgs),
+    /// Direct logit attribution: every head, attention bias, MLP and embedding's share of a
+    /// logit (difference) at the last position.
+    Dla(cmd_dla::DlaArgs),
+    /// The logit lens: the top token read from the residual stream before every layer.
+    LogitLens(cmd_lens::LensArgs),
     /// Time the forward pass at several shapes, with and without a hook at every slot.
     Bench(cmd_bench::BenchArgs),
 }
@@ -138,6 +145,8 @@ fn run_command(model: &Model, command: &Command) -> Result<()> {
         Command::Ablate(args) => cmd_sweep::ablate(model, args),
         Command::Patch(args) => cmd_sweep::patch(model, args),
         Command::Trace(args) => cmd_sweep::trace(model, args),
+        Command::Dla(args) => cmd_dla::run(model, args),
+        Command::LogitLens(args) => cmd_lens::run(model, args),
         Command::Bench(args) => cmd_bench::run(model, args),
     }
 }
@@ -150,6 +159,8 @@ fn check_outputs(command: &Command) -> Result<()> {
         Command::Ablate(args) => sweep_output::check(&args.output),
         Command::Patch(args) => sweep_output::check(&args.output),
         Command::Trace(args) => sweep_output::check(&args.output),
+        Command::Dla(args) => cmd_dla::check_outputs(args),
+        Command::LogitLens(args) => cmd_lens::check_outputs(args),
         Command::Bench(args) => args
             .json
             .as_deref()

@@ -2,6 +2,7 @@
 
 mod cmd_bench;
 mod cmd_dla;
+mod cmd_generate;
 mod cmd_hooks;
 mod cmd_lens;
 mod cmd_run;
@@ -11,6 +12,7 @@ mod input;
 mod parse;
 mod progress;
 mod run_output;
+mod steer;
 mod sweep_output;
 mod sweep_print;
 mod target;
@@ -64,6 +66,8 @@ enum Command {
     Dla(cmd_dla::DlaArgs),
     /// The logit lens: the top token read from the residual stream before every layer.
     LogitLens(cmd_lens::LensArgs),
+    /// Generate text after a prompt with a KV cache, streamed to stdout (greedy by default).
+    Generate(cmd_generate::GenerateArgs),
     /// Time the forward pass at several shapes, with and without a hook at every slot.
     Bench(cmd_bench::BenchArgs),
 }
@@ -147,6 +151,7 @@ fn run_command(model: &Model, command: &Command) -> Result<()> {
         Command::Trace(args) => cmd_sweep::trace(model, args),
         Command::Dla(args) => cmd_dla::run(model, args),
         Command::LogitLens(args) => cmd_lens::run(model, args),
+        Command::Generate(args) => cmd_generate::run(model, args),
         Command::Bench(args) => cmd_bench::run(model, args),
     }
 }
@@ -161,6 +166,7 @@ fn check_outputs(command: &Command) -> Result<()> {
         Command::Trace(args) => sweep_output::check(&args.output),
         Command::Dla(args) => cmd_dla::check_outputs(args),
         Command::LogitLens(args) => cmd_lens::check_outputs(args),
+        Command::Generate(args) => cmd_generate::check_outputs(args),
         Command::Bench(args) => args
             .json
             .as_deref()

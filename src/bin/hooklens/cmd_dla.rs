@@ -47,10 +47,15 @@ pub struct DlaArgs {
 
 /// Checks the output paths before the model is loaded.
 pub fn check_outputs(args: &DlaArgs) -> Result<()> {
-    if let Some(path) = &args.heatmap {
+    check_json_heatmap(&args.json, &args.heatmap)
+}
+
+/// Checks a JSON and a heatmap path (writable; the heatmap's extension known).
+pub fn check_json_heatmap(json: &Option<PathBuf>, heatmap: &Option<PathBuf>) -> Result<()> {
+    if let Some(path) = heatmap {
         Heatmap::format_of(path)?;
     }
-    for path in [&args.json, &args.heatmap].into_iter().flatten() {
+    for path in [json, heatmap].into_iter().flatten() {
         check_writable(path)?;
     }
     Ok(())

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use hooklens::analysis::{logit_lens, LensRow};
-use hooklens::output::{check_writable, write_json};
+use hooklens::output::write_json;
 use hooklens::report::heatmap::Heatmap;
 use hooklens::{Model, Result};
 use serde_json::json;
@@ -40,13 +40,7 @@ pub struct LensArgs {
 
 /// Checks the output paths before the model is loaded.
 pub fn check_outputs(args: &LensArgs) -> Result<()> {
-    if let Some(path) = &args.heatmap {
-        Heatmap::format_of(path)?;
-    }
-    for path in [&args.json, &args.heatmap].into_iter().flatten() {
-        check_writable(path)?;
-    }
-    Ok(())
+    crate::cmd_dla::check_json_heatmap(&args.json, &args.heatmap)
 }
 
 /// Runs the command.

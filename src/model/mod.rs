@@ -6,6 +6,7 @@ pub(crate) mod engine;
 #[cfg(test)]
 mod engine_tests;
 pub(crate) mod forward;
+pub mod generate;
 pub mod gguf;
 pub mod hf_config;
 pub mod input;
@@ -19,7 +20,9 @@ pub mod load_llama;
 pub mod loss;
 pub mod random;
 pub mod safetensors_dir;
+pub mod sampling;
 mod split_input;
+pub mod tl_weights;
 pub mod weight_cache;
 pub mod weights;
 

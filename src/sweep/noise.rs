@@ -24,8 +24,8 @@ impl Gaussian {
         z ^ (z >> 31)
     }
 
-    /// Uniform in (0, 1].
-    fn uniform(&mut self) -> f64 {
+    /// Uniform in (0, 1] (generation's sampler draws from it too).
+    pub fn uniform(&mut self) -> f64 {
         ((self.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64
     }
 

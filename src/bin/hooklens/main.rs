@@ -2,7 +2,10 @@
 
 mod cmd_bench;
 mod cmd_dataset;
+mod cmd_dla;
+mod cmd_generate;
 mod cmd_hooks;
+mod cmd_lens;
 mod cmd_run;
 mod cmd_run_prompts;
 mod cmd_sweep;
@@ -11,6 +14,7 @@ mod input;
 mod parse;
 mod progress;
 mod run_output;
+mod steer;
 mod sweep_output;
 mod sweep_print;
 mod target;
@@ -61,6 +65,13 @@ enum Command {
     Patch(cmd_sweep::PatchArgs),
     /// Causal tracing (ROME): noise the subject, restore each (layer, position).
     Trace(cmd_sweep::TraceArgs),
+    /// Direct logit attribution: every head, attention bias, MLP and embedding's share of a
+    /// logit (difference) at the last position.
+    Dla(cmd_dla::DlaArgs),
+    /// The logit lens: the top token read from the residual stream before every layer.
+    LogitLens(cmd_lens::LensArgs),
+    /// Generate text after a prompt with a KV cache, streamed to stdout (greedy by default).
+    Generate(cmd_generate::GenerateArgs),
     /// Time the forward pass at several shapes, with and without a hook at every slot.
     Bench(cmd_bench::BenchArgs),
 }
@@ -142,6 +153,9 @@ fn run_command(model: &Model, command: &Command) -> Result<()> {
         Command::Ablate(args) => cmd_sweep::ablate(model, args),
         Command::Patch(args) => cmd_sweep::patch(model, args),
         Command::Trace(args) => cmd_sweep::trace(model, args),
+        Command::Dla(args) => cmd_dla::run(model, args),
+        Command::LogitLens(args) => cmd_lens::run(model, args),
+        Command::Generate(args) => cmd_generate::run(model, args),
         Command::Bench(args) => cmd_bench::run(model, args),
     }
 }
@@ -154,6 +168,9 @@ fn check_outputs(command: &Command) -> Result<()> {
         Command::Ablate(args) => sweep_output::check(&args.output),
         Command::Patch(args) => sweep_output::check(&args.output),
         Command::Trace(args) => sweep_output::check(&args.output),
+        Command::Dla(args) => cmd_dla::check_outputs(args),
+        Command::LogitLens(args) => cmd_lens::check_outputs(args),
+        Command::Generate(args) => cmd_generate::check_outputs(args),
         Command::Bench(args) => args
             .json
             .as_deref()

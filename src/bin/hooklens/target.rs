@@ -46,7 +46,7 @@ pub struct TargetArgs {
 }
 
 /// A token argument: text that must be one token, or an id.
-fn token_arg(model: &Model, text: &Option<String>, id: Option<u32>) -> Result<Option<u32>> {
+pub fn token_arg(model: &Model, text: &Option<String>, id: Option<u32>) -> Result<Option<u32>> {
     match (text, id) {
         (Some(t), _) => model.tokenizer()?.to_single_token(t).map(Some),
         (None, Some(id)) => {

@@ -59,3 +59,10 @@ macro_rules! errln {
 }
 
 pub(crate) use {errln, out, outln};
+
+/// Flushes stdout (streamed text without a newline yet), unless it has failed before.
+pub fn flush() {
+    if !STDOUT_CLOSED.load(Ordering::Relaxed) && std::io::stdout().flush().is_err() {
+        STDOUT_CLOSED.store(true, Ordering::Relaxed);
+    }
+}

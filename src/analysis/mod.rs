@@ -1,4 +1,14 @@
-//! Small readings of model outputs: probabilities and top-k tokens.
+//! Readings of model outputs and caches: probabilities and top-k tokens here; residual-stream
+//! stacks with TL semantics ([`stack`]), direct logit attribution ([`dla`]) and the logit lens
+//! ([`lens`]).
+
+pub mod dla;
+pub mod lens;
+pub mod stack;
+
+pub use dla::{direct_logit_attribution, DlaEntry, DlaReport};
+pub use lens::{logit_lens, LensRow};
+pub use stack::{CacheAnalysis, PosSlice, ResidStack};
 
 use crate::error::{HookLensError, Result};
 use crate::model::input::{LogitPositions, RunOptions, TokenBatch};

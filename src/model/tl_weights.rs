@@ -4,7 +4,7 @@
 //! extra is kept at load). Biases a model lacks are zeros, as in TL.
 
 use super::config::{ModelConfig, NormKind, PositionKind};
-use super::weights::{TokenEmbedding, Weights};
+use super::weights::Weights;
 use super::Model;
 use crate::backend::cpu::gemm::PackedMatrix;
 use crate::error::{HookLensError, Result};
@@ -55,6 +55,7 @@ impl Model {
             HookLensError::unsupported("TL weights of a model that is not on the CPU")
         })?;
         let view = TlView {
+            model: self,
             cfg: self.config(),
             w,
         };
@@ -64,6 +65,7 @@ impl Model {
 
 /// Weights read under TL names.
 struct TlView<'a> {
+    model: &'a Model,
     cfg: &'a ModelConfig,
     w: &'a Weights,
 }
@@ -101,7 +103,7 @@ impl TlView<'_> {
         let (c, w) = (self.cfg, self.w);
         let d = c.d_model;
         Ok(Some(match name {
-            "W_E" => tensor(embedding_table(w, c), &[c.d_vocab, d]),
+            "W_E" => tensor(self.model.embedding_host().into_owned(), &[c.d_vocab, d]),
             "W_pos" => match (&w.w_pos, c.positions) {
                 (Some(p), PositionKind::Learned) => tensor(p.clone(), &[p.len() / d, d]),
                 _ => {
@@ -314,19 +316,5 @@ impl Model {
             }
         }
         Ok(dir)
-    }
-}
-
-/// `W_E` on the host: the table, or for tied weights the unembedding's columns. `[d_vocab, d_model]`
-fn embedding_table(w: &Weights, c: &ModelConfig) -> Vec<f32> {
-    match &w.w_e {
-        TokenEmbedding::Table(table) => table.clone(),
-        TokenEmbedding::TiedToUnembed => {
-            let mut table = vec![0.0; c.d_vocab * c.d_model];
-            for (t, row) in table.chunks_exact_mut(c.d_model).enumerate() {
-                w.unembed.column_into(t, row);
-            }
-            table
-        }
     }
 }

@@ -128,7 +128,6 @@ impl Reader<'_> {
         let v = |f: &str| self.vector(&format!("layers.{l}.{f}"));
         let o = |f: &str| self.optional_vector(&format!("layers.{l}.{f}"));
         let m = |f: &str| self.packed(&format!("layers.{l}.{f}"));
-        let gate = format!("layers.{l}.w_gate");
         Some(LayerWeights {
             ln1_w: v("ln1_w")?,
             ln1_b: o("ln1_b")?,
@@ -144,10 +143,7 @@ impl Reader<'_> {
             ln2_b: o("ln2_b")?,
             w_in: m("w_in")?,
             b_in: o("b_in")?,
-            w_gate: match self.placed.contains_key(&gate) {
-                true => Some(self.packed(&gate)?),
-                false => None,
-            },
+            w_gate: self.optional_packed(&format!("layers.{l}.w_gate"))?,
             w_out: m("w_out")?,
             b_out: o("b_out")?,
         })
@@ -175,6 +171,14 @@ impl Reader<'_> {
     fn optional_vector(&self, name: &str) -> Option<Option<Vec<f32>>> {
         match self.placed.contains_key(name) {
             true => self.vector(name).map(Some),
+            false => Some(None),
+        }
+    }
+
+    /// `Some(None)` when `name` is absent, `None` when it is present but unreadable.
+    fn optional_packed(&self, name: &str) -> Option<Option<PackedMatrix>> {
+        match self.placed.contains_key(name) {
+            true => self.packed(name).map(Some),
             false => Some(None),
         }
     }

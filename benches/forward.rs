@@ -33,15 +33,7 @@ fn model(name: &str, cfg: ModelConfig) -> Model {
 }
 
 fn tokens(model: &Model, batch: usize, seq: usize) -> TokenBatch {
-    let vocab = model.config().d_vocab;
-    let rows: Vec<Vec<u32>> = (0..batch)
-        .map(|b| {
-            (0..seq)
-                .map(|i| ((b * 131 + i * 7919 + 17) % vocab) as u32)
-                .collect()
-        })
-        .collect();
-    TokenBatch::from_rows(&rows).expect("rectangular ids inside the vocabulary")
+    hooklens::bench::tokens_for(model, (batch, seq)).expect("ids inside the vocabulary")
 }
 
 fn bench_model(c: &mut Criterion, name: &str, model: &Model) {

@@ -33,5 +33,13 @@ m=tests/fixtures/gpt2_small4
 step "$bundle/bin/hooklens" --device cuda --model "$m" run --tokens 1,2,3,4,5 --top 3
 step "$bundle/bin/hooklens" --device cuda --model "$m" ablate --tokens 1,2,3,4,5,6,7 --target-id 3
 step "$bundle/bin/hooklens" --device cpu --model "$m" ablate --tokens 1,2,3,4,5,6,7 --target-id 3
+# The intervention-overhead table on the GPU, and on this machine's CPU beside it (the
+# small fixture: n_ctx 48; the tool carries no real model)
+# (docs/bench-overhead.md). The Python case runs on the CPU only; it is left out here.
+cases=plain,empty_slots,read_all,cache_all,builtin_zero_head,closure_zero_head,c_callback_zero_head,sweep_engine,sweep_naive
+for dev in cuda cpu; do
+    step "$bundle/bin/hooklens" --device "$dev" --model "$m" bench --shapes 1x16,8x48 \
+        --cases "$cases" --reps 5 --json "$out/bench-$dev.json"
+done
 cat "$out/summary.md"
 exit $status

@@ -28,6 +28,8 @@
 
 pub mod analysis;
 pub mod backend;
+pub mod bench;
+pub mod copies;
 pub mod device;
 pub mod error;
 pub mod ffi;

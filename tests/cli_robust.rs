@@ -171,13 +171,15 @@ fn a_closed_stdout_still_writes_every_file_and_exits_0() {
         "bench",
         "--shapes",
         "1x4",
+        "--cases",
+        "plain,read_all",
         "--reps",
         "1",
         "--json",
         bench.to_str().unwrap(),
     ]);
     assert_eq!(code, Some(0), "{stderr}");
-    assert_eq!(parse_json(&bench)["results"].as_array().unwrap().len(), 1);
+    assert_eq!(parse_json(&bench)["rows"].as_array().unwrap().len(), 2);
     // Nothing but the files (no temporary left behind).
     let mut want = vec!["acts.safetensors", "bench.json", "top.json"];
     for tag in ["ablate", "patch", "trace"] {

@@ -7,6 +7,7 @@ use super::intervention::ResolvedIntervention;
 use super::point::{slot_count, HookKind, HookPoint};
 use super::select::HookSelector;
 use crate::backend::{Backend, CpuBackend};
+use crate::copies::{for_purpose, Purpose};
 use crate::error::{HookLensError, Result};
 use crate::layout::RowLayout;
 use crate::model::config::ModelConfig;
@@ -261,13 +262,17 @@ impl<'h, 'a> SlotTable<'h, 'a> {
                 shape: &shape,
                 attention_mask: self.attention_mask.as_deref(),
             };
-            backend.with_host_mut(data, |host| run_hooks(hooks, &slot.hooks, host, &ctx))?;
+            for_purpose(Purpose::HookViews, || {
+                backend.with_host_mut(data, |host| run_hooks(hooks, &slot.hooks, host, &ctx))
+            })?;
         }
-        for &(seq, i) in &slot.interventions {
-            backend.intervene(&self.interventions[i], data, layout, seq);
-        }
+        for_purpose(Purpose::Interventions, || {
+            for &(seq, i) in &slot.interventions {
+                backend.intervene(&self.interventions[i], data, layout, seq);
+            }
+        });
         if slot.cache {
-            let data = backend.download(data);
+            let data = for_purpose(Purpose::Cache, || backend.download(data));
             self.cached.push((point, Tensor { data, shape }));
         }
         Ok(())
@@ -345,6 +350,32 @@ pub fn measure_empty_fire(cfg: &ModelConfig, iterations: usize) -> Result<f64> {
     for _ in 0..iterations {
         for &p in &points {
             table.fire(&CpuBackend, std::hint::black_box(p), &mut buf, &layout)?;
+        }
+    }
+    Ok(start.elapsed().as_secs_f64() / (iterations * points.len()).max(1) as f64)
+}
+
+/// Measures what firing a watched slot costs: `iterations` fires at every per-layer point of
+/// layer 0, each with `hooks` registered there (e.g. one do-nothing closure, or a C callback)
+/// on a one-value buffer (the hooks must not read past it). Returns seconds per fire: the
+/// call path of a pass (shape, context, the calls), without kernels.
+pub fn measure_hook_fire(
+    cfg: &ModelConfig,
+    hooks: &mut Hooks<'_>,
+    iterations: usize,
+) -> Result<f64> {
+    let mut table = SlotTable::build(cfg, Some(hooks), &[], &[], &[])?;
+    let layout = RowLayout::full(1, 1);
+    let mut buf = vec![0.0f32; 1];
+    let points: Vec<HookPoint> = super::point::LAYER_KINDS
+        .iter()
+        .map(|&k| HookPoint::layer(k, 0))
+        .filter(|p| table.active(*p))
+        .collect();
+    let start = std::time::Instant::now();
+    for _ in 0..iterations {
+        for &p in &points {
+            table.fire_slow(&CpuBackend, p, &mut buf, &layout, None)?;
         }
     }
     Ok(start.elapsed().as_secs_f64() / (iterations * points.len()).max(1) as f64)

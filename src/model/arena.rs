@@ -219,6 +219,11 @@ impl<B: Backend> ArenaPool<B> {
         arena
     }
 
+    /// Frees every kept arena (a later pass allocates afresh).
+    pub fn clear(&self) {
+        self.spare.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
     /// Keeps `arena` for a later pass.
     pub fn give_back(&self, arena: Arena<B>) {
         let mut spare = self.spare.lock().unwrap_or_else(|e| e.into_inner());

@@ -296,6 +296,13 @@ impl Model {
         self.tokenizer()?.to_str_tokens(ids)
     }
 
+    /// Frees the buffers kept between passes (the next pass allocates them again). A
+    /// benchmark calls it to measure a case's memory from nothing; a long-lived program can
+    /// call it after a large batch to give the memory back.
+    pub fn release_buffers(&self) {
+        with_engine!(&self.loaded, |e| e.arenas.clear())
+    }
+
     /// A plain pass.
     pub fn forward<'i>(&self, input: impl Into<Input<'i>>, opts: &RunOptions) -> Result<Output> {
         self.run(input.into(), None, None, opts).map(|(out, _)| out)

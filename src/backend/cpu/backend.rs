@@ -10,6 +10,7 @@ use super::heads;
 use super::norm::{affine, divide_by_scale, norm_fused, norm_scale};
 use super::rotary::RotaryTables;
 use crate::backend::{Backend, Epilogue, HeadDims, HostMatrix, HostOrder, KvSource, NormParams};
+use crate::copies;
 use crate::error::Result;
 use crate::hooks::intervention::ResolvedIntervention;
 use crate::layout::{RealSpan, RowLayout};
@@ -43,10 +44,12 @@ impl Backend for CpuBackend {
     }
 
     fn upload(&self, host: &[f32]) -> Vec<f32> {
+        copies::record(std::mem::size_of_val(host));
         host.to_vec()
     }
 
     fn download(&self, buf: &Vec<f32>) -> Vec<f32> {
+        copies::record(std::mem::size_of_val(buf.as_slice()));
         buf.clone()
     }
 
@@ -59,6 +62,7 @@ impl Backend for CpuBackend {
     }
 
     fn upload_into(&self, host: &[f32], dst: &mut Vec<f32>) {
+        copies::record(std::mem::size_of_val(host));
         dst.copy_from_slice(host);
     }
 
@@ -68,6 +72,7 @@ impl Backend for CpuBackend {
     }
 
     fn append(&self, buf: &mut Vec<f32>, host: &[f32]) {
+        copies::record(std::mem::size_of_val(host));
         buf.extend_from_slice(host);
     }
 

@@ -119,6 +119,7 @@ impl CudaBackend {
     }
 
     pub(super) fn count(&self, values: usize) {
+        crate::copies::record(4 * values);
         self.copied.fetch_add(4 * values as u64, Ordering::Relaxed);
     }
 
@@ -127,6 +128,7 @@ impl CudaBackend {
         if host.is_empty() || self.failed() {
             return None;
         }
+        crate::copies::record(std::mem::size_of_val(host));
         self.copied
             .fetch_add(std::mem::size_of_val(host) as u64, Ordering::Relaxed);
         self.stream

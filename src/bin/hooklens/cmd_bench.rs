@@ -1,27 +1,38 @@
-//! `hooklens bench`: forward-pass speed and the measured cost of hooks, published by the tool.
+//! `hooklens bench`: what every kind of intervention costs, timed, counted and published.
 
-use std::hint::black_box;
 use std::path::PathBuf;
-use std::time::Instant;
 
 use clap::Args;
-use hooklens::ffi::CHook;
-use hooklens::hooks::registry::{fires_per_pass, measure_empty_fire};
-use hooklens::{HookKind, HookLensError, HookPoint, Hooks, Model, Result, RunOptions, TokenBatch};
-use serde_json::json;
+use hooklens::bench::{run_bench, BenchPlan, BenchReport, BenchRow, Case, Progress};
+use hooklens::{HookLensError, Model, Result};
 
-use crate::term::outln;
+use crate::term::{errln, outln};
 
 /// `bench` options.
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// Shapes to time, as BATCHxSEQ (comma-separated).
-    #[arg(long, default_value = "1x16,8x128,144x16")]
+    /// Shapes of the pass cases, as BATCHxTOKENS (comma-separated).
+    #[arg(long, default_value = "1x16,4x64")]
     pub shapes: String,
-    /// Timed repetitions per measurement, at least 1 (the median is reported).
-    #[arg(long, default_value_t = 5, value_parser = crate::parse::positive_count)]
+    /// Cases (comma-separated, or `all`): plain, empty_slots, read_all, cache_all,
+    /// builtin_zero_head, closure_zero_head, c_callback_zero_head, python_zero_head,
+    /// sweep_engine, sweep_naive.
+    #[arg(long, default_value = "all")]
+    pub cases: String,
+    /// Timed runs per pass case, after one warm-up (median, min and max are reported).
+    #[arg(long, default_value_t = 3, value_parser = crate::parse::positive_count)]
     pub reps: usize,
-    /// Write the measurements as JSON.
+    /// Timed runs per sweep (the every-head zero-ablation sweep, batched and naive).
+    #[arg(long, default_value_t = 1, value_parser = crate::parse::positive_count)]
+    pub sweep_reps: usize,
+    /// Tokens of the sweeps' prompt.
+    #[arg(long, default_value_t = 16, value_parser = crate::parse::positive_count)]
+    pub sweep_tokens: usize,
+    /// The Python interpreter for python_zero_head (skipped, with the reason, when it cannot
+    /// import the hooklens package).
+    #[arg(long, default_value = "python3")]
+    pub python: PathBuf,
+    /// Write the machine and every row as JSON.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
 }
@@ -30,7 +41,7 @@ fn parse_shapes(text: &str) -> Result<Vec<(usize, usize)>> {
     text.split(',')
         .map(|s| {
             let (b, p) = s.trim().split_once('x').ok_or_else(|| {
-                HookLensError::input(format!("--shapes: `{s}` is not BATCHxSEQ (e.g. 8x128)"))
+                HookLensError::input(format!("--shapes: `{s}` is not BATCHxTOKENS (e.g. 8x128)"))
             })?;
             let parse = |v: &str| {
                 v.parse::<usize>().ok().filter(|&n| n > 0).ok_or_else(|| {
@@ -42,174 +53,107 @@ fn parse_shapes(text: &str) -> Result<Vec<(usize, usize)>> {
         .collect()
 }
 
-/// Median wall time of `reps` runs of `f` after one warm-up.
-fn median_seconds(reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
-    f()?;
-    let mut times = Vec::with_capacity(reps);
-    for _ in 0..reps.max(1) {
-        let t = Instant::now();
-        f()?;
-        times.push(t.elapsed().as_secs_f64());
-    }
-    times.sort_by(f64::total_cmp);
-    Ok(times[times.len() / 2])
-}
-
-/// A C-ABI hook callback that does nothing: what the C path costs beyond the call itself.
-unsafe extern "C" fn c_noop(
-    _name: *const std::os::raw::c_char,
-    _data: *mut f32,
-    _shape: *const i64,
-    _ndim: std::os::raw::c_int,
-    _user: *mut std::os::raw::c_void,
-) -> std::os::raw::c_int {
-    0
-}
-
-/// The hook points the hooked timings watch: every default slot plus `hook_result` (the
-/// per-head inputs, hook_mlp_in and hook_unembed are left out: watching them changes how the
-/// pass runs, as TL's flags do; hook_result is in, as before they existed).
-fn watched_points(model: &Model) -> Vec<HookPoint> {
-    let every = model.hook_points(true).into_iter();
-    every
-        .filter(|p| !p.kind.is_opt_in() || p.kind == HookKind::Result)
-        .collect()
-}
-
-/// One pass with a do-nothing hook at every watched point: a Rust closure, or the C ABI's
-/// callback path (`hl_run_with_hook`'s trampoline) calling a C function. Its seconds.
-fn noop_hooks_pass(
-    model: &Model,
-    tokens: &TokenBatch,
-    points: &[HookPoint],
-    c_abi: bool,
-) -> Result<f64> {
-    // SAFETY: c_noop ignores its arguments and returns 0, so any user pointer will do.
-    let c_hook = unsafe { CHook::new(c_noop, std::ptr::null_mut()) };
-    let mut hooks = Hooks::new();
-    if c_abi {
-        c_hook.register(points, &mut hooks);
-    } else {
-        for point in points {
-            hooks.add(*point, |_, _| Ok(()));
-        }
-    }
-    let started = Instant::now();
-    black_box(model.run_with_hooks(tokens, &mut hooks, &RunOptions::default())?);
-    Ok(started.elapsed().as_secs_f64())
-}
-
-/// What a C callback costs per hook slot beyond a Rust closure, in seconds: one-token passes
-/// with a do-nothing hook at every watched slot, the two kinds alternated, the fastest of
-/// each taken (the least disturbed by other work), the difference divided by the slots.
-/// One thread: hooks fire on the calling thread, and no wait for workers blurs the figure.
-fn c_callback_cost(model: &Model, reps: usize) -> Result<f64> {
-    let points = watched_points(model);
-    let tokens = TokenBatch::single(vec![0])?;
-    let threads = hooklens::backend::cpu::threads::num_threads();
-    hooklens::set_num_threads(1);
-    let (mut rust, mut c) = (f64::INFINITY, f64::INFINITY);
-    let mut timed = || -> Result<()> {
-        for _ in 0..reps.max(1) * 10 {
-            rust = rust.min(noop_hooks_pass(model, &tokens, &points, false)?);
-            c = c.min(noop_hooks_pass(model, &tokens, &points, true)?);
-        }
-        Ok(())
-    };
-    let result = timed();
-    hooklens::set_num_threads(threads);
-    result.map(|()| (c - rust) / points.len() as f64)
-}
-
 /// Runs the command.
 pub fn run(model: &Model, args: &BenchArgs) -> Result<()> {
-    let cfg = model.config();
-    let opts = RunOptions::default();
-    let mut rows = Vec::new();
-    let fire_s = measure_empty_fire(cfg, 200_000)?;
-    let fires = fires_per_pass(cfg);
-    outln!(
-        "empty hook slot: {:.2} ns per fire, {fires} fires per pass = {:.2} µs per pass",
-        fire_s * 1e9,
-        fire_s * fires as f64 * 1e6
-    );
-    let c_callback_s = c_callback_cost(model, args.reps)?;
-    outln!(
-        "C callback (hl_run_with_hook, a C function doing nothing): {:+.0} ns per hooked slot \
-         over a Rust closure",
-        c_callback_s * 1e9
-    );
-    outln!(
-        "{:>9} {:>12} {:>12} {:>14} {:>14}",
-        "shape",
-        "forward ms",
-        "tokens/s",
-        "read-all hooks",
-        "(ratio)"
-    );
-    for (batch, seq) in parse_shapes(&args.shapes)? {
-        if seq > cfg.n_ctx {
-            return Err(HookLensError::SequenceTooLong {
-                len: seq,
-                n_ctx: cfg.n_ctx,
-            });
-        }
-        let ids: Vec<Vec<u32>> = (0..batch)
-            .map(|b| {
-                (0..seq)
-                    .map(|i| ((b * 131 + i * 7919 + 17) % cfg.d_vocab) as u32)
-                    .collect()
-            })
-            .collect();
-        let tokens = TokenBatch::from_rows(&ids)?;
-        let plain = median_seconds(args.reps, || {
-            black_box(model.forward(&tokens, &opts)?);
-            Ok(())
-        })?;
-        // A read-only hook at every watched slot: reads every activation once.
-        let hooked = median_seconds(args.reps, || {
-            let sum = std::cell::Cell::new(0.0f32);
-            let mut hooks = Hooks::new();
-            for point in watched_points(model) {
-                hooks.add(point, |act, _| {
-                    sum.set(sum.get() + act.data().iter().sum::<f32>());
-                    Ok(())
-                });
-            }
-            black_box(model.run_with_hooks(&tokens, &mut hooks, &opts)?);
-            drop(hooks);
-            black_box(sum.get());
-            Ok(())
-        })?;
-        let tps = (batch * seq) as f64 / plain;
-        let empty_ratio = fire_s * fires as f64 / plain;
-        outln!(
-            "{:>9} {:>12.2} {:>12.0} {:>14.2} {:>13.3}x   empty slots {:.5}% of the pass",
-            format!("{batch}x{seq}"),
-            plain * 1e3,
-            tps,
-            hooked * 1e3,
-            hooked / plain,
-            empty_ratio * 100.0
-        );
-        rows.push(json!({
-            "batch": batch, "seq": seq, "forward_s": plain, "tokens_per_s": tps,
-            "read_all_hooks_s": hooked, "read_all_hooks_ratio": hooked / plain,
-            "empty_slots_fraction": empty_ratio,
-        }));
-    }
+    let plan = BenchPlan {
+        shapes: parse_shapes(&args.shapes)?,
+        cases: Case::parse_list(&args.cases)?,
+        reps: args.reps,
+        sweep_reps: args.sweep_reps,
+        sweep_tokens: args.sweep_tokens,
+        python: args.python.clone(),
+    };
+    let report = run_bench(model, &plan, &mut show_progress)?;
+    print_report(&report);
     if let Some(path) = &args.json {
-        let doc = json!({
-            "model": model.source().display().to_string(),
-            "threads": hooklens::backend::cpu::threads::num_threads(),
-            "reps": args.reps,
-            "empty_fire_ns": fire_s * 1e9,
-            "fires_per_pass": fires,
-            "c_callback_extra_ns_per_slot": c_callback_s * 1e9,
-            "results": rows,
-        });
+        let doc = serde_json::to_value(&report)
+            .map_err(|e| HookLensError::input(format!("the report as JSON: {e}")))?;
         hooklens::output::write_json(path, &doc)?;
         outln!("wrote {}", path.display());
     }
     Ok(())
+}
+
+/// One line on stderr per event.
+fn show_progress(event: Progress<'_>) {
+    match event {
+        Progress::Estimate { rows, seconds } => {
+            errln!("bench: {rows} rows, about {seconds:.0} s")
+        }
+        Progress::Group {
+            shape,
+            cases,
+            rounds,
+        } => errln!(
+            "bench: {shape}: {} cases, a warm-up each, then {rounds} interleaved timed rounds",
+            cases.len()
+        ),
+        Progress::Done { index, rows, row } => errln!(
+            "[{}/{rows}] {} {}: {:.2} ms median",
+            index + 1,
+            row.case,
+            row.shape,
+            row.median_ms
+        ),
+        Progress::Skipped(skip) => errln!("bench: {} skipped: {}", skip.case, skip.reason),
+    }
+}
+
+/// The machine, the per-slot costs and the table.
+fn print_report(report: &BenchReport) {
+    let m = &report.machine;
+    outln!(
+        "{} | {} cores, {} threads | kernel path {} | device {} | hooklens {}",
+        m.cpu,
+        m.cores,
+        m.threads,
+        m.isa,
+        m.gpu.as_deref().unwrap_or("cpu"),
+        m.versions.hooklens
+    );
+    outln!("model {}", report.model);
+    let s = &report.per_slot;
+    outln!(
+        "one hook slot, per fire: empty {:.1} ns | Rust closure {:.1} ns | C callback {:.1} ns \
+         ({:.2}x the closure)",
+        s.empty_ns,
+        s.rust_closure_ns,
+        s.c_callback_ns,
+        s.c_callback_ns / s.rust_closure_ns
+    );
+    outln!(
+        "{:<21} {:>7} {:>11} {:>11} {:>11} {:>8} {:>13} {:>11}",
+        "case",
+        "shape",
+        "median ms",
+        "min ms",
+        "max ms",
+        "ratio",
+        "copied bytes",
+        "peak MiB"
+    );
+    for row in &report.rows {
+        outln!("{}", table_line(row));
+    }
+    for skip in &report.skipped {
+        outln!("{:<21} skipped: {}", skip.case, skip.reason);
+    }
+}
+
+fn table_line(row: &BenchRow) -> String {
+    let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    format!(
+        "{:<21} {:>7} {:>11.2} {:>11.2} {:>11.2} {:>8} {:>13} {:>11}",
+        row.case,
+        row.shape,
+        row.median_ms,
+        row.min_ms,
+        row.max_ms,
+        or_dash(row.ratio.map(|r| format!("{r:.3}x"))),
+        or_dash(row.bytes_copied.map(|b| b.to_string())),
+        or_dash(
+            row.peak_bytes
+                .map(|b| format!("{:.1}", b as f64 / 1048576.0))
+        ),
+    )
 }

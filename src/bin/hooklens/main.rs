@@ -72,7 +72,8 @@ enum Command {
     LogitLens(cmd_lens::LensArgs),
     /// Generate text after a prompt with a KV cache, streamed to stdout (greedy by default).
     Generate(cmd_generate::GenerateArgs),
-    /// Time the forward pass at several shapes, with and without a hook at every slot.
+    /// What every kind of intervention costs: plain pass, hooks at every slot, the cache,
+    /// one head zeroed (built-in, Rust closure, C callback, Python hook), the head sweep.
     Bench(cmd_bench::BenchArgs),
 }
 
@@ -177,6 +178,11 @@ fn check_outputs(command: &Command) -> Result<()> {
             .map_or(Ok(()), hooklens::output::check_writable),
     }
 }
+
+/// The system allocator, counting heap bytes for `bench`'s peak memory (two relaxed atomic
+/// adds per allocation; the engine allocates per pass, not per value).
+#[global_allocator]
+static HEAP: hooklens::bench::heap::CountingAllocator = hooklens::bench::heap::CountingAllocator;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

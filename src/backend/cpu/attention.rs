@@ -86,14 +86,84 @@ fn scores_of_group(
     let keys = t_max + 1;
     let k_seq = &k[s * p * kv_width..][..keys * kv_width]; // [keys, n_kv, d_head]
     transpose_keys(k_seq, kv, dims, keys, kt);
+    let q_row = |i: usize, h: usize| &q[((rows.offset + i) * n_heads + h) * d_head..][..d_head];
     for g in 0..group {
         let h = kv * group + g;
-        for (i, &t) in rows.positions.iter().enumerate() {
-            let q_row = &q[((rows.offset + i) * n_heads + h) * d_head..][..d_head];
-            let row = &mut out[(g * n + i) * p..][..p];
+        let head_out = &mut out[g * n * p..][..n * p]; // [n_rows_s, seq_len]
+        let mut quads = head_out.chunks_exact_mut(4 * p);
+        // Four query rows at a time share each load of the keys.
+        for (quad, block) in (&mut quads).enumerate() {
+            let i = 4 * quad;
+            let t = &rows.positions[i..i + 4];
+            let visible = t.iter().max().map_or(0, |&m| m + 1);
+            let q4 = [
+                q_row(i, h),
+                q_row(i + 1, h),
+                q_row(i + 2, h),
+                q_row(i + 3, h),
+            ];
+            score_rows4(q4, kt, (keys, visible), scale, block);
+            for (row, &t) in block.chunks_exact_mut(p).zip(t) {
+                row[t + 1..].fill(f32::NEG_INFINITY);
+            }
+        }
+        let done = n - n % 4;
+        for (r, row) in quads.into_remainder().chunks_exact_mut(p).enumerate() {
+            let t = rows.positions[done + r];
             let (visible, masked) = row.split_at_mut(t + 1);
-            score_row(q_row, kt, keys, scale, visible);
+            score_row(q_row(done + r, h), kt, keys, scale, visible);
             masked.fill(f32::NEG_INFINITY);
+        }
+    }
+}
+
+multiversion! {
+    /// [`scores_from_transposed`] for four query rows at once: `out` holds the four rows
+    /// (`[4, seq_len]`), each filled at keys `0..visible` (`visible <= keys`).
+    fn score_rows4(
+        q4: [&[f32]; 4],
+        kt: &[f32],
+        keys_visible: (usize, usize),
+        scale: f32,
+        out: &mut [f32],
+    ) {
+        scores4_from_transposed(q4, kt, keys_visible, scale, out);
+    }
+}
+
+/// The body of [`score_rows4`]: per block of sixteen keys, four rows of sums kept in
+/// registers over `d` (the four rows are the independent chains; each key load feeds four
+/// multiply-adds).
+#[inline(always)]
+fn scores4_from_transposed(
+    q4: [&[f32]; 4],
+    kt: &[f32],
+    (keys, visible): (usize, usize),
+    scale: f32,
+    out: &mut [f32],
+) {
+    let padded = padded_keys(keys);
+    let p = out.len() / 4;
+    let d_head = q4[0].len();
+    for b in 0..visible.div_ceil(KEY_BLOCK) {
+        let mut acc = [[0.0f32; KEY_BLOCK]; 4];
+        for d in 0..d_head {
+            let col: &[f32; KEY_BLOCK] = kt[d * padded + b * KEY_BLOCK..][..KEY_BLOCK]
+                .try_into()
+                .expect("a slice of KEY_BLOCK values");
+            for (acc_row, q) in acc.iter_mut().zip(q4) {
+                let qd = q[d];
+                for l in 0..KEY_BLOCK {
+                    acc_row[l] += qd * col[l];
+                }
+            }
+        }
+        let width = KEY_BLOCK.min(visible - b * KEY_BLOCK);
+        for (r, acc_row) in acc.iter().enumerate() {
+            let dst = &mut out[r * p + b * KEY_BLOCK..][..width];
+            for (o, &a) in dst.iter_mut().zip(acc_row) {
+                *o = scale * a;
+            }
         }
     }
 }
@@ -187,32 +257,90 @@ fn values_of_rows(
     let n = rows.positions.len();
     let block = rows.offset * n_heads * p;
     let v_seq = &v[s * p * kv_width..][..p * kv_width]; // [p, n_kv, d_head]
-    for (r, z_row_heads) in z_part.chunks_exact_mut(n_heads * d_head).enumerate() {
-        let i = i0 + r;
-        for (h, z_row) in z_row_heads.chunks_exact_mut(d_head).enumerate() {
-            let offset = (h / group) * d_head;
-            let p_row = &pattern[block + (h * n + i) * p..][..p];
-            mix_row(p_row, v_seq, (offset, kv_width), z_row);
+    let width = n_heads * d_head;
+    let count = z_part.len() / width;
+    let mut four = vec![0.0f32; 4 * d_head]; // [4, d_head]
+    for h in 0..n_heads {
+        let offset = (h / group) * d_head;
+        let p_row = |r: usize| &pattern[block + (h * n + i0 + r) * p..][..p];
+        // Four query rows at a time share each load of the values.
+        let quads = count / 4;
+        for quad in 0..quads {
+            let r = 4 * quad;
+            let w4 = [p_row(r), p_row(r + 1), p_row(r + 2), p_row(r + 3)];
+            let used = w4.iter().map(|w| used_keys(w)).max().unwrap_or(0);
+            let w4 = w4.map(|w| &w[..used]);
+            mix_rows4(w4, v_seq, (offset, kv_width), &mut four);
+            for (k, z_row) in four.chunks_exact(d_head).enumerate() {
+                z_part[(r + k) * width + h * d_head..][..d_head].copy_from_slice(z_row);
+            }
+        }
+        for r in 4 * quads..count {
+            let z_row = &mut z_part[r * width + h * d_head..][..d_head];
+            mix_row(p_row(r), v_seq, (offset, kv_width), z_row);
+        }
+    }
+}
+
+/// Keys up to the last nonzero weight: the later ones add nothing (above the diagonal,
+/// unless a hook wrote there).
+fn used_keys(w: &[f32]) -> usize {
+    w.iter().rposition(|&x| x != 0.0).map_or(0, |j| j + 1)
+}
+
+multiversion! {
+    /// [`mix_values`] for four rows of weights of one head at once (all of one length):
+    /// `out[r] = Σ_j w4[r][j] v[j, head]`. out: `[4, d_head]`
+    fn mix_rows4(w4: [&[f32]; 4], v_seq: &[f32], values: (usize, usize), out: &mut [f32]) {
+        mix4_values(w4, v_seq, values, out);
+    }
+}
+
+/// The body of [`mix_rows4`]: per block of sixteen dimensions, the four rows' sums kept in
+/// registers over the keys (each load of values feeds four multiply-adds); dimensions past
+/// the last multiple of sixteen one at a time.
+#[inline(always)]
+fn mix4_values(
+    w4: [&[f32]; 4],
+    v_seq: &[f32],
+    (offset, kv_width): (usize, usize),
+    out: &mut [f32],
+) {
+    const BLOCK: usize = 16;
+    let d_head = out.len() / 4;
+    let keys = w4[0].len();
+    for b in 0..d_head / BLOCK {
+        let d0 = offset + b * BLOCK;
+        let mut acc = [[0.0f32; BLOCK]; 4];
+        for j in 0..keys {
+            let v: &[f32; BLOCK] = v_seq[j * kv_width + d0..][..BLOCK]
+                .try_into()
+                .expect("a slice of BLOCK values");
+            for (acc_row, w) in acc.iter_mut().zip(w4) {
+                let wj = w[j];
+                for l in 0..BLOCK {
+                    acc_row[l] += wj * v[l];
+                }
+            }
+        }
+        for (r, acc_row) in acc.iter().enumerate() {
+            out[r * d_head + b * BLOCK..][..BLOCK].copy_from_slice(acc_row);
+        }
+    }
+    for d in d_head - d_head % BLOCK..d_head {
+        for (r, w) in w4.iter().enumerate() {
+            let sum = (0..keys).map(|j| w[j] * v_seq[j * kv_width + offset + d]);
+            out[r * d_head + d] = sum.fold(0.0, |a, x| a + x);
         }
     }
 }
 
 multiversion! {
-    /// `z_row = Σ_j w[j] v[j, head]` over every key (zero weights skipped: above the diagonal,
-    /// unless a hook made them otherwise); values: (offset of the head, kv_width).
+    /// `z_row = Σ_j w[j] v[j, head]` over every key up to the last nonzero weight; values:
+    /// (offset of the head, kv_width).
     fn mix_row(w: &[f32], v_seq: &[f32], values: (usize, usize), z_row: &mut [f32]) {
         let (offset, kv_width) = values;
-        let d_head = z_row.len();
-        z_row.fill(0.0);
-        for (j, &wj) in w.iter().enumerate() {
-            if wj == 0.0 {
-                continue;
-            }
-            let v_row = &v_seq[j * kv_width + offset..][..d_head];
-            for (zv, &vv) in z_row.iter_mut().zip(v_row) {
-                *zv += wj * vv;
-            }
-        }
+        mix_values(&w[..used_keys(w)], v_seq, offset, kv_width, z_row);
     }
 }
 
@@ -839,6 +967,46 @@ mod tests {
     /// The fused path (blocks of query vectors where the CPU has AVX-512, one vector at a
     /// time otherwise and for the remainder) against the three kernels at head widths around
     /// the 16- and 32-lane blocks and key counts around the 32-key blocks.
+    #[test]
+    fn values_use_every_weight_a_hook_wrote_even_above_the_diagonal() {
+        let mut g = crate::sweep::noise::Gaussian::new(5);
+        let dims = HeadDims {
+            n_heads: 3,
+            n_kv_heads: 1,
+            d_head: 21,
+        };
+        let layout = RowLayout::full(2, 7);
+        let (p, rows) = (layout.seq_len, layout.rows());
+        let v: Vec<f32> = (0..2 * p * 21).map(|_| g.sample()).collect();
+        // Any weights: zeros in the middle, nonzero past the diagonal, a zero row.
+        let mut pattern: Vec<f32> = (0..rows * 3 * p).map(|_| g.sample()).collect();
+        for (r, row) in pattern.chunks_exact_mut(p).enumerate() {
+            row[r % p] = 0.0;
+            if r % 5 == 0 {
+                row.fill(0.0);
+            }
+        }
+        let mut z = vec![f32::NAN; rows * 3 * 21];
+        attention_values(&pattern, &v, &mut z, &layout, dims);
+        for s in 0..2 {
+            for i in 0..p {
+                for h in 0..3 {
+                    let w = &pattern[s * 3 * p * p + (h * p + i) * p..][..p];
+                    for d in 0..21 {
+                        let want: f64 = (0..p)
+                            .map(|j| w[j] as f64 * v[(s * p + j) * 21 + d] as f64)
+                            .sum();
+                        let got = z[((s * p + i) * 3 + h) * 21 + d] as f64;
+                        assert!(
+                            (got - want).abs() < 1e-5,
+                            "s{s} i{i} h{h} d{d}: {got} vs {want}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn fused_equals_three_kernels_at_awkward_sizes() {
         let mut g = crate::sweep::noise::Gaussian::new(5);

@@ -117,6 +117,25 @@ fn steering_zero_changes_nothing_and_a_vector_changes_the_output() {
 }
 
 #[test]
+fn the_cache_equals_recomputation_when_the_pattern_is_watched() {
+    // An intervention at the pattern makes every pass take the watched attention kernels
+    // (scores, pattern, values) over the cache written in place.
+    for fixture in ["llama_gqa", "gpt2_tiny"] {
+        let model = Model::load(&fixtures().join(fixture)).unwrap();
+        let prompt = [5, 17, 9, 3, 40];
+        let halve = Intervention::new("blocks.0.attn.hook_pattern", Op::Scale { factor: 0.5 });
+        let cached = generate(&model, &prompt, &greedy(12, true), &[halve.clone()]);
+        let full = generate(&model, &prompt, &greedy(12, false), &[halve]);
+        assert_eq!(cached.new_tokens, full.new_tokens, "{fixture}");
+        let plain = generate(&model, &prompt, &greedy(12, true), &[]);
+        assert_ne!(
+            plain.new_tokens, cached.new_tokens,
+            "{fixture}: the pattern was halved"
+        );
+    }
+}
+
+#[test]
 fn seeded_sampling_is_reproducible() {
     let model = Model::load(&fixtures().join("gpt2_small4")).unwrap();
     let opts = |seed| GenerateOptions {

@@ -374,6 +374,21 @@ impl Backend for CheckingBackend {
         self.cpu.assemble_kv(full, computed, layout, width, prefix)
     }
 
+    fn scatter_kv_rows(
+        &self,
+        full: &mut Vec<f32>,
+        computed: &Vec<f32>,
+        layout: &RowLayout,
+        width: usize,
+    ) {
+        self.count();
+        let full_len = layout.batch() * layout.seq_len * width;
+        assert_eq!(full.len(), full_len, "scatter_kv_rows: full");
+        let rows_len = layout.rows() * width;
+        assert_eq!(computed.len(), rows_len, "scatter_kv_rows: computed rows");
+        self.cpu.scatter_kv_rows(full, computed, layout, width);
+    }
+
     fn add(&self, acc: &mut Vec<f32>, x: &Vec<f32>) {
         self.count();
         assert_eq!(acc.len(), x.len(), "add: lengths differ");

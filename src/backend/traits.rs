@@ -243,6 +243,16 @@ pub trait Backend: Send + Sync + Sized + 'static {
         mask: Option<&Self::KeyMask>,
         dims: HeadDims,
     );
+    /// Writes the computed rows `[rows, width]` at their positions of `full`
+    /// `[batch, seq, width]`, leaving every other position as it is (generation appends to
+    /// its cache in place).
+    fn scatter_kv_rows(
+        &self,
+        full: &mut Self::Buf,
+        computed: &Self::Buf,
+        layout: &RowLayout,
+        width: usize,
+    );
     /// Keys (or values) at every position of every sequence: computed rows from `computed`
     /// `[rows, width]`, the others from `prefix`. full: `[batch, seq, width]`
     fn assemble_kv(

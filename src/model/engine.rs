@@ -54,6 +54,7 @@ impl<B: Backend> Engine<B> {
             layout: RowLayout::full(batch, seq),
             layers,
             kv_prefix: None,
+            kv_in_place: false,
             final_positions: None,
             logits,
             joiners: &[],

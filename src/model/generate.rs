@@ -5,7 +5,7 @@
 //! pass; greedy by default, or seeded sampling (see [`SamplingOptions`]).
 
 use super::engine::{with_engine, Engine};
-use super::forward::{run_pass, KvPrefix, LogitRows, PassInput, PassPlan};
+use super::forward::{run_pass, LogitRows, PassInput, PassPlan};
 use super::input::{LogitPositions, RunOptions, TokenBatch};
 use super::kv_cache::KvCache;
 use super::sampling::{Sampler, SamplingOptions};
@@ -184,10 +184,9 @@ struct Decoder<'e, 'i, B: Backend> {
     engine: &'e Engine<B>,
     cfg: &'e super::config::ModelConfig,
     capacity: usize,
-    /// Keys and values of the positions done. // per layer [1, capacity, n_kv_heads, d_head]
+    /// Keys and values of the positions done, written in place by each pass.
+    /// // per layer [1, capacity, n_kv_heads, d_head]
     cache: KvCache<B>,
-    /// The next pass's output cache (swapped with `cache` after each pass).
-    spare: KvCache<B>,
     /// Positions whose keys and values are in `cache`.
     done: usize,
     interventions: &'i [Intervention],
@@ -211,7 +210,6 @@ impl<'e, 'i, B: Backend> Decoder<'e, 'i, B> {
             cfg,
             capacity,
             cache,
-            spare: KvCache::new(cfg, 1, capacity),
             done: 0,
             interventions,
         }
@@ -232,10 +230,8 @@ impl<'e, 'i, B: Backend> Decoder<'e, 'i, B> {
             input: PassInput::Tokens(&batch),
             layout: RowLayout::from_positions(self.capacity, vec![rows]),
             layers: (0, self.cfg.n_layers),
-            kv_prefix: Some(KvPrefix {
-                cache: &self.cache,
-                seq_base: &[0],
-            }),
+            kv_prefix: None,
+            kv_in_place: true,
             final_positions: None,
             logits: LogitRows::LastOfEachSeq,
             joiners: &[],
@@ -247,9 +243,8 @@ impl<'e, 'i, B: Backend> Decoder<'e, 'i, B> {
             self.cfg,
             &plan,
             &mut slots,
-            Some(&mut self.spare),
+            Some(&mut self.cache),
         )?;
-        std::mem::swap(&mut self.cache, &mut self.spare);
         self.done = tokens.len();
         let (logits, _) = out
             .logits

@@ -1,6 +1,6 @@
 //! Keys and values of every layer for a batch of sequences, kept after a pass so that later
 //! passes can reuse them: the sweep engine's variants read their base run's prefix from it
-//! (and generation will append to it).
+//! (and generation appends to it in place).
 
 use super::config::ModelConfig;
 use crate::backend::{Backend, CpuBackend};
@@ -44,6 +44,11 @@ impl<B: Backend> KvCache<B> {
     /// Layer `l`'s keys and values, if a pass filled them.
     pub fn layer(&self, l: usize) -> Option<(&B::Buf, &B::Buf)> {
         self.layers.get(l)?.as_ref().map(|(k, v)| (k, v))
+    }
+
+    /// Layer `l`'s keys and values, writable (generation appends to them in place).
+    pub(crate) fn layer_mut(&mut self, l: usize) -> Option<(&mut B::Buf, &mut B::Buf)> {
+        self.layers.get_mut(l)?.as_mut().map(|(k, v)| (k, v))
     }
 
     /// Stores layer `l`'s keys and values (each `[seqs, positions, width]`).

@@ -251,6 +251,7 @@ fn run_chunk<B: Backend>(
             cache: &runs.kv,
             seq_base: &seq_base,
         }),
+        kv_in_place: false,
         final_positions: Some(metric_positions),
         logits: LogitRows::All,
         joiners: &joiners,

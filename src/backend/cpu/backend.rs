@@ -236,6 +236,16 @@ impl Backend for CpuBackend {
         heads::assemble_kv(full, computed, layout, width, base)
     }
 
+    fn scatter_kv_rows(
+        &self,
+        full: &mut Vec<f32>,
+        computed: &Vec<f32>,
+        layout: &RowLayout,
+        width: usize,
+    ) {
+        heads::scatter_rows(full, computed, layout, width);
+    }
+
     fn add(&self, acc: &mut Vec<f32>, x: &Vec<f32>) {
         add_inplace(acc, x);
     }

@@ -90,12 +90,21 @@ pub fn assemble_kv<'b>(
             })?;
             dst.copy_from_slice(src);
         }
+    }
+    scatter_rows(full, rows, layout, width);
+    Ok(())
+}
+
+/// Writes each computed row `[rows, width]` at its position of `full` `[batch, seq, width]`.
+pub fn scatter_rows(full: &mut [f32], rows: &[f32], layout: &RowLayout, width: usize) {
+    let p = layout.seq_len;
+    for (s, seq) in layout.seqs.iter().enumerate() {
+        let dst = &mut full[s * p * width..(s + 1) * p * width];
         for (i, &t) in seq.positions.iter().enumerate() {
             let r = seq.offset + i;
             dst[t * width..(t + 1) * width].copy_from_slice(&rows[r * width..(r + 1) * width]);
         }
     }
-    Ok(())
 }
 
 /// Copies `rows` of `src` (each `width` wide) into a new packed buffer.

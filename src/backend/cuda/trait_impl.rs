@@ -594,11 +594,23 @@ impl Backend for CudaBackend {
                 "a partial pass needs the base run's keys and values",
             ));
         }
+        self.scatter_kv_rows(full, computed, layout, width);
+        Ok(())
+    }
+
+    fn scatter_kv_rows(
+        &self,
+        full: &mut DevBuf,
+        computed: &DevBuf,
+        layout: &RowLayout,
+        width: usize,
+    ) {
+        let rows = self.rows(layout);
         let (Some(cv), Some(rs), Some(rp)) = (computed.view(), &rows.row_seq, &rows.row_pos) else {
-            return Ok(());
+            return;
         };
         let Some(mut f) = full.view_mut() else {
-            return Ok(());
+            return;
         };
         let (n, s, w) = (i(rows.rows), i(layout.seq_len), i(width));
         launch!(
@@ -608,7 +620,6 @@ impl Backend for CudaBackend {
             Self::elems(rows.rows * width),
             [&mut f, &cv, rs, rp, &n, &s, &w]
         );
-        Ok(())
     }
 
     fn add(&self, acc: &mut DevBuf, x: &DevBuf) {

@@ -113,14 +113,14 @@ fn attend<B: Backend>(
     kv_out: Option<&mut KvCache<B>>,
 ) -> Result<()> {
     let (b, cfg) = (ctx.b, ctx.cfg);
-    let at = |kind| HookPoint::layer(kind, layer);
     let kv_layout = &kv_rows.unwrap_or(&st.rows).layout;
     let p = kv_layout.seq_len;
-    let dims = HeadDims {
-        n_heads: cfg.n_heads,
-        n_kv_heads: cfg.n_kv_heads,
-        d_head: cfg.d_head,
-    };
+    if plan.kv_in_place {
+        let cache = kv_out.ok_or_else(|| {
+            crate::error::HookLensError::input("an in-place pass needs its key/value cache")
+        })?;
+        return attend_in_place(ctx, st, layer, kv_layout.clone(), cache);
+    }
     // Every sequence computed whole, in order: the computed rows already are the keys and
     // values at every position. Otherwise they are assembled with the base run's.
     let kv_whole = plan.kv_prefix.is_none()
@@ -143,11 +143,11 @@ fn attend<B: Backend>(
         b.assemble_kv(&mut a.k_full, &a.k, kv_layout, width, prefix(true))?;
         b.assemble_kv(&mut a.v_full, &a.v, kv_layout, width, prefix(false))?;
     }
-    let watch_scores = ctx.active(at(HookKind::AttnScores)) || ctx.active(at(HookKind::Pattern));
-    let a = &mut st.a;
-    if watch_scores {
-        a.ensure_scores(b);
+    let watch = watches_scores(ctx, layer);
+    if watch {
+        st.a.ensure_scores(b);
     }
+    let a = &mut st.a;
     // [batch, seq, n_kv_heads, d_head] each
     let (k_all, v_all) = if kv_whole {
         (&a.k, &a.v)
@@ -157,17 +157,81 @@ fn attend<B: Backend>(
     if let Some(cache) = kv_out {
         cache.set_layer(layer, k_all.clone(), v_all.clone());
     }
-    let (q_layout, rows) = (&st.rows.layout, &st.rows.dev);
     let mask = st.padding.as_ref().map(|(_, m)| m);
-    if !watch_scores {
-        b.attention_fused(&a.q, k_all, v_all, &mut a.z, rows, mask, dims);
+    let out = (&mut a.z, &mut a.scores);
+    attention_kernels(ctx, layer, (&a.q, k_all, v_all), out, &st.rows, mask, watch)
+}
+
+/// True when `hook_attn_scores` or `hook_pattern` of `layer` is watched.
+fn watches_scores<B: Backend>(ctx: &Ctx<'_, '_, '_, B>, layer: usize) -> bool {
+    let at = |kind| HookPoint::layer(kind, layer);
+    ctx.active(at(HookKind::AttnScores)) || ctx.active(at(HookKind::Pattern))
+}
+
+/// Generation's attention: the computed keys and values are written into the cache at their
+/// positions, and attention reads every position from the cache (no copy of the earlier
+/// positions).
+fn attend_in_place<B: Backend>(
+    ctx: &mut Ctx<'_, '_, '_, B>,
+    st: &mut State<B>,
+    layer: usize,
+    kv_layout: crate::layout::RowLayout,
+    cache: &mut KvCache<B>,
+) -> Result<()> {
+    let b = ctx.b;
+    let width = ctx.cfg.n_kv_heads * ctx.cfg.d_head;
+    let (keys, values) = cache.layer_mut(layer).ok_or_else(|| {
+        crate::error::HookLensError::input("an in-place pass needs every layer's cache")
+    })?;
+    b.scatter_kv_rows(keys, &st.a.k, &kv_layout, width);
+    b.scatter_kv_rows(values, &st.a.v, &kv_layout, width);
+    let watch = watches_scores(ctx, layer);
+    if watch {
+        st.a.ensure_scores(b);
+    }
+    let a = &mut st.a;
+    let mask = st.padding.as_ref().map(|(_, m)| m);
+    let out = (&mut a.z, &mut a.scores);
+    attention_kernels(
+        ctx,
+        layer,
+        (&a.q, &*keys, &*values),
+        out,
+        &st.rows,
+        mask,
+        watch,
+    )
+}
+
+/// The attention kernels on queries and every position's keys and values: fused, or
+/// scores, pattern and values with their slots when `watch`.
+/// q: [rows, n_heads, d_head]   k, v: [batch, seq, n_kv_heads, d_head]
+/// z: [rows, n_heads, d_head]   scores: [batch, n_heads, rows per seq, seq]
+fn attention_kernels<B: Backend>(
+    ctx: &mut Ctx<'_, '_, '_, B>,
+    layer: usize,
+    (q, k, v): (&B::Buf, &B::Buf, &B::Buf),
+    (z, scores): (&mut B::Buf, &mut B::Buf),
+    rows: &Rows<B>,
+    mask: Option<&B::KeyMask>,
+    watch: bool,
+) -> Result<()> {
+    let (b, cfg) = (ctx.b, ctx.cfg);
+    let at = |kind| HookPoint::layer(kind, layer);
+    let dims = HeadDims {
+        n_heads: cfg.n_heads,
+        n_kv_heads: cfg.n_kv_heads,
+        d_head: cfg.d_head,
+    };
+    if !watch {
+        b.attention_fused(q, k, v, z, &rows.dev, mask, dims);
         return Ok(());
     }
-    b.attention_scores(&a.q, k_all, &mut a.scores, rows, mask, dims);
-    ctx.fire(at(HookKind::AttnScores), &mut a.scores, q_layout)?;
-    b.softmax_rows(&mut a.scores, p);
-    ctx.fire(at(HookKind::Pattern), &mut a.scores, q_layout)?;
-    b.attention_values(&a.scores, v_all, &mut a.z, rows, dims);
+    b.attention_scores(q, k, scores, &rows.dev, mask, dims);
+    ctx.fire(at(HookKind::AttnScores), scores, &rows.layout)?;
+    b.softmax_rows(scores, rows.layout.seq_len);
+    ctx.fire(at(HookKind::Pattern), scores, &rows.layout)?;
+    b.attention_values(scores, v, z, &rows.dev, dims);
     Ok(())
 }
 

@@ -78,6 +78,10 @@ pub(crate) struct PassPlan<'a, B: Backend> {
     pub layers: (usize, usize),
     /// Base keys/values for the positions the layout leaves out.
     pub kv_prefix: Option<KvPrefix<'a, B>>,
+    /// The pass's `kv_out` cache already holds the keys and values of the positions the
+    /// layout leaves out: the computed rows are written into it and attention reads it
+    /// there (generation; `kv_prefix` is then `None`).
+    pub kv_in_place: bool,
     /// In the last block, compute queries, MLP and logits only at these positions.
     pub final_positions: Option<&'a [usize]>,
     /// Where logits are computed (after the last block only).

@@ -124,7 +124,12 @@ fn the_cache_equals_recomputation_when_the_pattern_is_watched() {
         let model = Model::load(&fixtures().join(fixture)).unwrap();
         let prompt = [5, 17, 9, 3, 40];
         let halve = Intervention::new("blocks.0.attn.hook_pattern", Op::Scale { factor: 0.5 });
-        let cached = generate(&model, &prompt, &greedy(12, true), &[halve.clone()]);
+        let cached = generate(
+            &model,
+            &prompt,
+            &greedy(12, true),
+            std::slice::from_ref(&halve),
+        );
         let full = generate(&model, &prompt, &greedy(12, false), &[halve]);
         assert_eq!(cached.new_tokens, full.new_tokens, "{fixture}");
         let plain = generate(&model, &prompt, &greedy(12, true), &[]);

@@ -1,8 +1,10 @@
 //! Sweeps over a dataset: every prompt's sweep (its bases, variants and grid) merged into one
 //! batched sweep, each base with its prompt's metric, so that the engine packs the variants
 //! of all prompts into the same passes (each prompt's clean prefix still shared). Prompts of
-//! different token lengths run as one batched sweep per length. The results are means over
-//! the prompts, with every prompt's own report kept.
+//! different token lengths run as one batched sweep per length, and the prompts of one
+//! length in chunks whose base runs hold at most `max_rows` rows, so that memory does not
+//! grow with the dataset. The results are means over the prompts, with every prompt's own
+//! report kept.
 
 use super::engine::{
     run_naive_per_base, run_sweep_per_base, Base, SweepOptions, SweepOutcome, SweepStats, Variant,
@@ -44,20 +46,65 @@ pub fn run_dataset(
     lengths.dedup();
     let mut per_prompt: Vec<Option<SweepReport>> = vec![None; specs.len()];
     let mut stats = SweepStats::default();
+    // One chunk reports the engine's own progress; several report chunks done.
+    let (mut done, total) = (0, chunk_count(specs, &lengths, opts.max_rows));
+    let per_chunk = opts.progress.filter(|_| total > 1);
+    let opts = &SweepOptions {
+        progress: opts.progress.filter(|_| total == 1),
+        ..*opts
+    };
     for len in lengths {
         let group: Vec<usize> = (0..specs.len())
             .filter(|&i| spec_len(&specs[i]) == len)
             .collect();
-        let reports = run_group(model, specs, metrics, &group, naive, opts)?;
-        // Every report of the group carries the group's pass count.
-        stats.passes += reports.first().map_or(0, |r| r.outcome.stats.passes);
-        for (i, report) in group.into_iter().zip(reports) {
-            add_stats(&mut stats, &report.outcome.stats);
-            per_prompt[i] = Some(report);
+        for chunk in base_chunks(specs, &group, opts.max_rows) {
+            let reports = run_group(model, specs, metrics, &chunk, naive, opts)?;
+            // Every report of the chunk carries the chunk's pass count.
+            stats.passes += reports.first().map_or(0, |r| r.outcome.stats.passes);
+            for (i, report) in chunk.into_iter().zip(reports) {
+                add_stats(&mut stats, &report.outcome.stats);
+                per_prompt[i] = Some(report);
+            }
+            if let Some(progress) = per_chunk {
+                done += 1;
+                progress(done, total);
+            }
         }
     }
     let per_prompt: Vec<SweepReport> = per_prompt.into_iter().flatten().collect();
     Ok(dataset_means(&specs[0], per_prompt, stats))
+}
+
+/// Consecutive prompts of `group` whose base runs together hold at most `max_rows` rows
+/// (bases x tokens; one prompt at least), so that the base runs kept for a chunk's variants
+/// (keys, values, residuals, logits) are bounded by the row budget, not by the dataset.
+fn base_chunks(specs: &[SweepSpec], group: &[usize], max_rows: usize) -> Vec<Vec<usize>> {
+    let rows = |i: usize| specs[i].bases.len() * spec_len(&specs[i]);
+    let mut out: Vec<Vec<usize>> = Vec::new();
+    let mut used = 0;
+    for &i in group {
+        match out.last_mut() {
+            Some(chunk) if used + rows(i) <= max_rows => chunk.push(i),
+            _ => {
+                out.push(vec![i]);
+                used = 0;
+            }
+        }
+        used += rows(i);
+    }
+    out
+}
+
+/// How many chunks [`base_chunks`] makes over every length.
+fn chunk_count(specs: &[SweepSpec], lengths: &[usize], max_rows: usize) -> usize {
+    (lengths.iter())
+        .map(|&len| {
+            let group: Vec<usize> = (0..specs.len())
+                .filter(|&i| spec_len(&specs[i]) == len)
+                .collect();
+            base_chunks(specs, &group, max_rows).len()
+        })
+        .sum()
 }
 
 /// Token length of a spec's prompts.
@@ -149,6 +196,7 @@ fn split(
                 flops: outcome.stats.flops * share,
                 seconds: outcome.stats.seconds * share,
                 peak_arena_bytes: outcome.stats.peak_arena_bytes,
+                peak_base_bytes: outcome.stats.peak_base_bytes,
             };
             spec.summarize(SweepOutcome {
                 base_values: outcome.base_values[b0..b0 + nb].to_vec(),
@@ -165,6 +213,7 @@ fn add_stats(total: &mut SweepStats, part: &SweepStats) {
     total.flops += part.flops;
     total.seconds += part.seconds;
     total.peak_arena_bytes = total.peak_arena_bytes.max(part.peak_arena_bytes);
+    total.peak_base_bytes = total.peak_base_bytes.max(part.peak_base_bytes);
 }
 
 /// Means over prompts of every entry, and the readings from the means.

@@ -36,6 +36,7 @@ pub fn report_document(model: &Model, report: &SweepReport, ctx: &SweepContext<'
             "seconds": stats.seconds,
             "gflop": stats.flops / 1e9,
             "peak_arena_bytes": stats.peak_arena_bytes,
+            "peak_base_bytes": stats.peak_base_bytes,
         },
     });
     if let Some(c) = report.corrupted {

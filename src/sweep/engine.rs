@@ -78,6 +78,10 @@ pub struct SweepStats {
     pub seconds: f64,
     /// Largest activation arena of one pass, in bytes.
     pub peak_arena_bytes: usize,
+    /// What the base runs keep for their variants (logits, each layer's residual input, the
+    /// final residual, keys and values), in bytes: the largest of one batched sweep (of one
+    /// chunk of a dataset). 0 for the naive loop, which keeps nothing between runs.
+    pub peak_base_bytes: usize,
 }
 
 /// What a sweep returns.

@@ -109,6 +109,10 @@ fn run_bases<B: Backend>(
     };
     let resid_pre = (0..n).map(|_| next()).collect::<Result<Vec<_>>>()?;
     let per = seq_len * cfg.d_vocab;
+    let kept = logits.len() + resid_pre.iter().map(Vec::len).sum::<usize>();
+    let kv_floats = 2 * n * batch * seq_len * cfg.n_kv_heads * cfg.d_head;
+    let final_floats = batch * seq_len * cfg.d_model;
+    stats.peak_base_bytes = (kept + kv_floats + final_floats) * std::mem::size_of::<f32>();
     Ok(BaseRuns {
         logits: logits.chunks_exact(per).map(<[f32]>::to_vec).collect(),
         resid_pre,

@@ -195,6 +195,49 @@ pub enum AblationMethod {
         /// The other sequence.
         source: Vec<u32>,
     },
+    /// Replacement values computed elsewhere (a dataset's mean), one tensor per layer shaped
+    /// like the hook's activation for one sequence: `[1, ...]` (one position's values, used
+    /// at every position) or `[seq, ...]` (per position, for prompts of that length).
+    Values {
+        /// The values of each layer. `[layer]` -> `[1 | seq, ...]`
+        per_layer: Vec<Arc<Tensor>>,
+    },
+}
+
+impl AblationTarget {
+    /// The hook kind ablated: `hook_z` (heads), `hook_attn_out` or `hook_mlp_out`.
+    pub fn hook_kind(self) -> HookKind {
+        match self {
+            AblationTarget::Heads => HookKind::Z,
+            AblationTarget::AttnLayers => HookKind::AttnOut,
+            AblationTarget::MlpLayers => HookKind::MlpOut,
+        }
+    }
+}
+
+/// Given per-layer values (`[1, ...]` or `[p, ...]`) as `[p, ...]` tensors.
+fn given_values(per_layer: &[Arc<Tensor>], n_layers: usize, p: usize) -> Result<Vec<Arc<Tensor>>> {
+    if per_layer.len() != n_layers {
+        return Err(HookLensError::input(format!(
+            "ablation values for {} layers but the model has {n_layers}",
+            per_layer.len()
+        )));
+    }
+    per_layer
+        .iter()
+        .map(|t| match t.shape.first() {
+            Some(&n) if n == p => Ok(Arc::clone(t)),
+            Some(1) => {
+                let mut shape = t.shape.clone();
+                shape[0] = p;
+                Ok(Arc::new(Tensor::new(t.data.repeat(p), shape)?))
+            }
+            _ => Err(HookLensError::input(format!(
+                "ablation values of shape {:?} fit neither one position nor the {p}-token prompt",
+                t.shape
+            ))),
+        })
+        .collect()
 }
 
 fn same_length(what: &str, got: usize, want: usize) -> Result<()> {
@@ -248,6 +291,9 @@ fn ablation_values(
         |t: &Tensor| -> (usize, Vec<usize>) { (t.data.len() / t.shape[0], t.shape[1..].to_vec()) };
     match method {
         AblationMethod::Zero => Ok(None),
+        AblationMethod::Values { per_layer } => {
+            Ok(Some(given_values(per_layer, model.config().n_layers, p)?))
+        }
         AblationMethod::Resample { source } => {
             same_length("the resample source", source.len(), p)?;
             let cached = cache_kind(model, std::slice::from_ref(source), kind)?;
@@ -320,11 +366,7 @@ pub fn ablation_sweep(
     method: &AblationMethod,
 ) -> Result<SweepSpec> {
     let cfg = model.config();
-    let kind = match target {
-        AblationTarget::Heads => HookKind::Z,
-        AblationTarget::AttnLayers => HookKind::AttnOut,
-        AblationTarget::MlpLayers => HookKind::MlpOut,
-    };
+    let kind = target.hook_kind();
     let values = ablation_values(model, tokens, kind, method)?;
     let op = |l: usize| match &values {
         None => Op::Zero,

@@ -41,10 +41,23 @@ pub fn run(
     out: &OutputArgs,
 ) -> Result<()> {
     let rows = read_dataset(path, reading.kind, model, reading.bos)?;
+    run_rows(model, path, &rows, reading.prob, spec_of, label, out)
+}
+
+/// [`run`] of a dataset already read (`prob`: see [`Reading::prob`]).
+pub fn run_rows(
+    model: &Model,
+    path: &Path,
+    rows: &[DatasetRow],
+    prob: bool,
+    spec_of: impl Fn(&DatasetRow) -> Result<SweepSpec>,
+    label: &str,
+    out: &OutputArgs,
+) -> Result<()> {
     let specs = (rows.iter())
         .map(|r| spec_of(r).map_err(|e| at_line(path, r, e)))
         .collect::<Result<Vec<_>>>()?;
-    let metrics: Vec<Metric> = rows.iter().map(|r| r.metric(reading.prob)).collect();
+    let metrics: Vec<Metric> = rows.iter().map(|r| r.metric(prob)).collect();
     let label = format!("{label} over {} prompts of {}", rows.len(), path.display());
     let bar = progress_bar(&label);
     let opts = SweepOptions {
@@ -80,7 +93,7 @@ pub fn run(
     if let Some(json_path) = &out.json {
         write_json(
             json_path,
-            &document(model, &means, &report, &rows, &metrics, out.naive),
+            &document(model, &means, &report, rows, &metrics, out.naive),
         )?;
         outln!("wrote {}", json_path.display());
     }

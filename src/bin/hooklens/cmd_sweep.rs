@@ -5,8 +5,9 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 use hooklens::sweep::{
-    ablation_sweep, patching_sweep, trace_sweep, AblationMethod, AblationTarget, DatasetKind,
-    DatasetRow, Metric, PatchSite, SweepOptions, SweepSpec, TraceKind, TraceSettings,
+    ablation_sweep, dataset_mean_values, patching_sweep, read_dataset, trace_sweep, AblationMethod,
+    AblationTarget, DatasetKind, DatasetRow, MeanOver, Metric, PatchSite, SweepOptions, SweepSpec,
+    TraceKind, TraceSettings,
 };
 use hooklens::{HookLensError, Model, Result, TokenBatch};
 
@@ -50,6 +51,7 @@ pub struct AblateArgs {
     /// A JSON Lines dataset, one `{"prompt" | "tokens", "target" | "target_id", "against" |
     /// "against_id"?}` per line: every prompt's ablation in one batched sweep, reported as
     /// means over the prompts (each read at its own last position with its own target).
+    /// `--method mean` without `--reference` uses the dataset's mean (see --mean).
     #[arg(long, value_name = "FILE.jsonl", conflicts_with_all = ["prompt", "tokens", "target", "target_id", "against", "against_id", "metric"])]
     pub dataset: Option<PathBuf>,
     #[command(flatten)]
@@ -61,9 +63,15 @@ pub struct AblateArgs {
     #[arg(long, value_enum, default_value_t = What::Heads)]
     pub what: What,
     /// --method mean: a file of reference prompts, one per line, each tokenizing to the
-    /// prompt's length (default: the mean over the prompt's own positions).
+    /// prompt's length, averaged per position (default: the mean over the prompt's own
+    /// positions; with --dataset, the mean over the dataset, see --mean).
     #[arg(long, value_name = "FILE")]
     pub reference: Option<PathBuf>,
+    /// --method mean over a --dataset without --reference: all (default) averages every real
+    /// position of every prompt (one vector per layer, used at every position); per-position
+    /// averages each position over the prompts (all prompts of one token length).
+    #[arg(long, value_enum, value_name = "all|per-position")]
+    pub mean: Option<MeanKind>,
     /// --method resample: the prompt whose activations replace the ablated ones (same length).
     #[arg(long, value_name = "TEXT")]
     pub resample_prompt: Option<String>,
@@ -80,6 +88,15 @@ pub enum Method {
     Mean,
     /// Values from another prompt.
     Resample,
+}
+
+/// How `--method mean` averages a dataset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum MeanKind {
+    /// Every real position of every prompt.
+    All,
+    /// Each position over the prompts (one token length).
+    PerPosition,
 }
 
 /// Ablation targets.
@@ -215,20 +232,12 @@ pub fn ablate(model: &Model, args: &AblateArgs) -> Result<()> {
     };
     let label = format!("{:?} ablation of {:?}", args.method, args.what).to_lowercase();
     if let Some(path) = &args.dataset {
-        if matches!(&method, AblationMethod::Mean { references } if references.is_empty()) {
-            // The dataset mean (over every real position of every prompt) is not
-            // implemented; each prompt's own mean would be a different ablation.
-            return Err(HookLensError::input(
-                "--method mean with --dataset needs --reference FILE (the mean over the dataset's positions is not implemented yet)",
-            ));
-        }
-        let spec_of = |r: &DatasetRow| ablation_sweep(model, &r.clean, target, &method);
-        let reading = cmd_dataset::Reading {
-            kind: DatasetKind::Prompts,
-            bos,
-            prob: false,
-        };
-        return cmd_dataset::run(model, path, reading, spec_of, &label, &args.output);
+        return ablate_dataset(model, args, path, method, target, &label);
+    }
+    if args.mean.is_some() {
+        return Err(HookLensError::input(
+            "--mean applies to --method mean over a --dataset (without --reference)",
+        ));
     }
     let tokens = args.input.token_batch(model)?;
     tokens.validate(model.config())?;
@@ -236,6 +245,40 @@ pub fn ablate(model: &Model, args: &AblateArgs) -> Result<()> {
     let metric = build_metric(model, &args.target, &prompt, MetricName::Logprob)?;
     let spec = ablation_sweep(model, &prompt, target, &method)?;
     run_and_report(model, &spec, &metric, &prompt, &label, &args.output, None)
+}
+
+/// `ablate --dataset`; `--method mean` without `--reference` averages over the dataset.
+fn ablate_dataset(
+    model: &Model,
+    args: &AblateArgs,
+    path: &std::path::Path,
+    method: AblationMethod,
+    target: AblationTarget,
+    label: &str,
+) -> Result<()> {
+    let rows = read_dataset(path, DatasetKind::Prompts, model, !args.input.no_bos)?;
+    let dataset_mean =
+        matches!(&method, AblationMethod::Mean { references } if references.is_empty());
+    let method = match (dataset_mean, args.mean) {
+        (true, mean) => {
+            let over = match mean.unwrap_or(MeanKind::All) {
+                MeanKind::All => MeanOver::AllPositions,
+                MeanKind::PerPosition => MeanOver::PerPosition,
+            };
+            errln!("computing the dataset mean of {} ...", target.hook_kind().suffix());
+            let per_layer = dataset_mean_values(model, &rows, target.hook_kind(), over, args.output.max_rows)
+                .map_err(|e| HookLensError::input(format!("{}: {e}", path.display())))?;
+            AblationMethod::Values { per_layer }
+        }
+        (false, Some(_)) => {
+            return Err(HookLensError::input(
+                "--mean applies to --method mean without --reference (the reference prompts give per-position means)",
+            ))
+        }
+        (false, None) => method,
+    };
+    let spec_of = |r: &DatasetRow| ablation_sweep(model, &r.clean, target, &method);
+    cmd_dataset::run_rows(model, path, &rows, false, spec_of, label, &args.output)
 }
 
 /// The `--method` with its inputs.

@@ -26,9 +26,37 @@ pub fn write_heatmap(
     ctx: &SweepContext<'_>,
     path: &Path,
 ) -> Result<()> {
-    let (metric, tokens) = (ctx.metric, ctx.tokens);
+    let metric = ctx.metric;
+    let colour_label = match report.corrupted {
+        Some(_) => format!("recovery of {}", metric.name()),
+        None => format!("change in {}", metric.name()),
+    };
+    let grid = Grid {
+        rows: &report.results,
+        tokens: ctx.tokens,
+        title: ctx.title,
+        colour_label: &colour_label,
+    };
+    write_grid(model, &grid, path)
+}
+
+/// Result rows to draw as a heatmap, with their titles.
+pub struct Grid<'a> {
+    /// The cells: each row's recovery, else delta, else value.
+    pub rows: &'a [ResultRow],
+    /// The prompt, for position ticks.
+    pub tokens: &'a [u32],
+    /// The title.
+    pub title: &'a str,
+    /// What the colours show.
+    pub colour_label: &'a str,
+}
+
+/// Writes a grid of result rows (layer x head, layer x position, or (layer, head) x
+/// position) to `path`.
+pub fn write_grid(model: &Model, grid: &Grid<'_>, path: &Path) -> Result<()> {
+    let (rows, tokens) = (grid.rows, grid.tokens);
     let n_layers = model.config().n_layers;
-    let rows = &report.results;
     let has_head = rows.iter().any(|r| r.head.is_some());
     let has_pos = rows.iter().any(|r| r.pos.is_some());
     let str_tokens = model.to_str_tokens(tokens).ok();
@@ -39,10 +67,6 @@ pub fn write_heatmap(
         })
         .collect();
     let value = |r: &ResultRow| r.recovery.or(r.delta).unwrap_or(r.value);
-    let colour_label = match report.corrupted {
-        Some(_) => format!("recovery of {}", metric.name()),
-        None => format!("change in {}", metric.name()),
-    };
     let (y_label, y_ticks, x_label, x_ticks, cell): Axes<'_> = match (has_head, has_pos) {
         (true, true) => {
             let heads = model.config().n_heads;
@@ -93,13 +117,13 @@ pub fn write_heatmap(
         Vec::new()
     };
     let heatmap = Heatmap::new(
-        ctx.title.to_string(),
+        grid.title.to_string(),
         x_label.to_string(),
         y_label.to_string(),
         x_ticks,
         y_ticks,
         values,
-        colour_label,
+        grid.colour_label.to_string(),
     )?
     .with_y_group_ticks(group_ticks)?;
     heatmap.write(path)

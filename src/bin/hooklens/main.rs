@@ -2,9 +2,11 @@
 
 mod cmd_bench;
 mod cmd_dataset;
+mod cmd_diff;
 mod cmd_dla;
 mod cmd_generate;
 mod cmd_hooks;
+mod cmd_intervene;
 mod cmd_lens;
 mod cmd_run;
 mod cmd_run_prompts;
@@ -65,6 +67,13 @@ enum Command {
     Patch(cmd_sweep::PatchArgs),
     /// Causal tracing (ROME): noise the subject, restore each (layer, position).
     Trace(cmd_sweep::TraceArgs),
+    /// Run a dataset's prompts clean and with a set of interventions applied together
+    /// (batched); each prompt's metric and the means ("are these heads necessary?").
+    Intervene(cmd_intervene::InterveneArgs),
+    /// For every (layer, head), the mean over a dataset's pairs of the norm of the difference
+    /// of the two prompts' hook_z, ranked ("which heads differ between honest and
+    /// sycophantic prompts?").
+    Diff(cmd_diff::DiffArgs),
     /// Direct logit attribution: every head, attention bias, MLP and embedding's share of a
     /// logit (difference) at the last position.
     Dla(cmd_dla::DlaArgs),
@@ -154,6 +163,8 @@ fn run_command(model: &Model, command: &Command) -> Result<()> {
         Command::Ablate(args) => cmd_sweep::ablate(model, args),
         Command::Patch(args) => cmd_sweep::patch(model, args),
         Command::Trace(args) => cmd_sweep::trace(model, args),
+        Command::Intervene(args) => cmd_intervene::run(model, args),
+        Command::Diff(args) => cmd_diff::run(model, args),
         Command::Dla(args) => cmd_dla::run(model, args),
         Command::LogitLens(args) => cmd_lens::run(model, args),
         Command::Generate(args) => cmd_generate::run(model, args),
@@ -169,6 +180,8 @@ fn check_outputs(command: &Command) -> Result<()> {
         Command::Ablate(args) => sweep_output::check(&args.output),
         Command::Patch(args) => sweep_output::check(&args.output),
         Command::Trace(args) => sweep_output::check(&args.output),
+        Command::Intervene(args) => cmd_intervene::check_outputs(args),
+        Command::Diff(args) => cmd_diff::check_outputs(args),
         Command::Dla(args) => cmd_dla::check_outputs(args),
         Command::LogitLens(args) => cmd_lens::check_outputs(args),
         Command::Generate(args) => cmd_generate::check_outputs(args),

@@ -3,7 +3,9 @@
 
 use hooklens::output::{check_writable, write_atomic, write_json};
 use hooklens::report::heatmap::Heatmap;
-use hooklens::sweep::{report_document, Metric, SweepContext as DocumentContext, SweepReport};
+use hooklens::sweep::{
+    report_document, Metric, ResultRow, SweepContext as DocumentContext, SweepReport,
+};
 use hooklens::{Model, Result};
 
 use crate::cmd_sweep::OutputArgs;
@@ -53,7 +55,10 @@ pub fn write_all(
         attempt(path, write_report_json(model, report, ctx, out.naive, path));
     }
     if let Some(path) = &out.csv {
-        attempt(path, write_atomic(path, csv_text(report).as_bytes()));
+        attempt(
+            path,
+            write_atomic(path, csv_text(&report.results).as_bytes()),
+        );
     }
     if let Some(path) = &out.heatmap {
         attempt(
@@ -83,11 +88,12 @@ fn write_report_json(
     write_json(path, &report_document(model, report, &doc_ctx))
 }
 
-fn csv_text(report: &SweepReport) -> String {
+/// The results as CSV: `layer,head,pos,value,delta,recovery`, one line per row.
+pub fn csv_text(results: &[ResultRow]) -> String {
     let mut text = String::from("layer,head,pos,value,delta,recovery\n");
     let opt = |v: Option<usize>| v.map_or(String::new(), |x| x.to_string());
     let optf = |v: Option<f64>| v.map_or(String::new(), |x| format!("{x}"));
-    for r in &report.results {
+    for r in results {
         text.push_str(&format!(
             "{},{},{},{},{},{}\n",
             r.layer,

@@ -5,7 +5,7 @@ mod common;
 
 use std::collections::HashMap;
 
-use common::{fixtures, temp_dir};
+use common::{fixtures, hooklens, temp_dir};
 use hooklens::hooks::CacheSource;
 use hooklens::{ActivationCache, HookLensError, Model, NamesFilter, PaddingSide, RunOptions};
 
@@ -111,4 +111,38 @@ fn a_cache_of_another_model_shape_is_an_error() {
         err.to_string().contains("blocks.2.hook_resid_post"),
         "{err}"
     );
+}
+
+#[test]
+fn run_prompts_writes_a_cache_that_loads_back() {
+    let dir = temp_dir("cache-file-cli");
+    let (prompts, cache) = (dir.join("prompts.txt"), dir.join("cache.safetensors"));
+    std::fs::write(&prompts, "Hello world\nHi\n").unwrap();
+    let model = fixtures().join("gpt2_tiny");
+    let (ok, out, err) = hooklens(&[
+        "--model",
+        model.to_str().unwrap(),
+        "run",
+        "--prompts",
+        prompts.to_str().unwrap(),
+        "--cache",
+        cache.to_str().unwrap(),
+        "--names",
+        r"hook_z$",
+    ]);
+    assert!(ok, "{out}\n{err}");
+    let tiny = Model::load(&model).unwrap();
+    let saved = ActivationCache::load_safetensors(&cache, tiny.config()).unwrap();
+    assert_eq!(saved.source.prompts, ["Hello world", "Hi"]);
+    assert!(
+        saved.source.model.ends_with("gpt2_tiny"),
+        "{}",
+        saved.source.model
+    );
+    assert_eq!(
+        saved.cache.names(),
+        ["blocks.0.attn.hook_z", "blocks.1.attn.hook_z"]
+    );
+    assert_eq!(saved.tokens.len(), 2);
+    assert!(saved.source.extra.contains_key("pad_id"));
 }

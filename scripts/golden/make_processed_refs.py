@@ -19,11 +19,11 @@ Metadata: `fixture`, `normalization_type` (LNPre / RMSPre), the package versions
 Run (after make_fixtures.py): /work/refvenv/bin/python scripts/golden/make_processed_refs.py
 """
 import copy
+import importlib.metadata
 import sys
 from pathlib import Path
 
 import torch
-import transformer_lens
 from safetensors.torch import load_file, save_file
 from transformer_lens import HookedTransformer
 
@@ -64,8 +64,7 @@ def main():
         meta = {
             "fixture": name,
             "normalization_type": m.cfg.normalization_type,
-            "transformer_lens_version": transformer_lens.__version__
-            if hasattr(transformer_lens, "__version__") else "2.18",
+            "transformer_lens_version": importlib.metadata.version("transformer_lens"),
             "torch_version": torch.__version__,
         }
         save_file(out, str(out_dir / f"{name}.safetensors"), metadata=meta)

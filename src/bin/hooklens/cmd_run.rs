@@ -40,7 +40,9 @@ pub struct RunArgs {
     /// Run every non-blank line of this file as one prompt, all in one padded batch, and
     /// print each prompt's top next tokens (at its last real token). With --cache, the file
     /// holds the padded `[batch, pos, ...]` activations plus int32 `tokens` and
-    /// `attention_mask` `[batch, pos]` (1 real, 0 pad), and the prompts in its metadata.
+    /// `attention_mask` `[batch, pos]` (1 real, 0 pad), and the model, the prompts and the
+    /// hook order in its metadata (hooklens' cache format: the library's
+    /// `ActivationCache::load_safetensors` reads it back).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["prompt", "tokens"])]
     pub prompts: Option<PathBuf>,
     /// Where shorter prompts get their pads with --prompts (TL's padding_side; pads are

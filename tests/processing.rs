@@ -199,3 +199,28 @@ fn unknown_process_names_are_an_error() {
     let err = LoadOptions::parse("fold").unwrap_err().to_string();
     assert!(err.contains("expected tl or none"), "{err}");
 }
+
+/// Through the packed-weight cache: the processed weights are written to their own file and
+/// read back equal; an unprocessed load of the same checkpoint never gets them.
+#[test]
+fn processed_weights_through_the_weight_cache_equal_tl() {
+    let dir = common::temp_dir("processing-weight-cache");
+    let policy = WeightCache::On(dir.clone());
+    let path = fixtures().join("gpt2_tiny");
+    let load_cached =
+        |options| Model::load_with_options(&path, Device::Cpu, policy.clone(), options).unwrap();
+    let written = load_cached(LoadOptions::tl());
+    let read = load_cached(LoadOptions::tl());
+    let plain = load_cached(LoadOptions::default());
+    let files = std::fs::read_dir(&dir).unwrap().count();
+    assert_eq!(
+        files, 2,
+        "one cache file each for processed and unprocessed weights"
+    );
+    check_hooks("gpt2_tiny", &written);
+    check_hooks("gpt2_tiny", &read);
+    let w_u = |m: &Model| m.tl_weight("W_U").unwrap();
+    let unprocessed = load("gpt2_tiny", LoadOptions::default());
+    assert_eq!(w_u(&plain), w_u(&unprocessed));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -224,3 +224,16 @@ fn processed_weights_through_the_weight_cache_equal_tl() {
     assert_eq!(w_u(&plain), w_u(&unprocessed));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Processing runs on the CPU; a device load with it is a typed error before any device work.
+#[test]
+fn processing_on_a_device_is_unsupported() {
+    let path = fixtures().join("gpt2_tiny");
+    let err = Model::load_with_options(&path, Device::Cuda(0), WeightCache::Off, LoadOptions::tl())
+        .err()
+        .unwrap();
+    assert!(
+        matches!(err, hooklens::HookLensError::Unsupported { .. }),
+        "{err}"
+    );
+}

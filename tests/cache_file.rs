@@ -146,3 +146,26 @@ fn run_prompts_writes_a_cache_that_loads_back() {
     assert_eq!(saved.tokens.len(), 2);
     assert!(saved.source.extra.contains_key("pad_id"));
 }
+
+#[test]
+fn run_cache_of_one_prompt_loads_back_with_its_prompt_and_tokens() {
+    let dir = temp_dir("cache-file-run");
+    let cache = dir.join("cache.safetensors");
+    let model = fixtures().join("gpt2_tiny");
+    let (ok, out, err) = hooklens(&[
+        "--model",
+        model.to_str().unwrap(),
+        "run",
+        "--prompt",
+        "Hello world",
+        "--cache",
+        cache.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}\n{err}");
+    let tiny = Model::load(&model).unwrap();
+    let saved = ActivationCache::load_safetensors(&cache, tiny.config()).unwrap();
+    assert_eq!(saved.source.prompts, ["Hello world"]);
+    let tokens = tiny.to_tokens("Hello world", true).unwrap();
+    assert_eq!(saved.tokens, [tokens.row(0).to_vec()]);
+    assert_eq!(saved.cache.len(), tiny.hook_points(false).len());
+}

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use safetensors::{Dtype, SafeTensors};
 
-use super::cache::ActivationCache;
+use super::cache::{ActivationCache, NamedPoint};
 use super::point::HookPoint;
 use super::select::parse_full_name;
 use crate::error::{HookLensError, Result};
@@ -117,15 +117,17 @@ fn take_list(
         .map_err(|e| format!("metadata `{key}` is not a list of strings: {e}"))
 }
 
+/// The cached values in firing order, and the names each point was saved under.
+type Points = (Vec<(HookPoint, Tensor)>, Vec<NamedPoint>);
+
 /// The hook tensors in `order`, and the names each point was saved under.
-#[allow(clippy::type_complexity)]
 fn read_points(
     st: &SafeTensors<'_>,
     order: &[String],
     cfg: &ModelConfig,
-) -> std::result::Result<(Vec<(HookPoint, Tensor)>, Vec<(HookPoint, Vec<String>)>), String> {
+) -> std::result::Result<Points, String> {
     let mut fired = Vec::with_capacity(order.len());
-    let mut names: Vec<(HookPoint, Vec<String>)> = Vec::new();
+    let mut names: Vec<NamedPoint> = Vec::new();
     for name in order {
         let point = parse_full_name(name, cfg).map_err(|e| format!("tensor {name}: {e}"))?;
         fired.push((point, read_f32(st, name)?));

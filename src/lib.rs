@@ -54,6 +54,7 @@ pub use model::config::ModelConfig;
 pub use model::input::{
     Input, LogitPositions, Output, PaddingSide, ReturnType, RunOptions, TokenBatch,
 };
+pub use model::process::LoadOptions;
 pub use model::Model;
 pub use tensor::Tensor;
 pub use tokenizer::Tokenizer;

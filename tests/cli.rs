@@ -60,7 +60,11 @@ fn run_cache_matches_tl_and_json_has_top_tokens() {
     let st = SafeTensors::deserialize(&bytes).unwrap();
     let mut names: Vec<String> = st.names().into_iter().map(str::to_string).collect();
     names.sort();
-    // 3 layers x (z, pattern, result, resid_post).
+    // The cache format's int32 tokens and mask, then 3 layers x (z, pattern, result, resid_post).
+    for int in ["attention_mask", "tokens"] {
+        assert_eq!(st.tensor(int).unwrap().shape(), [1, ids.len()], "{int}");
+    }
+    names.retain(|n| n != "tokens" && n != "attention_mask");
     assert_eq!(names.len(), 12, "{names:?}");
     for name in names {
         let view = st.tensor(&name).unwrap();

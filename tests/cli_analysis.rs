@@ -26,13 +26,26 @@ fn values_of(doc: &Value, component: &str) -> Vec<f32> {
 
 #[test]
 fn dla_json_equals_tl_and_sums_to_the_logit_difference() {
-    let dir = temp_dir("dla-gpt2");
+    check_dla_json("none");
+}
+
+/// The same values from the weights TL's processing gives (`--process tl`).
+#[test]
+fn dla_json_on_processed_weights_equals_tl() {
+    check_dla_json("tl");
+}
+
+/// `hooklens --process PROCESS dla` on gpt2_small4 against TL's processed model.
+fn check_dla_json(process: &str) {
+    let dir = temp_dir(&format!("dla-gpt2-{process}"));
     let r = load_reference_file(&fixtures().join("analysis/gpt2_small4.safetensors"));
     let model = fixtures().join("gpt2_small4");
     let (json, png) = (dir.join("dla.json"), dir.join("dla.svg"));
     let (ok, out, err) = hooklens(&[
         "--model",
         model.to_str().unwrap(),
+        "--process",
+        process,
         "dla",
         "--tokens",
         &tokens_arg(r.tokens.row(0)),
@@ -195,6 +208,19 @@ fn logit_lens_equals_tl_accumulated_resid_through_the_final_norm() {
 
 #[test]
 fn dla_and_lens_bad_inputs_are_errors() {
+    let gpt2 = fixtures().join("gpt2_tiny");
+    let (ok, _, err) = hooklens(&[
+        "--model",
+        gpt2.to_str().unwrap(),
+        "--process",
+        "fold",
+        "dla",
+        "--tokens",
+        "1,2",
+        "--target-id",
+        "3",
+    ]);
+    assert!(!ok && err.contains("expected tl or none"), "{err}");
     let model = fixtures().join("gpt2_tiny");
     let m = model.to_str().unwrap();
     let (ok, _, err) = hooklens(&["--model", m, "dla", "--tokens", "1,2,3"]);

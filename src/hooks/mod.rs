@@ -2,12 +2,14 @@
 
 pub mod alias;
 pub mod cache;
+pub mod cache_file;
 pub mod intervention;
 pub mod point;
 pub mod registry;
 pub mod select;
 
 pub use cache::{ActivationCache, NamesFilter};
+pub use cache_file::{CacheSource, SavedCache, CACHE_FORMAT};
 pub use intervention::{Intervention, Op};
 pub use point::{hook_points, HookKind, HookPoint};
 pub use registry::{ActivationMut, HookContext, Hooks};

@@ -92,7 +92,8 @@ pub(crate) use with_engine;
 /// Loads weights onto `device`: `$load` is compiled once per backend with `$backend` bound to
 /// it, and its weights go into that backend's engine. On the CPU the weights come from the
 /// packed-weight cache when `$cache` (a `&CacheRequest`) has a matching file, and what the
-/// cache did is recorded on `$clock`. Evaluates to `Result<Loaded>`.
+/// cache did is recorded on `$clock`; the weights are processed as `$cache.processing` says
+/// (CPU only: a device load with processing is an error). Evaluates to `Result<Loaded>`.
 macro_rules! load_onto {
     ($device:expr, $cfg:expr, $cache:expr, $clock:expr, |$backend:ident| $load:expr) => {
         (|| -> $crate::error::Result<$crate::model::engine::Loaded> {
@@ -107,6 +108,11 @@ macro_rules! load_onto {
                 }
                 #[cfg(feature = "cuda")]
                 $crate::device::Device::Cuda(n) => {
+                    if $cache.processing.any() {
+                        return Err($crate::error::HookLensError::Unsupported {
+                            what: "TL weight processing on a CUDA device (load on the CPU)".into(),
+                        });
+                    }
                     let owned = $crate::backend::cuda::CudaBackend::new(n)?;
                     let $backend = &owned;
                     let weights = $load?;

@@ -12,6 +12,7 @@ use super::gguf::tokenizer::tokenizer_from_gguf;
 use super::gguf::GgufFile;
 use super::load_clock::{LoadClock, LoadTimes};
 use super::load_llama::{load_llama, LlamaNames, LlamaTensor};
+use super::process::LoadOptions;
 use super::weight_cache::{CacheRequest, WeightCache};
 use super::weights::TensorSource;
 use super::{join_loader, Model};
@@ -136,6 +137,17 @@ pub fn load_gguf_model_on(path: &Path, device: Device) -> Result<Model> {
 
 /// [`load_gguf_model_on`] with a packed-weight cache policy of the caller's choice.
 pub fn load_gguf_model_with(path: &Path, device: Device, cache: WeightCache) -> Result<Model> {
+    load_gguf_model_with_options(path, device, cache, LoadOptions::default())
+}
+
+/// [`load_gguf_model_with`] with TL's weight processing as `options` says (see
+/// [`LoadOptions`]; processing runs on the CPU only).
+pub fn load_gguf_model_with_options(
+    path: &Path,
+    device: Device,
+    cache: WeightCache,
+    options: LoadOptions,
+) -> Result<Model> {
     let started = Instant::now();
     let file = GgufFile::open(path)?;
     let config = gguf_llama_config(&file)?;
@@ -145,6 +157,7 @@ pub fn load_gguf_model_with(path: &Path, device: Device, cache: WeightCache) -> 
     let request = CacheRequest {
         policy: cache,
         sources: vec![path.to_path_buf()],
+        processing: options,
     };
     let (loaded, (tokenizer, tokenizer_time)) = std::thread::scope(|scope| {
         let tokenizer = scope.spawn(|| {

@@ -18,6 +18,7 @@ pub mod load_gguf;
 pub mod load_gpt2;
 pub mod load_llama;
 pub mod loss;
+pub mod process;
 pub mod random;
 pub mod safetensors_dir;
 pub mod sampling;
@@ -35,6 +36,7 @@ use self::forward::{LogitRows, PassInput};
 use self::input::{Input, LogitPositions, Output, ReturnType, RunOptions, TokenBatch};
 use self::load_clock::{LoadClock, LoadTimes};
 use self::loss::{loss_pairs, next_token_loss};
+pub use self::process::LoadOptions;
 use self::weight_cache::{CacheRequest, WeightCache};
 use self::weights::TokenEmbedding;
 use self::weights::Weights;
@@ -116,6 +118,17 @@ impl Model {
     /// [`Model::from_hf_dir_on`] with a packed-weight cache policy of the caller's choice
     /// (instead of the one `HOOKLENS_WEIGHT_CACHE` makes).
     pub fn from_hf_dir_with(dir: &Path, device: Device, cache: WeightCache) -> Result<Self> {
+        Model::from_hf_dir_with_options(dir, device, cache, LoadOptions::default())
+    }
+
+    /// [`Model::from_hf_dir_with`] with TL's weight processing as `options` says (see
+    /// [`LoadOptions`]; processing runs on the CPU only).
+    pub fn from_hf_dir_with_options(
+        dir: &Path,
+        device: Device,
+        cache: WeightCache,
+        options: LoadOptions,
+    ) -> Result<Self> {
         if !dir.is_dir() {
             return Err(HookLensError::input(format!(
                 "{} is not a directory with an HF checkpoint",
@@ -135,6 +148,7 @@ impl Model {
         let request = CacheRequest {
             policy: cache,
             sources,
+            processing: options,
         };
         let (loaded, (tokenizer, tokenizer_time)) =
             std::thread::scope(|scope| {
@@ -170,8 +184,20 @@ impl Model {
 
     /// [`Model::load_on`] with a packed-weight cache policy of the caller's choice.
     pub fn load_with(path: &Path, device: Device, cache: WeightCache) -> Result<Self> {
+        Model::load_with_options(path, device, cache, LoadOptions::default())
+    }
+
+    /// [`Model::load_with`] with TL's weight processing as `options` says:
+    /// `LoadOptions::tl()` gives the weights `HookedTransformer.from_pretrained` uses (see
+    /// [`LoadOptions`]; processing runs on the CPU only).
+    pub fn load_with_options(
+        path: &Path,
+        device: Device,
+        cache: WeightCache,
+        options: LoadOptions,
+    ) -> Result<Self> {
         if path.is_dir() {
-            return Model::from_hf_dir_with(path, device, cache);
+            return Model::from_hf_dir_with_options(path, device, cache, options);
         }
         if !path.exists() {
             return Err(HookLensError::io(
@@ -180,7 +206,7 @@ impl Model {
             ));
         }
         if path.extension().is_some_and(|e| e == "gguf") {
-            return load_gguf::load_gguf_model_with(path, device, cache);
+            return load_gguf::load_gguf_model_with_options(path, device, cache, options);
         }
         Err(HookLensError::input(format!(
             "{}: expected an HF checkpoint directory or a .gguf file",

@@ -25,7 +25,8 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 10, value_parser = crate::parse::positive_count)]
     pub top: usize,
     /// Write the cached activations to this safetensors file (tensor names are TL hook names,
-    /// shapes start with the batch axis).
+    /// shapes start with the batch axis), with int32 `tokens` and `attention_mask` and the
+    /// model, prompt and hook order in its metadata (`ActivationCache::load_safetensors`).
     #[arg(long, value_name = "FILE.safetensors")]
     pub cache: Option<PathBuf>,
     /// Cache only hook points whose full name (TL 2.x or a TL 4.x alias) matches this regex
@@ -40,7 +41,9 @@ pub struct RunArgs {
     /// Run every non-blank line of this file as one prompt, all in one padded batch, and
     /// print each prompt's top next tokens (at its last real token). With --cache, the file
     /// holds the padded `[batch, pos, ...]` activations plus int32 `tokens` and
-    /// `attention_mask` `[batch, pos]` (1 real, 0 pad), and the prompts in its metadata.
+    /// `attention_mask` `[batch, pos]` (1 real, 0 pad), and the model, the prompts and the
+    /// hook order in its metadata (hooklens' cache format: the library's
+    /// `ActivationCache::load_safetensors` reads it back).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["prompt", "tokens"])]
     pub prompts: Option<PathBuf>,
     /// Where shorter prompts get their pads with --prompts (TL's padding_side; pads are
@@ -65,7 +68,7 @@ pub fn run(model: &Model, args: &RunArgs) -> Result<()> {
     let (logits, cache) = last_logits(model, &tokens, args)?;
     let rows = print_top(model, &logits.data, args.top);
     if let (Some(path), Some(cache)) = (&args.cache, &cache) {
-        write_cache(cache, path)?;
+        write_cache(cache, path, &tokens, model, args.input.prompt.as_deref())?;
         outln!("wrote {} activations to {}", cache.len(), path.display());
     }
     if let Some(path) = &args.json {

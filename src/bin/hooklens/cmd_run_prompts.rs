@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use clap::ValueEnum;
+use hooklens::hooks::CacheSource;
 use hooklens::output::{write_atomic_with, write_json};
 use hooklens::{ActivationCache, HookLensError, Model, PaddingSide, Result, TokenBatch};
 use serde_json::json;
@@ -79,8 +80,9 @@ pub fn run(model: &Model, args: &RunArgs, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The cache plus int32 `tokens` and `attention_mask` `[batch, pos]`; metadata `prompts`
-/// (a JSON list of the texts), `model` (its path) and `padding`.
+/// The cache in hooklens' cache format (`ActivationCache::load_safetensors` reads it back):
+/// int32 `tokens` and `attention_mask` `[batch, pos]`; metadata `prompts` (a JSON list of the
+/// texts), `model` (its path), `pad_id`, `format` and `hook_order`.
 fn write_padded_cache(
     cache: &ActivationCache,
     path: &Path,
@@ -88,19 +90,10 @@ fn write_padded_cache(
     prompts: &[String],
     model: &Model,
 ) -> Result<()> {
-    let shape = vec![tokens.batch(), tokens.seq()];
-    let ids: Vec<i32> = tokens.ids().iter().map(|&t| t as i32).collect();
-    let mask: Vec<i32> = tokens.attention_mask().into_iter().map(i32::from).collect();
-    let ints = [
-        ("tokens".to_string(), ids, shape.clone()),
-        ("attention_mask".to_string(), mask, shape),
-    ];
-    let meta = HashMap::from([
-        ("prompts".to_string(), json!(prompts).to_string()),
-        ("model".to_string(), model.source().display().to_string()),
-        ("pad_id".to_string(), model.pad_id().to_string()),
-    ]);
-    write_atomic_with(path, |tmp| {
-        cache.save_safetensors_with(tmp, &ints, Some(meta.clone()))
-    })
+    let source = CacheSource {
+        model: model.source().display().to_string(),
+        prompts: prompts.to_vec(),
+        extra: HashMap::from([("pad_id".to_string(), model.pad_id().to_string())]),
+    };
+    write_atomic_with(path, |tmp| cache.save_with_source(tmp, tokens, &source))
 }

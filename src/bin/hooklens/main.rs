@@ -26,8 +26,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use hooklens::model::known::{hooklens_home, resolve_model_arg, DEFAULT_MODEL};
+use hooklens::model::process::process_weights;
 use hooklens::model::random::random_weights;
-use hooklens::{Device, HookLensError, Model, ModelConfig, Result};
+use hooklens::model::weight_cache::WeightCache;
+use hooklens::{Device, HookLensError, LoadOptions, Model, ModelConfig, Result};
 
 /// TransformerLens hook points at native speed.
 #[derive(Parser, Debug)]
@@ -51,6 +53,12 @@ struct Cli {
     /// cuda:N (experimental; a missing driver, library or device is an error naming it).
     #[arg(long, global = true, default_value = "auto")]
     device: String,
+    /// Weight processing at load: none (the checkpoint's weights, the default) or tl
+    /// (TransformerLens' from_pretrained processing: fold_ln, center_writing_weights,
+    /// center_unembed, fold_value_biases; CPU only). With tl, every hook value equals TL's
+    /// processed model (the norms' hook_normalized is then the weightless normalised input).
+    #[arg(long, global = true, default_value = "none", value_parser = parse_process)]
+    process: LoadOptions,
     #[command(subcommand)]
     command: Command,
 }
@@ -86,7 +94,17 @@ enum Command {
     Bench(cmd_bench::BenchArgs),
 }
 
-fn load_model(arg: Option<&str>, device: Device, verbose: bool) -> Result<Model> {
+/// `--process`: `tl` or `none`.
+fn parse_process(value: &str) -> std::result::Result<LoadOptions, String> {
+    LoadOptions::parse(value).map_err(|e| e.to_string())
+}
+
+fn load_model(
+    arg: Option<&str>,
+    device: Device,
+    process: LoadOptions,
+    verbose: bool,
+) -> Result<Model> {
     if let Some(shape) = arg.and_then(|a| a.strip_prefix("random:")) {
         let cfg = match shape {
             "gpt2-small" => ModelConfig::gpt2_small(),
@@ -102,12 +120,12 @@ fn load_model(arg: Option<&str>, device: Device, verbose: bool) -> Result<Model>
                 "--model random:{shape} runs on the CPU only (use --device cpu)"
             )));
         }
-        let weights = random_weights(&cfg, 0);
+        let weights = process_weights(random_weights(&cfg, 0), &cfg, &process);
         return Model::from_parts(cfg, weights, None, format!("random:{shape}").into());
     }
     let path = resolve_model_arg(arg)?;
     let started = std::time::Instant::now();
-    let model = Model::load_on(&path, device)?;
+    let model = Model::load_with_options(&path, device, WeightCache::from_env()?, process)?;
     let cfg = model.config();
     term::errln!(
         "loaded {} ({:?}, {} layers, d_model {}, {} heads) in {:.2}s",
@@ -217,7 +235,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let model = match load_model(cli.model.as_deref(), device, cli.verbose) {
+    let model = match load_model(cli.model.as_deref(), device, cli.process, cli.verbose) {
         Ok(model) => model,
         Err(e) => {
             report_error(&e, cli.model.is_none());

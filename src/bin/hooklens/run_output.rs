@@ -1,10 +1,11 @@
 //! `hooklens run`'s outputs: the cache filter (checked to match something), the activation
-//! cache, checked before the run and written atomically.
+//! cache (hooklens' cache format), checked before the run and written atomically.
 
 use std::path::Path;
 
+use hooklens::hooks::CacheSource;
 use hooklens::output::{check_writable, write_atomic_with};
-use hooklens::{ActivationCache, HookLensError, Model, NamesFilter, Result};
+use hooklens::{ActivationCache, HookLensError, Model, NamesFilter, Result, TokenBatch};
 
 use crate::cmd_run::RunArgs;
 
@@ -32,7 +33,19 @@ pub fn cache_filter(model: &Model, names: Option<&str>) -> Result<NamesFilter> {
     })
 }
 
-/// Writes the cache as safetensors, atomically.
-pub fn write_cache(cache: &ActivationCache, path: &Path) -> Result<()> {
-    write_atomic_with(path, |tmp| cache.save_safetensors(tmp))
+/// Writes the cache atomically in hooklens' cache format (the activations under TL names,
+/// `tokens`, `attention_mask`, and the model and the prompt in the metadata).
+pub fn write_cache(
+    cache: &ActivationCache,
+    path: &Path,
+    tokens: &TokenBatch,
+    model: &Model,
+    prompt: Option<&str>,
+) -> Result<()> {
+    let source = CacheSource {
+        model: model.source().display().to_string(),
+        prompts: prompt.map(str::to_string).into_iter().collect(),
+        extra: Default::default(),
+    };
+    write_atomic_with(path, |tmp| cache.save_with_source(tmp, tokens, &source))
 }

@@ -8,6 +8,7 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use crate::backend::cpu::gemm::NR;
 use crate::model::config::ModelConfig;
+use crate::model::process::LoadOptions;
 
 /// Bumped whenever the file layout or the meaning of an entry changes.
 pub(super) const FORMAT: u32 = 1;
@@ -63,13 +64,21 @@ pub struct CacheKey {
     pub(super) hooklens: String,
     pub(super) layout: String,
     pub(super) config: String,
+    /// The weight processing applied (empty for none, so files written before processing
+    /// existed stay valid).
+    #[serde(default)]
+    pub(super) processing: String,
     pub(super) sources: Vec<SourceStamp>,
 }
 
 impl CacheKey {
-    /// The key for weights built from `sources` with configuration `config`; `None` when a
-    /// source cannot be stamped.
-    pub fn new(sources: &[PathBuf], config: &ModelConfig) -> Option<Self> {
+    /// The key for weights built from `sources` with configuration `config` and processed as
+    /// `processing` says; `None` when a source cannot be stamped.
+    pub fn new(
+        sources: &[PathBuf],
+        config: &ModelConfig,
+        processing: &LoadOptions,
+    ) -> Option<Self> {
         let sources = sources
             .iter()
             .map(|p| SourceStamp::of(p))
@@ -79,14 +88,23 @@ impl CacheKey {
             hooklens: env!("CARGO_PKG_VERSION").to_string(),
             layout: layout(),
             config: format!("{config:?}"),
+            processing: match processing.any() {
+                true => format!("{processing:?}"),
+                false => String::new(),
+            },
             sources,
         })
     }
 
-    /// The cache file's name: a hash of the source paths and the layout, so that a changed
-    /// source replaces its own stale cache file instead of adding one.
+    /// The cache file's name: a hash of the source paths, the layout and the processing, so
+    /// that a changed source replaces its own stale cache file instead of adding one, and
+    /// processed and unprocessed weights of one model live in separate files.
     pub fn file_name(&self) -> String {
         let mut id = self.layout.clone();
+        if !self.processing.is_empty() {
+            id.push('\n');
+            id.push_str(&self.processing);
+        }
         for s in &self.sources {
             id.push('\n');
             id.push_str(&s.path.to_string_lossy());

@@ -27,6 +27,7 @@ pub use key::CacheKey;
 use self::file::Unusable;
 use crate::error::{HookLensError, Result};
 use crate::model::config::ModelConfig;
+use crate::model::process::{process_weights, LoadOptions};
 use crate::model::weights::Weights;
 
 /// In `auto` mode, weights smaller than this are not cached (they build in milliseconds).
@@ -85,13 +86,16 @@ pub enum CacheUse {
     WriteFailed,
 }
 
-/// A loader's request: the policy and the files the weights are read from.
+/// A loader's request: the policy, the files the weights are read from and the processing
+/// they get (the cache is keyed on all three).
 #[derive(Clone, Debug)]
 pub struct CacheRequest {
     /// The policy.
     pub policy: WeightCache,
     /// Every file the weights come from (the cache is keyed on all of them).
     pub sources: Vec<PathBuf>,
+    /// TL's weight processing applied after the weights are built.
+    pub processing: LoadOptions,
 }
 
 impl CacheRequest {
@@ -100,24 +104,28 @@ impl CacheRequest {
         Self {
             policy: WeightCache::Off,
             sources: Vec::new(),
+            processing: LoadOptions::default(),
         }
     }
 }
 
 /// The CPU weights for `request`: from its cache file when one matches, else from `build`
-/// (and then written to the cache when the policy says so).
+/// then processed as `request.processing` says (and then written to the cache when the
+/// policy says so).
 pub(crate) fn cpu_weights(
     request: &CacheRequest,
     cfg: &ModelConfig,
     build: impl FnOnce() -> Result<Weights>,
 ) -> Result<(Weights, CacheUse)> {
+    let processing = request.processing;
+    let build = || build().map(|w| process_weights(w, cfg, &processing));
     let (dir, min_bytes) = match &request.policy {
         WeightCache::Off => return Ok((build()?, CacheUse::Unused)),
         WeightCache::Auto(dir) => (dir, AUTO_MIN_BYTES),
         WeightCache::On(dir) => (dir, 0),
     };
     let Some(key) = (!request.sources.is_empty())
-        .then(|| CacheKey::new(&request.sources, cfg))
+        .then(|| CacheKey::new(&request.sources, cfg, &processing))
         .flatten()
     else {
         return Ok((build()?, CacheUse::Unused));

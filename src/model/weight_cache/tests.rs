@@ -29,7 +29,7 @@ fn scratch(tag: &str) -> PathBuf {
 fn source_and_key(dir: &Path, cfg: &ModelConfig) -> (PathBuf, CacheKey) {
     let source = dir.join("model.bin");
     std::fs::write(&source, b"weights").unwrap();
-    let key = CacheKey::new(std::slice::from_ref(&source), cfg).unwrap();
+    let key = CacheKey::new(std::slice::from_ref(&source), cfg, &LoadOptions::default()).unwrap();
     (source, key)
 }
 
@@ -84,7 +84,8 @@ fn a_changed_source_or_config_makes_the_file_stale() {
     let path = dir.join(key.file_name());
     write(&path, &key, &random_weights(&cfg, 1)).unwrap();
     std::fs::write(&source, b"other weights").unwrap();
-    let changed = CacheKey::new(std::slice::from_ref(&source), &cfg).unwrap();
+    let changed =
+        CacheKey::new(std::slice::from_ref(&source), &cfg, &LoadOptions::default()).unwrap();
     assert_eq!(
         changed.file_name(),
         key.file_name(),
@@ -96,7 +97,12 @@ fn a_changed_source_or_config_makes_the_file_stale() {
     ));
     let mut other = cfg.clone();
     other.norm_eps = 1e-6;
-    let other_key = CacheKey::new(std::slice::from_ref(&source), &other).unwrap();
+    let other_key = CacheKey::new(
+        std::slice::from_ref(&source),
+        &other,
+        &LoadOptions::default(),
+    )
+    .unwrap();
     assert!(matches!(
         read(&path, &other_key, cfg.n_layers, 1),
         Err(Unusable::Stale)
@@ -158,6 +164,7 @@ fn a_damaged_file_is_rebuilt_from_the_source_and_replaced() {
     let request = CacheRequest {
         policy: WeightCache::On(dir.join("cache")),
         sources: vec![source],
+        processing: LoadOptions::default(),
     };
     let build = || Ok(random_weights(&cfg, 5));
     let (_, first) = cpu_weights(&request, &cfg, build).unwrap();
@@ -192,6 +199,7 @@ fn small_weights_are_not_cached_in_auto_mode_and_off_never_touches_the_disk() {
         let request = CacheRequest {
             policy,
             sources: vec![source.clone()],
+            processing: LoadOptions::default(),
         };
         let (_, used) = cpu_weights(&request, &cfg, || Ok(random_weights(&cfg, 2))).unwrap();
         assert_eq!(used, CacheUse::Unused);
@@ -220,4 +228,43 @@ fn the_policy_parses_its_three_values_and_rejects_others() {
         err.contains("HOOKLENS_WEIGHT_CACHE=yes") && err.contains("auto, on or off"),
         "{err}"
     );
+}
+
+#[test]
+fn processed_weights_get_their_own_file_and_key() {
+    let cfg = configs()[0].clone();
+    let dir = scratch("processed");
+    let (source, key) = source_and_key(&dir, &cfg);
+    let sources = std::slice::from_ref(&source);
+    let processed = CacheKey::new(sources, &cfg, &LoadOptions::tl()).unwrap();
+    assert_ne!(processed.file_name(), key.file_name());
+    let path = dir.join(key.file_name());
+    write(&path, &key, &random_weights(&cfg, 1)).unwrap();
+    assert!(matches!(
+        read(&path, &processed, cfg.n_layers, 1),
+        Err(Unusable::Stale)
+    ));
+    let policy = WeightCache::On(dir.join("cache"));
+    let request = |processing| CacheRequest {
+        policy: policy.clone(),
+        sources: vec![source.clone()],
+        processing,
+    };
+    let build = || Ok(random_weights(&cfg, 3));
+    let (plain, _) = cpu_weights(&request(LoadOptions::default()), &cfg, build).unwrap();
+    let (tl, used) = cpu_weights(&request(LoadOptions::tl()), &cfg, build).unwrap();
+    assert!(matches!(used, CacheUse::Written(_)), "{used:?}");
+    assert_ne!(
+        arrays(&plain),
+        arrays(&tl),
+        "processing changed the weights"
+    );
+    let (again, used) =
+        cpu_weights(&request(LoadOptions::tl()), &cfg, || panic!("rebuilt")).unwrap();
+    assert!(matches!(used, CacheUse::Read(_)), "{used:?}");
+    assert_eq!(arrays(&again), arrays(&tl));
+    let (plain_again, _) =
+        cpu_weights(&request(LoadOptions::default()), &cfg, || panic!("rebuilt")).unwrap();
+    assert_eq!(arrays(&plain_again), arrays(&plain));
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -71,8 +71,10 @@ pub struct BenchRow {
     pub max_ms: f64,
     /// Timed runs.
     pub runs: usize,
-    /// Median over the plain pass's median at the same shape (a sweep: over one plain pass
-    /// of its prompt); `None` without a plain row.
+    /// Time over the plain pass's at the same shape: the median over the timed rounds of
+    /// the two runs' ratio within a round (drift between rounds cancels); for the Python case
+    /// and the sweeps, the median over the plain row's median (a sweep: over a plain pass of
+    /// its prompt); `None` without a plain row.
     pub ratio: Option<f64>,
     /// Bytes one run copied (the last timed run); `None` when another process ran it.
     pub bytes_copied: Option<u64>,

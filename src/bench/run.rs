@@ -69,8 +69,15 @@ pub fn run_bench(
         if python_version.is_some() {
             machine.versions.python = python_version;
         }
+        let plain_rounds = (group.cases.iter().zip(&measured))
+            .find(|(c, _)| **c == Case::Plain)
+            .map(|(_, m)| m.times_s.clone());
         for (case, m) in group.cases.iter().zip(measured) {
-            let row = to_row(model, *case, shape.clone(), m, &rows);
+            // The Python case times itself later, in its own process: not in the rounds.
+            let rounds = plain_rounds
+                .as_deref()
+                .filter(|_| *case != Case::PythonZeroHead);
+            let row = to_row(model, *case, shape.clone(), m, (rounds, &rows));
             progress(Progress::Done {
                 index: rows.len(),
                 rows: jobs.len(),
@@ -306,14 +313,26 @@ fn peak_above(start_bytes: Option<usize>) -> Option<u64> {
     peak.map(|(p, s)| p.saturating_sub(s) as u64)
 }
 
-/// The row of a measured job; its ratio is over the plain row of the same shape before it.
+/// The row of a measured job. Its ratio: the median over the rounds of its time over the
+/// plain pass's in the same round, when plain ran in its rounds (`plain_rounds`, in round
+/// order; drift between rounds cancels); else its median over the median of the plain row
+/// of its shape among `earlier` rows.
 fn to_row(
     model: &Model,
     case: Case,
     shape: String,
     measured: Measured,
-    earlier: &[BenchRow],
+    (plain_rounds, earlier): (Option<&[f64]>, &[BenchRow]),
 ) -> BenchRow {
+    let per_round = plain_rounds
+        .filter(|p| p.len() == measured.times_s.len())
+        .map(|p| {
+            let mut r: Vec<f64> = (measured.times_s.iter().zip(p))
+                .map(|(t, p)| t / p)
+                .collect();
+            r.sort_by(f64::total_cmp);
+            median(&r)
+        });
     let mut times = measured.times_s;
     times.sort_by(f64::total_cmp);
     let median_ms = median(&times) * 1e3;
@@ -330,7 +349,7 @@ fn to_row(
         runs: times.len(),
         ratio: match case {
             Case::Plain => Some(1.0),
-            _ => plain.map(|p| median_ms / p.median_ms),
+            _ => per_round.or(plain.map(|p| median_ms / p.median_ms)),
         },
         bytes_copied: measured.copies.map(|c| c.total()),
         copies: measured.copies,

@@ -268,7 +268,9 @@ fn values_of_rows(
         for quad in 0..quads {
             let r = 4 * quad;
             let w4 = [p_row(r), p_row(r + 1), p_row(r + 2), p_row(r + 3)];
-            let used = w4.iter().map(|w| used_keys(w)).max().unwrap_or(0);
+            let t4 = &rows.positions[i0 + r..i0 + r + 4];
+            let causal = t4.iter().max().map_or(0, |&t| t + 1);
+            let used = w4.iter().map(|w| used_keys(w, causal)).max().unwrap_or(0);
             let w4 = w4.map(|w| &w[..used]);
             mix_rows4(w4, v_seq, (offset, kv_width), &mut four);
             for (k, z_row) in four.chunks_exact(d_head).enumerate() {
@@ -283,9 +285,13 @@ fn values_of_rows(
 }
 
 /// Keys up to the last nonzero weight: the later ones add nothing (above the diagonal,
-/// unless a hook wrote there).
-fn used_keys(w: &[f32]) -> usize {
-    w.iter().rposition(|&x| x != 0.0).map_or(0, |j| j + 1)
+/// unless a hook wrote there). `causal`: the keys the row sees without a hook's edit; the
+/// weights after them are checked in one pass without branches first (the usual case).
+fn used_keys(w: &[f32], causal: usize) -> usize {
+    let causal = causal.min(w.len());
+    let beyond = w[causal..].iter().fold(false, |any, &x| any | (x != 0.0));
+    let last = if beyond { w } else { &w[..causal] };
+    last.iter().rposition(|&x| x != 0.0).map_or(0, |j| j + 1)
 }
 
 multiversion! {
@@ -340,7 +346,7 @@ multiversion! {
     /// (offset of the head, kv_width).
     fn mix_row(w: &[f32], v_seq: &[f32], values: (usize, usize), z_row: &mut [f32]) {
         let (offset, kv_width) = values;
-        mix_values(&w[..used_keys(w)], v_seq, offset, kv_width, z_row);
+        mix_values(&w[..used_keys(w, w.len())], v_seq, offset, kv_width, z_row);
     }
 }
 

@@ -187,7 +187,8 @@ def main():
     text = table(lines, args.threads)
     print(text)
     if args.out != "-":
-        doc = Path(args.out).read_text()
+        out = Path(args.out)
+        doc = out.read_text() if out.exists() else ""
         if START in doc:
             doc = doc[: doc.index(START)] + text + doc[doc.index(END) + len(END):]
         else:

@@ -44,7 +44,7 @@ pub struct BenchPlan {
 impl Default for BenchPlan {
     fn default() -> Self {
         BenchPlan {
-            shapes: vec![(1, 16), (4, 64)],
+            shapes: vec![(1, 16), (2, 64)],
             cases: Case::ALL.to_vec(),
             reps: 3,
             sweep_reps: 1,

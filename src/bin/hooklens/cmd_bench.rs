@@ -12,7 +12,7 @@ use crate::term::{errln, outln};
 #[derive(Args, Debug)]
 pub struct BenchArgs {
     /// Shapes of the pass cases, as BATCHxTOKENS (comma-separated).
-    #[arg(long, default_value = "1x16,4x64")]
+    #[arg(long, default_value = "1x16,2x64")]
     pub shapes: String,
     /// Cases (comma-separated, or `all`): plain, empty_slots, read_all, cache_all,
     /// builtin_zero_head, closure_zero_head, c_callback_zero_head, python_zero_head,

@@ -340,19 +340,13 @@ fn check_split_layers(
 /// `hooklens bench`: multiplied by the fires per pass it bounds the cost of empty slots.)
 pub fn measure_empty_fire(cfg: &ModelConfig, iterations: usize) -> Result<f64> {
     let mut table = SlotTable::build(cfg, None, &[], &[], &[])?;
-    let layout = RowLayout::full(1, 1);
-    let mut buf = vec![0.0f32; 1];
     let points: Vec<HookPoint> = super::point::LAYER_KINDS
         .iter()
         .map(|&k| HookPoint::layer(k, 0))
         .collect();
-    let start = std::time::Instant::now();
-    for _ in 0..iterations {
-        for &p in &points {
-            table.fire(&CpuBackend, std::hint::black_box(p), &mut buf, &layout)?;
-        }
-    }
-    Ok(start.elapsed().as_secs_f64() / (iterations * points.len()).max(1) as f64)
+    time_fires(&points, iterations, |p, buf, layout| {
+        table.fire(&CpuBackend, std::hint::black_box(p), buf, layout)
+    })
 }
 
 /// Measures what firing a watched slot costs: `iterations` fires at every per-layer point of
@@ -365,17 +359,29 @@ pub fn measure_hook_fire(
     iterations: usize,
 ) -> Result<f64> {
     let mut table = SlotTable::build(cfg, Some(hooks), &[], &[], &[])?;
-    let layout = RowLayout::full(1, 1);
-    let mut buf = vec![0.0f32; 1];
     let points: Vec<HookPoint> = super::point::LAYER_KINDS
         .iter()
         .map(|&k| HookPoint::layer(k, 0))
         .filter(|p| table.active(*p))
         .collect();
+    time_fires(&points, iterations, |p, buf, layout| {
+        table.fire_slow(&CpuBackend, p, buf, layout, None)
+    })
+}
+
+/// Seconds per call of `fire` over `iterations` rounds of `points`, on a one-value buffer
+/// of a one-token layout.
+fn time_fires(
+    points: &[HookPoint],
+    iterations: usize,
+    mut fire: impl FnMut(HookPoint, &mut Vec<f32>, &RowLayout) -> Result<()>,
+) -> Result<f64> {
+    let layout = RowLayout::full(1, 1);
+    let mut buf = vec![0.0f32; 1];
     let start = std::time::Instant::now();
     for _ in 0..iterations {
-        for &p in &points {
-            table.fire_slow(&CpuBackend, p, &mut buf, &layout, None)?;
+        for &p in points {
+            fire(p, &mut buf, &layout)?;
         }
     }
     Ok(start.elapsed().as_secs_f64() / (iterations * points.len()).max(1) as f64)

@@ -119,7 +119,7 @@ fn attend<B: Backend>(
         let cache = kv_out.ok_or_else(|| {
             crate::error::HookLensError::input("an in-place pass needs its key/value cache")
         })?;
-        return attend_in_place(ctx, st, layer, kv_layout.clone(), cache);
+        return attend_in_place(ctx, st, layer, kv_rows, cache);
     }
     // Every sequence computed whole, in order: the computed rows already are the keys and
     // values at every position. Otherwise they are assembled with the base run's.
@@ -175,16 +175,17 @@ fn attend_in_place<B: Backend>(
     ctx: &mut Ctx<'_, '_, '_, B>,
     st: &mut State<B>,
     layer: usize,
-    kv_layout: crate::layout::RowLayout,
+    kv_rows: Option<&Rows<B>>,
     cache: &mut KvCache<B>,
 ) -> Result<()> {
     let b = ctx.b;
     let width = ctx.cfg.n_kv_heads * ctx.cfg.d_head;
+    let kv_layout = &kv_rows.unwrap_or(&st.rows).layout;
     let (keys, values) = cache.layer_mut(layer).ok_or_else(|| {
         crate::error::HookLensError::input("an in-place pass needs every layer's cache")
     })?;
-    b.scatter_kv_rows(keys, &st.a.k, &kv_layout, width);
-    b.scatter_kv_rows(values, &st.a.v, &kv_layout, width);
+    b.scatter_kv_rows(keys, &st.a.k, kv_layout, width);
+    b.scatter_kv_rows(values, &st.a.v, kv_layout, width);
     let watch = watches_scores(ctx, layer);
     if watch {
         st.a.ensure_scores(b);

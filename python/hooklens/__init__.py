@@ -6,6 +6,7 @@ views of the engine's own buffers, valid during the call. See ``docs/python.md``
 
 from hooklens._hooklens import (
     ActivationCache,
+    CacheFileError,
     Config,
     HookedTransformer,
     HookLensError,
@@ -20,9 +21,18 @@ from hooklens._hooklens import (
 )
 from hooklens._view import ActivationView
 
+
+def load_cache(path, model):
+    """An ``ActivationCache`` saved by ``cache.save(path)`` (or the CLI's ``--save-cache``),
+    read for ``model`` (its hook names); the tokens are in ``cache.tokens``. The same as
+    ``model.load_cache(path)``; a bad file raises ``CacheFileError``."""
+    return model.load_cache(path)
+
+
 __all__ = [
     "ActivationCache",
     "ActivationView",
+    "CacheFileError",
     "Config",
     "HookedTransformer",
     "HookLensError",
@@ -33,5 +43,6 @@ __all__ = [
     "TokenError",
     "UnknownHookError",
     "UnsupportedError",
+    "load_cache",
     "set_num_threads",
 ]

@@ -1,5 +1,6 @@
 """Type stubs of the native module (the API of docs/python.md)."""
 
+import os
 from typing import Any, Callable, Dict, Iterator, List, Literal, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -34,6 +35,7 @@ class HookShapeError(HookLensError): ...
 class TokenError(HookLensError): ...
 class ModelLoadError(HookLensError): ...
 class UnsupportedError(HookLensError): ...
+class CacheFileError(HookLensError): ...
 class InputError(HookLensError): ...
 
 def set_num_threads(n: int) -> None:
@@ -82,17 +84,98 @@ class ActivationCache:
     def items(self) -> List[Tuple[str, np.ndarray]]: ...
     @property
     def cache_dict(self) -> Dict[str, np.ndarray]: ...
+    @property
+    def tokens(self) -> Optional[np.ndarray]:
+        """int64 [batch, pos] of the pass or file; None when unknown."""
+    @property
+    def prompts(self) -> List[str]: ...
+    def save(self, path: Union[str, "os.PathLike[str]"]) -> None:
+        """Safetensors with the tokens, prompts and model (read back with model.load_cache)."""
 
 @final
 class HookedTransformer:
     """A model on the hooklens engine with TransformerLens' HookedTransformer API."""
 
     @staticmethod
-    def load(model: Optional[str] = None, device: str = "cpu") -> "HookedTransformer":
+    def load(
+        model: Optional[str] = None,
+        device: str = "cpu",
+        *,
+        fold_ln: bool = False,
+        center_writing_weights: bool = False,
+        center_unembed: bool = False,
+        fold_value_biases: bool = False,
+    ) -> "HookedTransformer":
         """An HF checkpoint directory, a .gguf file or a known name ("smollm2-135m");
-        None loads the default model. device: "cpu", "auto" or "cuda" (not yet: raises)."""
+        None loads the default model. device: "cpu", "auto" or "cuda". The keywords are TL's
+        weight processing, off by default (TL's from_pretrained turns all four on)."""
     @staticmethod
-    def from_pretrained(model_name: str, device: str = "cpu") -> "HookedTransformer": ...
+    def from_pretrained(
+        model_name: str,
+        device: str = "cpu",
+        *,
+        fold_ln: bool = False,
+        center_writing_weights: bool = False,
+        center_unembed: bool = False,
+        fold_value_biases: bool = False,
+    ) -> "HookedTransformer": ...
+    @staticmethod
+    def from_pretrained_no_processing(model_name: str, device: str = "cpu") -> "HookedTransformer": ...
+    def tl_weight(self, name: str) -> np.ndarray:
+        """A float32 weight under a TL name ("W_Q", "blocks.0.attn.OV", "ln_final.w", ...)."""
+    @property
+    def W_E(self) -> np.ndarray: ...  # [d_vocab, d_model]
+    @property
+    def W_pos(self) -> np.ndarray: ...  # [n_ctx, d_model]; AttributeError if rotary
+    @property
+    def W_U(self) -> np.ndarray: ...  # [d_model, d_vocab]
+    @property
+    def b_U(self) -> np.ndarray: ...  # [d_vocab]
+    @property
+    def W_Q(self) -> np.ndarray: ...  # [n_layers, n_heads, d_model, d_head]
+    @property
+    def W_K(self) -> np.ndarray: ...  # [n_layers, n_heads, d_model, d_head]
+    @property
+    def W_V(self) -> np.ndarray: ...  # [n_layers, n_heads, d_model, d_head]
+    @property
+    def W_O(self) -> np.ndarray: ...  # [n_layers, n_heads, d_head, d_model]
+    @property
+    def b_Q(self) -> np.ndarray: ...  # [n_layers, n_heads, d_head]
+    @property
+    def b_K(self) -> np.ndarray: ...  # [n_layers, n_heads, d_head]
+    @property
+    def b_V(self) -> np.ndarray: ...  # [n_layers, n_heads, d_head]
+    @property
+    def b_O(self) -> np.ndarray: ...  # [n_layers, d_model]
+    @property
+    def W_in(self) -> np.ndarray: ...  # [n_layers, d_model, d_mlp]
+    @property
+    def W_gate(self) -> np.ndarray: ...  # [n_layers, d_model, d_mlp]; AttributeError if ungated
+    @property
+    def W_out(self) -> np.ndarray: ...  # [n_layers, d_mlp, d_model]
+    @property
+    def b_in(self) -> np.ndarray: ...  # [n_layers, d_mlp]
+    @property
+    def b_out(self) -> np.ndarray: ...  # [n_layers, d_model]
+    def generate(
+        self,
+        input: Union[str, npt.ArrayLike],
+        max_new_tokens: int = 10,
+        *,
+        temperature: float = 0.0,
+        top_k: Optional[int] = None,
+        top_p: Optional[float] = None,
+        seed: Optional[int] = None,
+        do_sample: Optional[bool] = None,
+        stop_at_eos: bool = True,
+        stop: Optional[str] = None,
+        use_past_kv_cache: bool = True,
+        prepend_bos: bool = True,
+        return_type: Literal["input", "str", "tokens"] = "input",
+        verbose: bool = False,
+    ) -> Union[str, np.ndarray]:
+        """Text for a text input (or "str"), else int64 tokens [1, pos + new]."""
+    def load_cache(self, path: Union[str, "os.PathLike[str]"]) -> ActivationCache: ...
     @property
     def cfg(self) -> Config: ...
     @property

@@ -2,14 +2,27 @@
 //! full name, TL 4.x alias or short form (`cache["z", 3]`, `cache["pattern", 0, "attn"]`).
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 
-use hooklens::{ActivationCache, HookPoint, ModelConfig};
+use hooklens::hooks::{CacheSource, SavedCache};
+use hooklens::{ActivationCache, HookPoint, ModelConfig, Tensor, TokenBatch};
+use numpy::{PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 
-use crate::convert::tensor_to_numpy;
-use crate::errors::{input_error, IntoPyResult};
+use crate::convert::{rows_to_numpy, tensor_to_numpy};
+use crate::errors::{input_error, CacheFileError, IntoPyResult};
 use crate::points::selector_of;
+
+/// What a cache came from: the tokens of its pass (none for a residual-stream input without
+/// `tokens=`), the prompts (texts), and the model's path or name.
+#[derive(Clone, Debug, Default)]
+pub struct Origin {
+    /// The pass's tokens.
+    pub tokens: Option<TokenBatch>,
+    /// The model and prompts, as a saved cache records them.
+    pub source: CacheSource,
+}
 
 /// Cached activations in firing order. Each value is a numpy array owned by the cache (the
 /// engine's copy, moved, not copied again); indexing returns the same array every time.
@@ -19,11 +32,17 @@ pub struct CachePy {
     arrays: Vec<PyObject>,
     index: HashMap<HookPoint, usize>,
     cfg: ModelConfig,
+    origin: Origin,
 }
 
 impl CachePy {
-    /// Moves a library cache's tensors into numpy arrays.
-    pub fn new(py: Python<'_>, cache: ActivationCache, cfg: ModelConfig) -> PyResult<Self> {
+    /// Moves a library cache's tensors into numpy arrays; `origin` is what `save` records.
+    pub fn new(
+        py: Python<'_>,
+        cache: ActivationCache,
+        cfg: ModelConfig,
+        origin: Origin,
+    ) -> PyResult<Self> {
         let mut names = Vec::with_capacity(cache.len());
         let mut arrays = Vec::with_capacity(cache.len());
         let mut index = HashMap::with_capacity(cache.len());
@@ -37,7 +56,30 @@ impl CachePy {
             arrays,
             index,
             cfg,
+            origin,
         })
+    }
+
+    /// A cache read back from a file, with its tokens, prompts and model.
+    pub fn from_saved(py: Python<'_>, saved: SavedCache, cfg: ModelConfig) -> PyResult<Self> {
+        let tokens = TokenBatch::from_rows(&saved.tokens).ok();
+        let origin = Origin {
+            tokens,
+            source: saved.source,
+        };
+        CachePy::new(py, saved.cache, cfg, origin)
+    }
+
+    /// A library cache of copies of the arrays' current values (edits included).
+    fn to_library(&self, py: Python<'_>) -> PyResult<ActivationCache> {
+        let mut entries = Vec::with_capacity(self.names.len());
+        for (point, &i) in sorted_points(&self.index) {
+            let arr = self.arrays[i].bind(py).downcast::<PyArrayDyn<f32>>()?;
+            let shape = arr.shape().to_vec();
+            let data = arr.readonly().as_array().iter().copied().collect(); // a copy, any layout
+            entries.push((point, Tensor::new(data, shape).py_err()?));
+        }
+        Ok(ActivationCache::from_entries(entries, self.cfg.clone()))
     }
 
     /// The position of the one point a key names, or why not.
@@ -109,7 +151,60 @@ impl CachePy {
         Ok(d)
     }
 
+    /// Writes the cache as a safetensors file with its tokens, prompts and model (the CLI's
+    /// `--save-cache` format; `model.load_cache(path)` reads it back). A cache without
+    /// tokens (a residual-stream pass without `tokens=`) cannot be saved.
+    fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+        let tokens = self.origin.tokens.as_ref().ok_or_else(|| {
+            input_error("this cache has no tokens to save with it (pass tokens= to the pass)")
+        })?;
+        let cache = self.to_library(py)?;
+        let source = &self.origin.source;
+        py.allow_threads(|| cache.save_with_source(&path, tokens, source))
+            .py_err()
+    }
+
+    /// The tokens of the pass (or of the file) the cache came from, int64 `[batch, pos]`;
+    /// None when unknown.
+    #[getter]
+    fn tokens(&self, py: Python<'_>) -> PyResult<PyObject> {
+        match &self.origin.tokens {
+            Some(t) => {
+                let rows: Vec<Vec<u32>> = (0..t.batch()).map(|b| t.row(b).to_vec()).collect();
+                rows_to_numpy(py, &rows)
+            }
+            None => Ok(py.None()),
+        }
+    }
+
+    /// The prompts the tokens came from (empty when the pass was given ids).
+    #[getter]
+    fn prompts(&self) -> Vec<String> {
+        self.origin.source.prompts.clone()
+    }
+
     fn __repr__(&self) -> String {
         format!("ActivationCache({} hook points)", self.names.len())
     }
+}
+
+/// The points in firing order (the order of their arrays).
+fn sorted_points(index: &HashMap<HookPoint, usize>) -> Vec<(HookPoint, &usize)> {
+    let mut points: Vec<(HookPoint, &usize)> = index.iter().map(|(p, i)| (*p, i)).collect();
+    points.sort_by_key(|(_, i)| **i);
+    points
+}
+
+/// Reads a cache file saved by `ActivationCache.save` (or the CLI's `--save-cache`) for a
+/// model of configuration `cfg`; an unreadable or malformed file is a `CacheFileError`.
+pub fn load_cache(py: Python<'_>, path: PathBuf, cfg: &ModelConfig) -> PyResult<CachePy> {
+    let saved = py
+        .allow_threads(|| ActivationCache::load_safetensors(&path, cfg))
+        .map_err(|e| match e {
+            hooklens::HookLensError::Io { .. } | hooklens::HookLensError::Format { .. } => {
+                CacheFileError::new_err(e.to_string())
+            }
+            other => crate::errors::to_py(other),
+        })?;
+    CachePy::from_saved(py, saved, cfg.clone())
 }

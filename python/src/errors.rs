@@ -43,6 +43,12 @@ create_exception!(
 );
 create_exception!(
     hooklens,
+    CacheFileError,
+    HookLensError,
+    "An activation cache file that cannot be read, or is not a hooklens cache, or is malformed."
+);
+create_exception!(
+    hooklens,
     InputError,
     HookLensError,
     "Any other invalid argument (ragged batch, bad layer index, uncached point, ...)."
@@ -93,6 +99,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("TokenError", py.get_type::<TokenError>())?;
     m.add("ModelLoadError", py.get_type::<ModelLoadError>())?;
     m.add("UnsupportedError", py.get_type::<UnsupportedError>())?;
+    m.add("CacheFileError", py.get_type::<CacheFileError>())?;
     m.add("InputError", py.get_type::<InputError>())?;
     Ok(())
 }

@@ -5,6 +5,7 @@ mod cache;
 mod config;
 mod convert;
 mod errors;
+mod generate;
 mod hook_call;
 mod model;
 mod pass_opts;
@@ -13,6 +14,7 @@ mod run;
 mod sweep_args;
 mod sweeps;
 mod view;
+mod weights;
 
 use pyo3::prelude::*;
 

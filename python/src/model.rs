@@ -2,19 +2,21 @@
 
 use std::path::PathBuf;
 
+use hooklens::hooks::CacheSource;
 use hooklens::model::known::resolve_model_arg;
-use hooklens::{Device, Model};
+use hooklens::model::weight_cache::WeightCache;
+use hooklens::{Device, LoadOptions, Model};
 use numpy::PyUntypedArrayMethods;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
 
-use crate::cache::CachePy;
+use crate::cache::{CachePy, Origin};
 use crate::config::ConfigPy;
 use crate::convert::{output_to_py, rows_to_numpy, token_rows};
 use crate::errors::{input_error, IntoPyResult};
 use crate::pass_opts::PassOpts;
 use crate::points::HookPointPy;
-use crate::run::{forward, with_cache, with_hooks, FilterSpec};
+use crate::run::{forward, with_cache, with_hooks, FilterSpec, OwnedInput};
 
 /// A loaded model with TransformerLens' `HookedTransformer` API on the hooklens engine.
 #[pyclass(name = "HookedTransformer", module = "hooklens", frozen)]
@@ -27,13 +29,51 @@ fn looks_like_path(p: &std::path::Path) -> bool {
     p.exists() || p.components().count() > 1 || p.extension().is_some_and(|e| e == "gguf")
 }
 
-#[pymethods]
 impl ModelPy {
-    /// Loads a model: an HF checkpoint directory, a `.gguf` file or a known name
-    /// (`"smollm2-135m"`); `None` is the default model. `device` is "cpu", "auto" or "cuda".
-    #[staticmethod]
-    #[pyo3(signature = (model=None, device="cpu"))]
-    fn load(py: Python<'_>, model: Option<PathBuf>, device: &str) -> PyResult<Self> {
+    /// What a cache of a pass over `input` records: its tokens, its texts, this model.
+    fn origin(&self, input: &Bound<'_, PyAny>, owned: &OwnedInput) -> PyResult<Origin> {
+        let tokens = match owned {
+            OwnedInput::Tokens(t) => Some(t.clone()),
+            OwnedInput::Residual(_, t) => t.clone(),
+        };
+        let prompts = match input.downcast::<PyString>() {
+            Ok(text) => vec![text.to_str()?.to_string()],
+            Err(_) => input.extract::<Vec<String>>().unwrap_or_default(),
+        };
+        let source = CacheSource {
+            model: self.model.source().display().to_string(),
+            prompts,
+            extra: Default::default(),
+        };
+        Ok(Origin { tokens, source })
+    }
+}
+
+/// The load options of `load`'s four keywords, in TL's order.
+fn processing(
+    fold_ln: bool,
+    center_writing_weights: bool,
+    center_unembed: bool,
+    fold_value_biases: bool,
+) -> LoadOptions {
+    LoadOptions {
+        fold_ln,
+        center_writing_weights,
+        center_unembed,
+        fold_value_biases,
+    }
+}
+
+impl ModelPy {
+    /// Loads `model` (a path, a known name, or None for the default model) onto `device` with
+    /// TL's weight processing as `options` says, and the packed-weight cache
+    /// `HOOKLENS_WEIGHT_CACHE` chooses (as the CLI).
+    fn load_processed(
+        py: Python<'_>,
+        model: Option<PathBuf>,
+        device: &str,
+        options: LoadOptions,
+    ) -> PyResult<Self> {
         let device = Device::parse(device).py_err()?;
         let path = match model {
             // A path (or what is meant as one): the loader's own error if it is not there.
@@ -44,17 +84,88 @@ impl ModelPy {
                 resolve_model_arg(arg.as_deref()).py_err()?
             }
         };
+        let cache = WeightCache::from_env().py_err()?;
         let model = py
-            .allow_threads(|| Model::load_on(&path, device))
+            .allow_threads(|| Model::load_with_options(&path, device, cache, options))
             .py_err()?;
         Ok(ModelPy { model })
     }
+}
 
-    /// TL's name for [`ModelPy::load`].
+#[pymethods]
+impl ModelPy {
+    /// Loads a model: an HF checkpoint directory, a `.gguf` file or a known name
+    /// (`"smollm2-135m"`); `None` is the default model. `device` is "cpu", "auto" or "cuda".
+    /// The four keywords are TL's weight processing, all off by default (the weights as the
+    /// checkpoint has them, as the CLI's `--process none`); all four on is what TL's own
+    /// `from_pretrained` does by default.
+    #[staticmethod]
+    #[pyo3(signature = (
+        model=None,
+        device="cpu",
+        *,
+        fold_ln=false,
+        center_writing_weights=false,
+        center_unembed=false,
+        fold_value_biases=false,
+    ))]
+    fn load(
+        py: Python<'_>,
+        model: Option<PathBuf>,
+        device: &str,
+        fold_ln: bool,
+        center_writing_weights: bool,
+        center_unembed: bool,
+        fold_value_biases: bool,
+    ) -> PyResult<Self> {
+        let options = processing(
+            fold_ln,
+            center_writing_weights,
+            center_unembed,
+            fold_value_biases,
+        );
+        Self::load_processed(py, model, device, options)
+    }
+
+    /// TL's name for [`ModelPy::load`], with the same keywords (and the same all-off
+    /// defaults: pass all four as True for TL's `from_pretrained` weights).
+    #[staticmethod]
+    #[pyo3(signature = (
+        model_name,
+        device="cpu",
+        *,
+        fold_ln=false,
+        center_writing_weights=false,
+        center_unembed=false,
+        fold_value_biases=false,
+    ))]
+    fn from_pretrained(
+        py: Python<'_>,
+        model_name: PathBuf,
+        device: &str,
+        fold_ln: bool,
+        center_writing_weights: bool,
+        center_unembed: bool,
+        fold_value_biases: bool,
+    ) -> PyResult<Self> {
+        let options = processing(
+            fold_ln,
+            center_writing_weights,
+            center_unembed,
+            fold_value_biases,
+        );
+        Self::load_processed(py, Some(model_name), device, options)
+    }
+
+    /// TL's `from_pretrained_no_processing`: the checkpoint's weights, no processing.
     #[staticmethod]
     #[pyo3(signature = (model_name, device="cpu"))]
-    fn from_pretrained(py: Python<'_>, model_name: PathBuf, device: &str) -> PyResult<Self> {
-        Self::load(py, Some(model_name), device)
+    fn from_pretrained_no_processing(
+        py: Python<'_>,
+        model_name: PathBuf,
+        device: &str,
+    ) -> PyResult<Self> {
+        Self::load_processed(py, Some(model_name), device, LoadOptions::default())
     }
 
     /// The configuration with TL's field names.
@@ -194,11 +305,19 @@ impl ModelPy {
         kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<(PyObject, CachePy)> {
         let p = PassOpts::read(return_type, kwargs, &[])?;
-        let input = p.input(&self.model, input)?;
+        let owned = p.input(&self.model, input)?;
         let filter = FilterSpec::read(&self.model, names_filter)?;
-        let (out, cache) = with_cache(py, &self.model, &input, &filter, &p.opts)?;
-        let cache = CachePy::new(py, cache, self.model.config().clone())?;
+        let (out, cache) = with_cache(py, &self.model, &owned, &filter, &p.opts)?;
+        let origin = self.origin(input, &owned)?;
+        let cache = CachePy::new(py, cache, self.model.config().clone(), origin)?;
         Ok((output_to_py(py, out, p.opts.return_type)?, cache))
+    }
+
+    /// Reads an activation cache saved by `ActivationCache.save` (or the CLI's
+    /// `--save-cache`) for this model, its tokens in `cache.tokens`. A file that cannot be
+    /// read or is not a hooklens cache raises `CacheFileError`.
+    fn load_cache(&self, py: Python<'_>, path: PathBuf) -> PyResult<CachePy> {
+        crate::cache::load_cache(py, path, self.model.config())
     }
 
     /// Every hook point, name to `HookPoint`, in firing order (opt-in points included).

@@ -173,6 +173,13 @@ impl ActivationCache {
         }
     }
 
+    /// A cache of `(point, value)` pairs in firing order for a model of configuration `cfg`,
+    /// made outside a pass (the Python bindings rebuild one from their arrays to save it); a
+    /// repeated point keeps its place and its last value, as in a pass's cache.
+    pub fn from_entries(entries: Vec<(HookPoint, Tensor)>, cfg: ModelConfig) -> Self {
+        ActivationCache::new(entries, cfg)
+    }
+
     /// Records the names each point is saved under (from [`NamesFilter::resolve_named`]).
     pub(crate) fn with_file_names(mut self, named: Vec<NamedPoint>) -> Self {
         self.file_names = named

@@ -109,6 +109,19 @@ impl RowLayout {
         })
     }
 
+    /// `Some(start)` when every sequence computes the same contiguous positions
+    /// `start..seq_len` (a full layout is `Some(0)`; generation's cached passes compute the
+    /// new positions only): the rows then form a `[batch, seq_len - start, ...]` tensor.
+    pub fn common_suffix_start(&self) -> Option<usize> {
+        let first = self.seqs.first()?;
+        let start = self.seq_len.checked_sub(first.positions.len())?;
+        let is_suffix = |s: &SeqRows| {
+            s.positions.len() == self.seq_len - start
+                && s.positions.iter().enumerate().all(|(i, &p)| p == start + i)
+        };
+        self.seqs.iter().all(is_suffix).then_some(start)
+    }
+
     /// The packed row of sequence `seq` at absolute position `pos`, if computed.
     pub fn row_of(&self, seq: usize, pos: usize) -> Option<usize> {
         let s = self.seqs.get(seq)?;
@@ -140,6 +153,24 @@ impl RowLayout {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_common_suffix_is_found_only_when_every_sequence_computes_it() {
+        assert_eq!(RowLayout::full(2, 5).common_suffix_start(), Some(0));
+        assert_eq!(
+            RowLayout::suffixes(5, &[3, 3]).common_suffix_start(),
+            Some(3)
+        );
+        assert_eq!(RowLayout::suffixes(5, &[3, 4]).common_suffix_start(), None);
+        let gap = RowLayout::from_positions(5, vec![vec![2, 4]]);
+        assert_eq!(gap.common_suffix_start(), None);
+        let not_to_the_end = RowLayout::from_positions(5, vec![vec![1, 2]]);
+        assert_eq!(not_to_the_end.common_suffix_start(), None);
+        assert_eq!(
+            RowLayout::from_positions(5, vec![]).common_suffix_start(),
+            None
+        );
+    }
 
     #[test]
     fn suffix_rows_pack_one_sequence_after_another() {

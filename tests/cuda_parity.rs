@@ -209,3 +209,36 @@ fn a_host_hook_edit_and_a_sweep_match_the_cpu() {
         );
     }
 }
+
+#[test]
+fn tl_processed_weights_match_the_cpu_on_the_gpu() {
+    use hooklens::model::process::LoadOptions;
+    use hooklens::model::weight_cache::WeightCache;
+    if !gpu_available() {
+        return;
+    }
+    for name in ["gpt2_tiny", "llama_gqa"] {
+        let path = fixtures().join(name);
+        let load = |device| {
+            Model::load_with_options(&path, device, WeightCache::Off, LoadOptions::tl()).unwrap()
+        };
+        let (cpu, gpu) = (load(Device::Cpu), load(Device::Cuda(0)));
+        let t = tokens(cpu.config().d_vocab, 2, 9);
+        let (c_out, c_cache) = cpu
+            .run_with_cache(&t, &NamesFilter::All, &RunOptions::default())
+            .unwrap();
+        let (g_out, g_cache) = gpu
+            .run_with_cache(&t, &NamesFilter::All, &RunOptions::default())
+            .unwrap();
+        for (point, tensor) in c_cache.iter() {
+            let err = relative_to_scale(&tensor.data, &g_cache.get(*point).unwrap().data);
+            assert!(
+                err <= 1e-4,
+                "{name} {}: {err:.2e} of its scale",
+                point.name()
+            );
+        }
+        let logits = relative_to_scale(&c_out.logits.unwrap().data, &g_out.logits.unwrap().data);
+        assert!(logits <= 1e-4, "{name}: logits differ by {logits:.2e}");
+    }
+}

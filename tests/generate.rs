@@ -5,7 +5,7 @@
 mod common;
 mod gguf_common;
 
-use common::fixtures;
+use common::{fixtures, greedy};
 use hooklens::hooks::intervention::{Intervention, Op};
 use hooklens::model::generate::{GenerateOptions, Generation, StopReason};
 use hooklens::model::sampling::SamplingOptions;
@@ -48,15 +48,6 @@ fn generate(
     model
         .generate(prompt, opts, ivs, &mut |_| Ok(true))
         .unwrap()
-}
-
-fn greedy(max_new: usize, kv_cache: bool) -> GenerateOptions {
-    GenerateOptions {
-        max_new,
-        stop_at_eos: false,
-        kv_cache,
-        ..GenerateOptions::default()
-    }
 }
 
 #[test]

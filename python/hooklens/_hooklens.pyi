@@ -42,6 +42,11 @@ def set_num_threads(n: int) -> None:
     """The engine's CPU threads (at least 1; all cores by default)."""
 
 @final
+class HooksContext:
+    """What `model.hooks(...)` returns: a context manager adding its hooks to the model."""
+    def __enter__(self) -> "HookedTransformer": ...
+    def __exit__(self, *args: object) -> bool: ...
+
 class HookPoint:
     """A hook point; the second argument of every hook function."""
 
@@ -209,6 +214,23 @@ class HookedTransformer:
         reset_hooks_end: bool = True,
         **kwargs: Unpack[_PassKwargs],
     ) -> Any: ...
+    def add_hook(
+        self,
+        name: Union[_HookName, Callable[[str], bool]],
+        hook: _HookFn,
+        dir: Literal["fwd"] = "fwd",
+        is_permanent: bool = False,
+    ) -> None:
+        """Runs `hook` in every later pass and in generate until reset_hooks()."""
+    def reset_hooks(self, clear_contexts: bool = True, including_permanent: bool = False) -> None: ...
+    def hooks(
+        self,
+        fwd_hooks: Optional[Sequence[Tuple[Union[_HookName, Callable[[str], bool]], _HookFn]]] = None,
+        bwd_hooks: None = None,
+        reset_hooks_end: bool = True,
+        clear_contexts: bool = False,
+    ) -> HooksContext:
+        """`with model.hooks(fwd_hooks=[...]):` the hooks run in every pass inside the block."""
     def run_with_cache(
         self,
         input: _ModelInput,

@@ -1,6 +1,7 @@
 //! `model.generate`: TL's `HookedTransformer.generate` on the engine's KV-cache generation
-//! (greedy, or seeded temperature / top-k / top-p sampling), with the GIL released between
-//! tokens.
+//! (greedy, or seeded temperature / top-k / top-p sampling), with the GIL released during
+//! the passes unless hooks are added (`add_hook`, `with model.hooks(...)`), which run in
+//! every pass as TL's do.
 
 use std::hash::BuildHasher;
 
@@ -13,6 +14,7 @@ use pyo3::types::PyString;
 use crate::convert::{rows_to_numpy, token_rows};
 use crate::errors::{input_error, IntoPyResult};
 use crate::model::ModelPy;
+use crate::run::{build_hooks, raise_hook_error};
 
 /// What `generate` returns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,15 +114,17 @@ fn print(py: Python<'_>, text: &str) -> PyResult<()> {
     Ok(())
 }
 
-/// Generates with the GIL released; between tokens it takes the GIL to check for Ctrl-C
-/// and, with `verbose`, to print. A Python error there stops generation and is raised.
+/// Generates; between tokens it checks for Ctrl-C and, with `verbose`, prints. A Python error
+/// there stops generation and is raised. Without added hooks the GIL is released during
+/// the passes (taken between tokens); with them it is held, since they are Python.
 fn run(
     py: Python<'_>,
-    model: &Model,
+    model_py: &ModelPy,
     prompt: &[u32],
     opts: &GenerateOptions,
     verbose: bool,
 ) -> PyResult<Generation> {
+    let model = &model_py.model;
     let mut printer = match verbose {
         true => Some(Printer {
             tokenizer: model.tokenizer().py_err()?,
@@ -130,16 +134,26 @@ fn run(
         false => None,
     };
     let mut raised: Option<PyErr> = None;
-    let result = py.allow_threads(|| {
-        let mut on_token = |token: u32| -> hooklens::Result<bool> {
-            let step = Python::with_gil(|py| {
-                py.check_signals()?;
-                printer.as_mut().map_or(Ok(()), |p| p.push(py, token))
-            });
-            Ok(step.map_err(|e| raised = Some(e)).is_ok())
-        };
-        model.generate(prompt, opts, &[], &mut on_token)
-    });
+    let mut between_tokens = |py: Python<'_>, token: u32| -> bool {
+        let step = py.check_signals();
+        let step = step.and_then(|_| printer.as_mut().map_or(Ok(()), |p| p.push(py, token)));
+        step.map_err(|e| raised = Some(e)).is_ok()
+    };
+    let result = match model_py.hook_list(py, None)? {
+        Some(list) => {
+            let (mut hooks, errors) = build_hooks(py, model, &list)?;
+            let mut on_token = |token: u32| Ok(between_tokens(py, token));
+            let result =
+                model.generate_with_hooks(prompt, opts, &[], Some(&mut hooks), &mut on_token);
+            drop(hooks);
+            raise_hook_error(py, &errors)?;
+            result
+        }
+        None => py.allow_threads(|| {
+            let mut on_token = |token: u32| Ok(Python::with_gil(|py| between_tokens(py, token)));
+            model.generate(prompt, opts, &[], &mut on_token)
+        }),
+    };
     if verbose {
         print(py, "\n")?;
     }
@@ -200,7 +214,7 @@ impl ModelPy {
             stop_at_eos,
             kv_cache: use_past_kv_cache,
         };
-        let generation = run(py, &self.model, &prompt, &opts, verbose)?;
+        let generation = run(py, self, &prompt, &opts, verbose)?;
         self.generation_to_py(py, generation.tokens, want)
     }
 }

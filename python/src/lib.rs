@@ -1,6 +1,7 @@
 //! Python bindings of hooklens: TransformerLens' `HookedTransformer` API on the hooklens
 //! engine, with numpy arrays (hooks get writable views of the engine's own buffers).
 
+mod added_hooks;
 mod cache;
 mod config;
 mod convert;
@@ -33,6 +34,7 @@ fn set_num_threads(n: usize) -> PyResult<()> {
 fn _hooklens(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<model::ModelPy>()?;
     m.add_class::<cache::CachePy>()?;
+    m.add_class::<added_hooks::HooksContext>()?;
     m.add_class::<config::ConfigPy>()?;
     m.add_class::<points::HookPointPy>()?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;

@@ -10,6 +10,7 @@ use numpy::PyUntypedArrayMethods;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
 
+use crate::added_hooks::AddedHooks;
 use crate::cache::{CachePy, Origin};
 use crate::config::ConfigPy;
 use crate::convert::{output_to_py, rows_to_numpy, token_rows};
@@ -22,6 +23,8 @@ use crate::run::{forward, with_cache, with_hooks, FilterSpec, OwnedInput};
 #[pyclass(name = "HookedTransformer", module = "hooklens", frozen)]
 pub struct ModelPy {
     pub(crate) model: Model,
+    /// Hooks added with `add_hook` / `hooks(...)`, run in every pass.
+    pub(crate) added: AddedHooks,
 }
 
 /// True for an existing path, or text with a directory separator or a `.gguf` ending.
@@ -88,7 +91,10 @@ impl ModelPy {
         let model = py
             .allow_threads(|| Model::load_with_options(&path, device, cache, options))
             .py_err()?;
-        Ok(ModelPy { model })
+        Ok(ModelPy {
+            model,
+            added: AddedHooks::default(),
+        })
     }
 }
 
@@ -248,7 +254,11 @@ impl ModelPy {
         kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<PyObject> {
         let p = PassOpts::read(return_type, kwargs, &[])?;
-        let out = forward(py, &self.model, &p.input(&self.model, input)?, &p.opts)?;
+        let input = p.input(&self.model, input)?;
+        let out = match self.hook_list(py, None)? {
+            Some(hooks) => with_hooks(py, &self.model, &input, &hooks, None, &p.opts)?.0,
+            None => forward(py, &self.model, &input, &p.opts)?,
+        };
         output_to_py(py, out, p.opts.return_type)
     }
 
@@ -264,8 +274,9 @@ impl ModelPy {
 
     /// A pass with hooks `[(name | ("z", 3) | predicate, fn)]`; `fn(activation, hook)` gets a
     /// writable numpy view of the engine's buffer (valid during the call only) and may edit
-    /// it in place or return a same-shape array. Keywords as `forward`'s (and TL's
-    /// `reset_hooks_end`, ignored: hooks never outlive the call).
+    /// it in place or return a same-shape array. Hooks added with `add_hook` / `hooks(...)`
+    /// run first. Keywords as `forward`'s (and TL's `reset_hooks_end`, ignored: these hooks
+    /// never outlive the call).
     #[pyo3(signature = (input, fwd_hooks=None, bwd_hooks=None, return_type=Some("logits"), **kwargs))]
     fn run_with_hooks<'py>(
         &self,
@@ -283,11 +294,9 @@ impl ModelPy {
         }
         let p = PassOpts::read(return_type, kwargs, &["reset_hooks_end"])?;
         let input = p.input(&self.model, input)?;
-        let out = match fwd_hooks {
-            Some(h) if !h.is_none() && h.len().map_or(true, |n| n > 0) => {
-                with_hooks(py, &self.model, &input, h, &p.opts)?
-            }
-            _ => forward(py, &self.model, &input, &p.opts)?,
+        let out = match self.hook_list(py, fwd_hooks)? {
+            Some(hooks) => with_hooks(py, &self.model, &input, &hooks, None, &p.opts)?.0,
+            None => forward(py, &self.model, &input, &p.opts)?,
         };
         output_to_py(py, out, p.opts.return_type)
     }
@@ -307,7 +316,15 @@ impl ModelPy {
         let p = PassOpts::read(return_type, kwargs, &[])?;
         let owned = p.input(&self.model, input)?;
         let filter = FilterSpec::read(&self.model, names_filter)?;
-        let (out, cache) = with_cache(py, &self.model, &owned, &filter, &p.opts)?;
+        let (out, cache) = match self.hook_list(py, None)? {
+            Some(hooks) => {
+                let (out, cache) =
+                    with_hooks(py, &self.model, &owned, &hooks, Some(&filter), &p.opts)?;
+                let cache = cache.ok_or_else(|| input_error("the pass returned no cache"))?;
+                (out, cache)
+            }
+            None => with_cache(py, &self.model, &owned, &filter, &p.opts)?,
+        };
         let origin = self.origin(input, &owned)?;
         let cache = CachePy::new(py, cache, self.model.config().clone(), origin)?;
         Ok((output_to_py(py, out, p.opts.return_type)?, cache))

@@ -133,15 +133,33 @@ pub fn with_cache(
         .py_err()
 }
 
-/// A pass with Python hooks `[(name | tuple | predicate, fn)]`; the GIL is held (the hooks
-/// are Python). A hook's exception is raised from here with a note naming the hook point.
+/// A pass with Python hooks `[(name | tuple | predicate, fn)]`, caching the points of
+/// `cache` if given; the GIL is held (the hooks are Python). A hook's exception is raised
+/// from here with a note naming the hook point.
 pub fn with_hooks<'py>(
     py: Python<'py>,
     model: &Model,
     input: &OwnedInput,
     fwd_hooks: &Bound<'py, PyAny>,
+    cache: Option<&FilterSpec>,
     opts: &RunOptions,
-) -> PyResult<Output> {
+) -> PyResult<(Output, Option<ActivationCache>)> {
+    let (mut hooks, errors) = build_hooks(py, model, fwd_hooks)?;
+    let filter = cache.map(FilterSpec::to_filter);
+    let input = input.as_input();
+    let result = model.run_with_interventions(input, Some(&mut hooks), filter.as_ref(), &[], opts);
+    drop(hooks);
+    raise_hook_error(py, &errors)?;
+    result.py_err()
+}
+
+/// The engine's hooks for Python hooks `[(name | tuple | predicate, fn)]`, and the slot
+/// their exceptions go to.
+pub fn build_hooks<'py>(
+    py: Python<'py>,
+    model: &Model,
+    fwd_hooks: &Bound<'py, PyAny>,
+) -> PyResult<(Hooks<'py>, ErrorSlot)> {
     let view_type = py
         .import("hooklens._view")?
         .getattr("ActivationView")?
@@ -164,14 +182,32 @@ pub fn with_hooks<'py>(
             });
         }
     }
-    let result = model.run_with_hooks(input.as_input(), &mut hooks, opts);
-    drop(hooks);
+    Ok((hooks, errors))
+}
+
+/// Raises the first exception a pass's hooks raised, if any, with a note naming the hook
+/// point.
+pub fn raise_hook_error(py: Python<'_>, errors: &ErrorSlot) -> PyResult<()> {
     let raised = errors.borrow_mut().take();
-    if let Some((err, name)) = raised {
-        note(py, &err, &name);
-        return Err(err);
+    match raised {
+        Some((err, name)) => {
+            note(py, &err, &name);
+            Err(err)
+        }
+        None => Ok(()),
     }
-    result.py_err()
+}
+
+/// Checks that a hook selector names hook points of the model (a name, a `("z", 3)` tuple
+/// or a predicate), so that `add_hook` fails at once on a bad name.
+pub fn check_selector(model: &Model, sel: &Bound<'_, PyAny>) -> PyResult<()> {
+    for selector in hook_selectors(model, sel)? {
+        selector
+            .to_hook_selector()
+            .resolve(model.config())
+            .py_err()?;
+    }
+    Ok(())
 }
 
 /// A name or short form as one selector; a predicate as the points it accepts.

@@ -42,6 +42,7 @@ impl ModelPy {
         prepend_bos: bool,
         naive: bool,
     ) -> PyResult<SweepResult> {
+        self.require_no_added_hooks("ablate_heads")?;
         let m = &self.model;
         let prompt = one_row(&token_batch(m, input, prepend_bos)?)?;
         let refs = reference
@@ -88,6 +89,7 @@ impl ModelPy {
         prepend_bos: bool,
         naive: bool,
     ) -> PyResult<SweepResult> {
+        self.require_no_added_hooks("patch")?;
         let m = &self.model;
         let clean = one_row(&token_batch(m, clean, prepend_bos)?)?;
         let corrupted = one_row(&token_batch(m, corrupted, prepend_bos)?)?;
@@ -138,6 +140,7 @@ impl ModelPy {
         prepend_bos: bool,
         naive: bool,
     ) -> PyResult<SweepResult> {
+        self.require_no_added_hooks("trace")?;
         let m = &self.model;
         let prompt = one_row(&token_batch(m, input, prepend_bos)?)?;
         let subject = subject_positions(m, &prompt, subject)?;

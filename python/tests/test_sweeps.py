@@ -135,5 +135,9 @@ def test_trace_finds_a_text_subject(smollm2):
     toks = smollm2.to_tokens("The Eiffel Tower is in the city of")
     grid, report = smollm2.trace(toks, subject="Eiffel Tower", target=" Paris", samples=1, kind="resid")
     assert grid.shape == (30, toks.shape[1])
-    assert np.abs(grid[:, :2]).max() < 1e-6  # BOS and "The" precede the subject
+    # BOS and "The" precede the subject: restoring them changes nothing but float rounding
+    # (the batched sweep pass and the corrupted run group their rows differently in the GEMM,
+    # whose blocking follows the CPU's cache sizes). 1e-6 held on the Zen 3 machine; the
+    # AVX-512 Xeon gives 1.4e-6 (1.1e-6 with the AVX2 path forced), so the bound is 1e-5.
+    assert np.abs(grid[:, :2]).max() < 1e-5
     assert report["metric"]["kind"] == "prob"

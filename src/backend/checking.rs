@@ -81,6 +81,16 @@ impl Backend for CheckingBackend {
         self.cpu.resize_zeroed(buf, len);
     }
 
+    fn set_len_keeping(&self, buf: &mut Vec<f32>, len: usize) {
+        assert!(
+            len <= buf.capacity(),
+            "set_len_keeping: past the allocation"
+        );
+        let allocation = buf.as_ptr();
+        self.cpu.set_len_keeping(buf, len);
+        assert_eq!(buf.as_ptr(), allocation, "set_len_keeping: reallocated");
+    }
+
     fn upload(&self, host: &[f32]) -> Vec<f32> {
         self.cpu.upload(host)
     }

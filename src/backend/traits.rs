@@ -117,6 +117,11 @@ pub trait Backend: Send + Sync + Sized + 'static {
     fn len(&self, buf: &Self::Buf) -> usize;
     /// Makes `buf` `len` zeros, reusing its allocation where it can.
     fn resize_zeroed(&self, buf: &mut Self::Buf, len: usize);
+    /// Makes `buf` hold `len` values, keeping its first `min(len, old length)` and zeroing
+    /// the rest, in its own allocation: `len` is at most the length `buf` was made with (a
+    /// buffer of `zeros(n)` shrunk to 0 grows back to `n` with no copy). Generation's key and
+    /// value cache grows this way by one position per token.
+    fn set_len_keeping(&self, buf: &mut Self::Buf, len: usize);
     /// A buffer holding `host`.
     fn upload(&self, host: &[f32]) -> Self::Buf;
     /// The values of `buf` on the host.

@@ -73,6 +73,10 @@ pub struct HookContext<'a> {
     /// In a padded batch, TL's `attention_mask`: 1 at real positions, 0 at pads, row-major
     /// `[batch, pos]`; `None` when every position is real.
     pub attention_mask: Option<&'a [u8]>,
+    /// The absolute position of the activation's first position: 0, except in generation's
+    /// passes over the new tokens with the KV cache, where an activation holds only those
+    /// positions (`[batch, new, ...]`; scores and pattern `[batch, heads, new, pos so far]`).
+    pub first_position: usize,
 }
 
 /// A hook function: reads and may edit the activation in place.
@@ -246,21 +250,28 @@ impl<'h, 'a> SlotTable<'h, 'a> {
         layout: &RowLayout,
         shape: Option<Vec<usize>>,
     ) -> Result<()> {
-        let shape = shape.unwrap_or_else(|| point.shape(self.cfg, layout.batch(), layout.seq_len));
         let slot = &self.slots[point.slot(self.n_layers)];
         let observed = slot.cache || !slot.hooks.is_empty();
-        if observed && !layout.is_full() {
-            return Err(HookLensError::input(format!(
-                "hooks and caches need every position computed; `{}` is in a partial pass",
-                slot.name
-            )));
-        }
+        let start = layout.common_suffix_start();
+        let first_position = match start {
+            Some(start) => start,
+            None if !observed => 0,
+            None => {
+                return Err(HookLensError::input(format!(
+                    "hooks and caches need every sequence to compute the same positions; \
+                     `{}` is in a pass that computes different positions per sequence",
+                    slot.name
+                )))
+            }
+        };
+        let shape = shape.unwrap_or_else(|| observed_shape(point, self.cfg, layout));
         if let (Some(hooks), false) = (self.hooks.as_deref_mut(), slot.hooks.is_empty()) {
             let ctx = HookContext {
                 name: &slot.name,
                 point,
                 shape: &shape,
                 attention_mask: self.attention_mask.as_deref(),
+                first_position,
             };
             for_purpose(Purpose::HookViews, || {
                 backend.with_host_mut(data, |host| run_hooks(hooks, &slot.hooks, host, &ctx))
@@ -277,6 +288,18 @@ impl<'h, 'a> SlotTable<'h, 'a> {
         }
         Ok(())
     }
+}
+
+/// The TL shape of `point`'s value in a pass over `layout`, whose sequences compute the same
+/// positions (all of them, or the new ones of a cached generation pass): the position axis
+/// counts the computed positions; the key axis of scores and pattern counts every position.
+fn observed_shape(point: HookPoint, cfg: &ModelConfig, layout: &RowLayout) -> Vec<usize> {
+    let computed = layout.seqs.first().map_or(0, |s| s.positions.len());
+    let mut shape = point.shape(cfg, layout.batch(), computed);
+    if matches!(point.kind, HookKind::AttnScores | HookKind::Pattern) {
+        shape[3] = layout.seq_len; // [batch, n_heads, computed, seq_len]
+    }
+    shape
 }
 
 /// Runs the hooks `indices` of `hooks` on one activation, in registration order.

@@ -93,7 +93,7 @@ pub(crate) use with_engine;
 /// it, and its weights go into that backend's engine. On the CPU the weights come from the
 /// packed-weight cache when `$cache` (a `&CacheRequest`) has a matching file, and what the
 /// cache did is recorded on `$clock`; the weights are processed as `$cache.processing` says
-/// (CPU only: a device load with processing is an error). Evaluates to `Result<Loaded>`.
+/// (on a device: processed on the CPU, then uploaded). Evaluates to `Result<Loaded>`.
 macro_rules! load_onto {
     ($device:expr, $cfg:expr, $cache:expr, $clock:expr, |$backend:ident| $load:expr) => {
         (|| -> $crate::error::Result<$crate::model::engine::Loaded> {
@@ -108,14 +108,18 @@ macro_rules! load_onto {
                 }
                 #[cfg(feature = "cuda")]
                 $crate::device::Device::Cuda(n) => {
-                    if $cache.processing.any() {
-                        return Err($crate::error::HookLensError::Unsupported {
-                            what: "TL weight processing on a CUDA device (load on the CPU)".into(),
-                        });
-                    }
                     let owned = $crate::backend::cuda::CudaBackend::new(n)?;
-                    let $backend = &owned;
-                    let weights = $load?;
+                    let weights = if $cache.processing.any() {
+                        // TL's processing runs on the CPU weights, which then go to the device.
+                        let $backend = &$crate::backend::CpuBackend;
+                        let (host, used) =
+                            $crate::model::weight_cache::cpu_weights($cache, $cfg, || $load)?;
+                        $clock.record_cache(used);
+                        $crate::model::transfer::weights_onto(host, &owned)
+                    } else {
+                        let $backend = &owned;
+                        $load?
+                    };
                     let engine = $crate::model::engine::Engine::new(owned, weights, $cfg)?;
                     Ok($crate::model::engine::Loaded::Cuda(engine))
                 }

@@ -149,3 +149,32 @@ fn a_sweep_on_the_checking_backend_equals_the_cpu() {
         assert!(checked.stats.passes > 2, "the row budget splits the sweep");
     }
 }
+
+#[test]
+fn processed_weights_moved_onto_another_backend_give_the_processed_cpu_results() {
+    use super::process::{process_weights, LoadOptions};
+    use super::transfer::weights_onto;
+    for cfg in small_configs() {
+        let processed = || process_weights(random_weights(&cfg, 8), &cfg, &LoadOptions::tl());
+        let model = Model::from_parts(cfg.clone(), processed(), None, "cpu".into()).unwrap();
+        let checking = CheckingBackend::default();
+        let moved = weights_onto(processed(), &checking);
+        let engine = Engine::new(checking, moved, &cfg).unwrap();
+        let t = tokens(&cfg, 2, 9);
+        let points: Vec<HookPoint> = model.hook_points(false);
+        let names = NamesFilter::Names(points.iter().map(|&p| p.into()).collect());
+        let (cpu_out, cpu_cache) = model
+            .run_with_cache(&t, &names, &Default::default())
+            .unwrap();
+        let mut slots = SlotTable::build(&cfg, None, &points, &[], &[]).unwrap();
+        let shape = (2, 9, (0, cfg.n_layers));
+        let input = PassInput::Tokens(&t);
+        let out = (engine.plain_pass(&cfg, input, shape, None, LogitRows::All, &mut slots, None))
+            .unwrap();
+        let moved_cache = ActivationCache::new(slots.cached, cfg.clone());
+        for (point, tensor) in cpu_cache.iter() {
+            assert_eq!(moved_cache.get(*point).unwrap(), tensor, "{}", point.name());
+        }
+        assert_eq!(out.logits.unwrap().0, cpu_out.logits.unwrap().data);
+    }
+}

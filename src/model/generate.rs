@@ -1,8 +1,8 @@
 //! Text generation with a KV cache: the prompt's keys and values are computed once, then each
 //! new token is one pass over a single row that reads every earlier position's keys and values
 //! from the cache (the per-token cost is the model's weights once, plus attention over the
-//! positions so far). Built-in interventions (steering vectors, ablations) are active in every
-//! pass; greedy by default, or seeded sampling (see [`SamplingOptions`]).
+//! positions so far). Built-in interventions (steering vectors, ablations) and hooks are active
+//! in every pass; greedy by default, or seeded sampling (see [`SamplingOptions`]).
 
 use super::engine::{with_engine, Engine};
 use super::forward::{run_pass, LogitRows, PassInput, PassPlan};
@@ -12,9 +12,12 @@ use super::sampling::{Sampler, SamplingOptions};
 use super::Model;
 use crate::backend::Backend;
 use crate::error::{HookLensError, Result};
-use crate::hooks::intervention::Intervention;
-use crate::hooks::registry::SlotTable;
+use crate::hooks::intervention::{Intervention, Op, ResolvedIntervention};
+use crate::hooks::point::HookKind;
+use crate::hooks::registry::{Hooks, SlotTable};
 use crate::layout::RowLayout;
+use crate::tensor::Tensor;
+use std::sync::Arc;
 
 /// What to generate.
 #[derive(Clone, Debug, PartialEq)]
@@ -70,13 +73,35 @@ pub struct Generation {
 
 impl Model {
     /// Generates up to `opts.max_new` tokens after `prompt`, with `interventions` (on batch row
-    /// 0) active at every position of every pass. `on_token` sees each new token as it is
-    /// chosen and returns false to stop.
+    /// 0) active in every pass: one without positions at every position, one with positions
+    /// (absolute, from the prompt's first token) at each of them once it is computed; a
+    /// `Set` holds values for all `prompt + max_new` positions. `on_token` sees each new
+    /// token as it is chosen and returns false to stop.
     pub fn generate(
         &self,
         prompt: &[u32],
         opts: &GenerateOptions,
         interventions: &[Intervention],
+        on_token: &mut dyn FnMut(u32) -> Result<bool>,
+    ) -> Result<Generation> {
+        self.generate_with_hooks(prompt, opts, interventions, None, on_token)
+    }
+
+    /// [`Model::generate`] with `hooks` running in every pass, as TL's hooks stay active
+    /// around `generate`. With the KV cache the first pass computes the prompt (hooks see
+    /// `[1, prompt, ...]`) and each later pass only the new token: hooks see `[1, 1, ...]`,
+    /// `hook_attn_scores` / `hook_pattern` `[1, n_heads, 1, positions so far]`, and
+    /// [`HookContext::first_position`](crate::HookContext::first_position) says which
+    /// position that is. One difference from TL: `hook_rot_k` holds the new position's keys,
+    /// where TL rotates and hooks every cached key again. Without the KV cache each pass is a
+    /// full pass over the tokens so far. An edit in a hook changes that pass's keys and
+    /// values, and so every later token, as in TL.
+    pub fn generate_with_hooks(
+        &self,
+        prompt: &[u32],
+        opts: &GenerateOptions,
+        interventions: &[Intervention],
+        mut hooks: Option<&mut Hooks<'_>>,
         on_token: &mut dyn FnMut(u32) -> Result<bool>,
     ) -> Result<Generation> {
         let cfg = self.config();
@@ -90,6 +115,7 @@ impl Model {
             )));
         }
         TokenBatch::single(prompt.to_vec())?.validate(cfg)?;
+        check_interventions(interventions, cfg, capacity)?;
         let mut sampler = Sampler::new(opts.sampling)?;
         let mut run = Run {
             tokens: prompt.to_vec(),
@@ -98,11 +124,11 @@ impl Model {
         };
         let stop = if opts.kv_cache {
             with_engine!(self.loaded(), |e| {
-                let mut dec = Decoder::new(e, cfg, capacity, interventions);
+                let mut dec = Decoder::new(e, cfg, capacity, interventions, hooks);
                 run.drive(self, &mut sampler, on_token, |t| dec.step(t))
             })?
         } else {
-            let recompute = |t: &[u32]| self.last_logits(t, interventions);
+            let recompute = |t: &[u32]| self.last_logits(t, interventions, hooks.as_deref_mut());
             run.drive(self, &mut sampler, on_token, recompute)?
         };
         let new_tokens = run.tokens[prompt.len()..].to_vec();
@@ -114,18 +140,92 @@ impl Model {
     }
 
     /// The last position's logits of one full pass over `tokens`. `[d_vocab]`
-    fn last_logits(&self, tokens: &[u32], interventions: &[Intervention]) -> Result<Vec<f32>> {
+    fn last_logits(
+        &self,
+        tokens: &[u32],
+        interventions: &[Intervention],
+        hooks: Option<&mut Hooks<'_>>,
+    ) -> Result<Vec<f32>> {
         let batch = TokenBatch::single(tokens.to_vec())?;
         let opts = RunOptions {
             logits_at: LogitPositions::Last,
             ..RunOptions::default()
         };
-        let ivs: Vec<(usize, Intervention)> =
-            interventions.iter().map(|iv| (0, iv.clone())).collect();
-        let (out, _) = self.run_with_interventions((&batch).into(), None, None, &ivs, &opts)?;
+        let ivs: Vec<(usize, Intervention)> = (interventions.iter())
+            .filter_map(|iv| restrict(iv, tokens.len()))
+            .map(|iv| (0, iv))
+            .collect();
+        let (out, _) = self.run_with_interventions((&batch).into(), hooks, None, &ivs, &opts)?;
         out.logits
             .map(|l| l.data)
             .ok_or_else(|| HookLensError::input("no logits"))
+    }
+}
+
+/// Checks `interventions` against a generation of `capacity` positions: the ops that hold
+/// values along the key axis of scores or pattern cannot follow it as it grows.
+fn check_interventions(
+    interventions: &[Intervention],
+    cfg: &super::config::ModelConfig,
+    capacity: usize,
+) -> Result<()> {
+    for iv in interventions {
+        let resolved = iv.resolve(cfg, capacity)?;
+        let key_axis = matches!(
+            resolved.point.kind,
+            HookKind::AttnScores | HookKind::Pattern
+        );
+        if key_axis && matches!(iv.op, Op::Add { .. } | Op::Set { .. }) {
+            return Err(HookLensError::input(format!(
+                "intervention at {}: during generation its key axis grows with every token, \
+                 so only zero and scale apply there (use a hook to edit it)",
+                resolved.point.name()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The interventions of a pass over the first `seq_len` positions, resolved (see
+/// [`restrict`]).
+fn resolve_for_pass(
+    interventions: &[Intervention],
+    cfg: &super::config::ModelConfig,
+    seq_len: usize,
+) -> Result<Vec<ResolvedIntervention>> {
+    (interventions.iter())
+        .filter_map(|iv| restrict(iv, seq_len))
+        .map(|iv| iv.resolve(cfg, seq_len))
+        .collect()
+}
+
+/// An intervention for a pass over the first `seq_len` positions: its positions restricted
+/// to those (`None` when none is left), a `Set`'s values to its first `seq_len` positions.
+fn restrict(iv: &Intervention, seq_len: usize) -> Option<Intervention> {
+    let mut iv = iv.clone();
+    if let Some(ps) = &mut iv.positions {
+        ps.retain(|&p| p < seq_len);
+        if ps.is_empty() {
+            return None;
+        }
+    }
+    if let Op::Set { values } = &mut iv.op {
+        *values = Arc::new(first_positions(values, seq_len));
+    }
+    Some(iv)
+}
+
+/// The first `n` entries of a tensor's leading (position) axis. `[pos, ..]` -> `[n, ..]`
+fn first_positions(t: &Tensor, n: usize) -> Tensor {
+    let per_position: usize = t.shape.iter().skip(1).product();
+    let n = n.min(t.shape.first().copied().unwrap_or(0));
+    let mut shape = t.shape.clone();
+    if let Some(first) = shape.first_mut() {
+        *first = n;
+    }
+    Tensor {
+        data: t.data[..n * per_position].to_vec(),
+        shape,
     }
 }
 
@@ -177,58 +277,61 @@ impl Run<'_> {
     }
 }
 
-/// Passes over the new rows only, reading earlier keys and values from a cache of
-/// `capacity` positions (positions not yet generated are never attended to: attention is
-/// causal by absolute position).
-struct Decoder<'e, 'i, B: Backend> {
+/// Passes over the new rows only, reading earlier keys and values from a cache with room for
+/// `capacity` positions that grows by the positions each pass computes.
+struct Decoder<'e, 'i, 'h, 'a, B: Backend> {
     engine: &'e Engine<B>,
     cfg: &'e super::config::ModelConfig,
-    capacity: usize,
     /// Keys and values of the positions done, written in place by each pass.
-    /// // per layer [1, capacity, n_kv_heads, d_head]
+    /// // per layer [1, done, n_kv_heads, d_head], allocated for [1, capacity, ..]
     cache: KvCache<B>,
     /// Positions whose keys and values are in `cache`.
     done: usize,
     interventions: &'i [Intervention],
+    hooks: Option<&'h mut Hooks<'a>>,
 }
 
-impl<'e, 'i, B: Backend> Decoder<'e, 'i, B> {
+impl<'e, 'i, 'h, 'a, B: Backend> Decoder<'e, 'i, 'h, 'a, B> {
     fn new(
         engine: &'e Engine<B>,
         cfg: &'e super::config::ModelConfig,
         capacity: usize,
         interventions: &'i [Intervention],
+        hooks: Option<&'h mut Hooks<'a>>,
     ) -> Self {
         let width = cfg.n_kv_heads * cfg.d_head;
         let mut cache = KvCache::new(cfg, 1, capacity);
         for l in 0..cfg.n_layers {
-            let zeros = || engine.backend.zeros(capacity * width);
-            cache.set_layer(l, zeros(), zeros());
+            let empty = || {
+                let mut buf = engine.backend.zeros(capacity * width);
+                engine.backend.set_len_keeping(&mut buf, 0);
+                buf
+            };
+            cache.set_layer(l, empty(), empty());
         }
         Decoder {
             engine,
             cfg,
-            capacity,
             cache,
             done: 0,
             interventions,
+            hooks,
         }
     }
 
     /// Runs the positions of `tokens` not done yet; the last one's logits. `[d_vocab]`
     fn step(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
-        let mut padded = tokens.to_vec(); // [capacity]: later positions are never read
-        padded.resize(self.capacity, 0);
-        let batch = TokenBatch::single(padded)?;
-        let rows: Vec<usize> = (self.done..tokens.len()).collect();
-        let resolved = (self.interventions.iter())
-            .map(|iv| iv.resolve(self.cfg, self.capacity))
-            .collect::<Result<Vec<_>>>()?;
+        let seq_len = tokens.len();
+        self.grow_cache(seq_len);
+        let batch = TokenBatch::single(tokens.to_vec())?;
+        let rows: Vec<usize> = (self.done..seq_len).collect();
+        let resolved = resolve_for_pass(self.interventions, self.cfg, seq_len)?;
         let rows_of = vec![0; resolved.len()];
-        let mut slots = SlotTable::build(self.cfg, None, &[], &resolved, &rows_of)?;
+        let hooks = self.hooks.as_deref_mut();
+        let mut slots = SlotTable::build(self.cfg, hooks, &[], &resolved, &rows_of)?;
         let plan = PassPlan {
             input: PassInput::Tokens(&batch),
-            layout: RowLayout::from_positions(self.capacity, vec![rows]),
+            layout: RowLayout::from_positions(seq_len, vec![rows]),
             layers: (0, self.cfg.n_layers),
             kv_prefix: None,
             kv_in_place: true,
@@ -245,10 +348,22 @@ impl<'e, 'i, B: Backend> Decoder<'e, 'i, B> {
             &mut slots,
             Some(&mut self.cache),
         )?;
-        self.done = tokens.len();
+        self.done = seq_len;
         let (logits, _) = out
             .logits
             .ok_or_else(|| HookLensError::input("the pass returned no logits"))?;
         Ok(logits)
+    }
+
+    /// Makes every layer's keys and values hold `seq_len` positions (the new ones zero until
+    /// the pass writes them), within their allocation.
+    fn grow_cache(&mut self, seq_len: usize) {
+        let len = seq_len * self.cfg.n_kv_heads * self.cfg.d_head;
+        for l in 0..self.cfg.n_layers {
+            if let Some((k, v)) = self.cache.layer_mut(l) {
+                self.engine.backend.set_len_keeping(k, len);
+                self.engine.backend.set_len_keeping(v, len);
+            }
+        }
     }
 }

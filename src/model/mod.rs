@@ -24,6 +24,8 @@ pub mod safetensors_dir;
 pub mod sampling;
 mod split_input;
 pub mod tl_weights;
+#[cfg(any(feature = "cuda", test))]
+pub(crate) mod transfer;
 pub mod weight_cache;
 pub mod weights;
 

@@ -188,3 +188,14 @@ pub fn logits_with_interventions(
     )?;
     Ok(out.logits.expect("logits"))
 }
+
+/// Greedy generation of `max_new` tokens that does not stop at EOS, with or without the KV
+/// cache.
+pub fn greedy(max_new: usize, kv_cache: bool) -> hooklens::model::generate::GenerateOptions {
+    hooklens::model::generate::GenerateOptions {
+        max_new,
+        stop_at_eos: false,
+        kv_cache,
+        ..Default::default()
+    }
+}

@@ -43,6 +43,10 @@ impl Backend for CpuBackend {
         zeroed(buf, len);
     }
 
+    fn set_len_keeping(&self, buf: &mut Vec<f32>, len: usize) {
+        buf.resize(len, 0.0); // within the capacity: no reallocation
+    }
+
     fn upload(&self, host: &[f32]) -> Vec<f32> {
         copies::record(std::mem::size_of_val(host));
         host.to_vec()

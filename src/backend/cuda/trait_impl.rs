@@ -175,6 +175,26 @@ impl Backend for CudaBackend {
         }
     }
 
+    fn set_len_keeping(&self, buf: &mut DevBuf, len: usize) {
+        let old = buf.len;
+        let allocated = buf.data.as_ref().map_or(0, |d| d.len());
+        if len > allocated {
+            self.fail(format!(
+                "growing a buffer of {allocated} values to {len}: past its allocation"
+            ));
+            return;
+        }
+        buf.len = len;
+        if len <= old || self.failed() {
+            return;
+        }
+        if let Some(mut tail) = buf.data.as_mut().map(|d| d.slice_mut(old..len)) {
+            if let Err(e) = self.stream.memset_zeros(&mut tail) {
+                self.fail(format!("zeroing: {e:?}"));
+            }
+        }
+    }
+
     fn upload(&self, host: &[f32]) -> DevBuf {
         DevBuf {
             data: self.to_device(host),

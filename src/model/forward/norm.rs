@@ -69,6 +69,7 @@ fn fire_norm_hook<B: Backend>(
     layout: &RowLayout,
     (heads, width): (Option<usize>, usize),
 ) -> Result<()> {
-    let shape = heads.map(|h| vec![layout.batch(), layout.seq_len, h, width]);
+    let computed = layout.seqs.first().map_or(0, |s| s.positions.len());
+    let shape = heads.map(|h| vec![layout.batch(), computed, h, width]);
     ctx.slots.fire_shaped(ctx.b, point, data, layout, shape)
 }

@@ -6,7 +6,11 @@
 //!
 //! Tokens are arbitrary ids; all logits are returned, as `hooklens bench` does.
 
-use hooklens::{Model, RunOptions, TokenBatch};
+#[path = "common/pass_input.rs"]
+mod pass_input;
+
+use hooklens::{Model, RunOptions};
+use pass_input::{arbitrary_tokens, number_arg};
 
 fn main() -> hooklens::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -15,23 +19,10 @@ fn main() -> hooklens::Result<()> {
         eprintln!("{usage}");
         std::process::exit(2);
     };
-    let number = |s: &str| -> usize {
-        s.parse().unwrap_or_else(|_| {
-            eprintln!("{usage}: {s:?} is not a number");
-            std::process::exit(2)
-        })
-    };
+    let number = |s: &str| number_arg(usage, s);
     let (batch, seq, reps) = (number(batch), number(seq), number(reps));
     let model = Model::load(std::path::Path::new(path))?;
-    let vocab = model.config().d_vocab;
-    let rows: Vec<Vec<u32>> = (0..batch)
-        .map(|i| {
-            (0..seq)
-                .map(|j| ((i * 7919 + j * 104_729) % vocab) as u32)
-                .collect()
-        })
-        .collect();
-    let tokens = TokenBatch::from_rows(&rows)?;
+    let tokens = arbitrary_tokens(batch, seq, model.config().d_vocab)?;
     let opts = RunOptions::default();
     model.forward(&tokens, &opts)?; // warm-up
     for _ in 0..reps {

@@ -83,7 +83,7 @@ fn dataset_ablation_equals_the_naive_per_prompt_loop() {
             .unwrap()
         })
         .collect();
-    let metrics: Vec<_> = rows.iter().map(|r| r.metric(false)).collect();
+    let metrics: Vec<_> = rows.iter().map(|r| r.metric(false).unwrap()).collect();
     let opts = SweepOptions {
         max_rows: 64,
         ..SweepOptions::default()
@@ -147,7 +147,7 @@ fn dataset_patching_recovery_comes_from_the_dataset_means() {
         .iter()
         .map(|r| spec_of(r, PatchSite::Z).unwrap())
         .collect();
-    let metrics: Vec<_> = rows.iter().map(|r| r.metric(false)).collect();
+    let metrics: Vec<_> = rows.iter().map(|r| r.metric(false).unwrap()).collect();
     let batched = run_dataset(&model, &specs, &metrics, false, &SweepOptions::default()).unwrap();
     let alone: Vec<_> = (specs.iter().zip(&metrics))
         .map(|(s, m)| s.run(&model, m, true, &SweepOptions::default()).unwrap())
@@ -183,7 +183,7 @@ fn bad_dataset_lines_name_the_line_and_the_field() {
     let p = DatasetKind::Prompts;
     let ok = r#"{"prompt": "The cat sat on the", "target": " mat"}"#;
     let rows = parse_dataset(&format!("{ok}\n\n{ok}\n"), p, &model, false).unwrap();
-    assert_eq!((rows[0].target, rows[1].line), (425, 3));
+    assert_eq!((rows[0].target, rows[1].line), (Some(425), 3));
     assert_eq!(rows[0].clean, vec![297, 277, 291, 263, 291, 296, 258]);
     let cases = [
         ("", "no lines"),

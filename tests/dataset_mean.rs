@@ -155,7 +155,7 @@ fn metric_alone(model: &Model, row: &DatasetRow, ivs: &[Intervention]) -> f64 {
     let all = out.logits.unwrap().data;
     let p = row.clean.len();
     let l: Vec<f64> = all[(p - 1) * v..p * v].iter().map(|&x| x as f64).collect();
-    let t = row.target as usize;
+    let t = row.target.expect("a prompts dataset has targets") as usize;
     match row.against {
         Some(a) => l[t] - l[a as usize],
         None => {

@@ -51,7 +51,7 @@ fn sweep(model: &Model, rows: &[DatasetRow], naive: bool) -> DatasetReport {
             .unwrap()
         })
         .collect();
-    let metrics: Vec<Metric> = rows.iter().map(|r| r.metric(false)).collect();
+    let metrics: Vec<Metric> = rows.iter().map(|r| r.metric(false).unwrap()).collect();
     let opts = SweepOptions {
         max_rows: MAX_ROWS,
         ..SweepOptions::default()

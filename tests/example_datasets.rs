@@ -56,7 +56,7 @@ fn example_datasets_parse_for_the_default_model() {
     let mean: f32 = (rows.iter().enumerate())
         .map(|(b, r)| {
             let l = &logits.data[b * vocab..][..vocab];
-            l[r.target as usize] - l[r.against.unwrap() as usize]
+            l[r.target.unwrap() as usize] - l[r.against.unwrap() as usize]
         })
         .sum::<f32>()
         / rows.len() as f32;

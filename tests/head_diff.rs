@@ -19,7 +19,7 @@ fn ids(seed: usize, len: usize, vocab: usize) -> Vec<u32> {
 }
 
 /// Pairs of lengths `lens` (clean, corrupted): the corrupted prompt changes one token, and
-/// drops its last token when its length is one less.
+/// drops its last token when its length is one less. No target (`diff` needs none).
 fn pairs_file(vocab: usize, lens: &[(usize, usize)]) -> String {
     lens.iter()
         .enumerate()
@@ -28,9 +28,7 @@ fn pairs_file(vocab: usize, lens: &[(usize, usize)]) -> String {
             let mut corrupted = clean.clone();
             corrupted[lc / 2] = (corrupted[lc / 2] + 101) % vocab as u32;
             corrupted.truncate(lx);
-            format!(
-                "{{\"clean_tokens\": {clean:?}, \"corrupted_tokens\": {corrupted:?}, \"target_id\": 1}}\n"
-            )
+            format!("{{\"clean_tokens\": {clean:?}, \"corrupted_tokens\": {corrupted:?}}}\n")
         })
         .collect()
 }
@@ -88,7 +86,7 @@ fn hand(model: &Model, rows: &[DatasetRow], all: bool) -> Vec<f64> {
 fn check(model: &Model, lens: &[(usize, usize)], positions: DiffPositions, max_rows: usize) {
     let rows = parse_dataset(
         &pairs_file(model.config().d_vocab, lens),
-        DatasetKind::Pairs,
+        DatasetKind::Contrasts,
         model,
         false,
     )
@@ -129,7 +127,7 @@ fn all_position_norms_equal_the_hand_computation() {
 fn all_positions_need_pairs_of_one_length() {
     let model = Model::load(&fixtures().join("gpt2_small4")).unwrap();
     let text = pairs_file(model.config().d_vocab, &[(6, 6), (9, 8)]);
-    let rows = parse_dataset(&text, DatasetKind::Pairs, &model, false).unwrap();
+    let rows = parse_dataset(&text, DatasetKind::Contrasts, &model, false).unwrap();
     let e = head_z_diff(&model, &rows, DiffPositions::All, 4096, None)
         .unwrap_err()
         .to_string();
@@ -137,6 +135,27 @@ fn all_positions_need_pairs_of_one_length() {
         e.contains("line 2") && e.contains("equal token length"),
         "{e}"
     );
+}
+
+#[test]
+fn diff_pairs_need_no_target_where_patch_pairs_do() {
+    let model = Model::load(&fixtures().join("gpt2_tiny")).unwrap();
+    let text = pairs_file(model.config().d_vocab, &[(6, 6), (5, 5)]);
+    let e = parse_dataset(&text, DatasetKind::Pairs, &model, false).unwrap_err();
+    assert!(
+        e.to_string().contains("line 1: missing field `target`"),
+        "{e}"
+    );
+    let rows = parse_dataset(&text, DatasetKind::Contrasts, &model, false).unwrap();
+    assert_eq!(rows.len(), 2);
+    let e = rows[1].metric(false).unwrap_err();
+    assert!(
+        e.to_string().contains("line 2: missing field `target`"),
+        "{e}"
+    );
+    let with_target = text.replace("]}", "], \"target_id\": 3}");
+    let rows = parse_dataset(&with_target, DatasetKind::Contrasts, &model, false).unwrap();
+    assert_eq!(rows[0].target, Some(3));
 }
 
 #[test]
@@ -169,7 +188,7 @@ fn cli_diff_writes_ranked_json_csv_and_heatmap() {
     assert!(ok, "{stderr}");
     assert!(stdout.contains("rank"), "{stdout}");
     let doc: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    let rows = parse_dataset(&text, DatasetKind::Pairs, &model, false).unwrap();
+    let rows = parse_dataset(&text, DatasetKind::Contrasts, &model, false).unwrap();
     let want = hand(&model, &rows, false);
     let heads = model.config().n_heads;
     let ranked = doc["ranked"].as_array().unwrap();

@@ -72,7 +72,7 @@ fn last_logits(model: &Model, tokens: &[u32], ivs: &[Intervention]) -> Vec<f64> 
 
 /// logit(target) - logit(against), else log p(target), by hand.
 fn hand_metric(row: &DatasetRow, logits: &[f64]) -> f64 {
-    let t = row.target as usize;
+    let t = row.target.unwrap() as usize;
     match row.against {
         Some(a) => logits[t] - logits[a as usize],
         None => {

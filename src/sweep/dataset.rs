@@ -26,6 +26,16 @@ pub enum DatasetKind {
     /// A clean and a corrupted prompt: `clean` / `clean_tokens`, `corrupted` /
     /// `corrupted_tokens`.
     Pairs,
+    /// Two prompts compared with each other (`diff`): as [`DatasetKind::Pairs`], with the
+    /// target optional (no metric is read).
+    Contrasts,
+}
+
+impl DatasetKind {
+    /// True when every line must name a target token.
+    fn needs_target(self) -> bool {
+        self != DatasetKind::Contrasts
+    }
 }
 
 /// One line of a dataset, tokenized.
@@ -37,8 +47,8 @@ pub struct DatasetRow {
     pub clean: Vec<u32>,
     /// The corrupted prompt of a pair.
     pub corrupted: Option<Vec<u32>>,
-    /// The target token.
-    pub target: u32,
+    /// The target token (`None` only in a [`DatasetKind::Contrasts`] dataset).
+    pub target: Option<u32>,
     /// The token the target is compared with, if any.
     pub against: Option<u32>,
     /// The subject (causal tracing's noised tokens), as text found in the prompt.
@@ -48,19 +58,18 @@ pub struct DatasetRow {
 impl DatasetRow {
     /// The row's metric: `logit(target) - logit(against)` with `against`, else
     /// `log p(target)` (or `p(target)` when `prob`).
-    pub fn metric(&self, prob: bool) -> Metric {
-        match (self.against, prob) {
-            (Some(other), _) => Metric::LogitDiff {
-                target: self.target,
-                other,
-            },
-            (None, true) => Metric::Prob {
-                target: self.target,
-            },
-            (None, false) => Metric::LogProb {
-                target: self.target,
-            },
-        }
+    pub fn metric(&self, prob: bool) -> Result<Metric> {
+        let target = self.target.ok_or_else(|| {
+            HookLensError::input(format!(
+                "line {}: missing field `target` (or `target_id`)",
+                self.line
+            ))
+        })?;
+        Ok(match (self.against, prob) {
+            (Some(other), _) => Metric::LogitDiff { target, other },
+            (None, true) => Metric::Prob { target },
+            (None, false) => Metric::LogProb { target },
+        })
     }
 }
 
@@ -125,7 +134,7 @@ fn known_fields(kind: DatasetKind) -> &'static [&'static str] {
             "against_id",
             "subject",
         ],
-        DatasetKind::Pairs => &[
+        DatasetKind::Pairs | DatasetKind::Contrasts => &[
             "clean",
             "clean_tokens",
             "corrupted",
@@ -153,13 +162,17 @@ fn parse_row(
     }
     let (clean, corrupted) = match kind {
         DatasetKind::Prompts => (sequence(obj, "prompt", "tokens", model, bos)?, None),
-        DatasetKind::Pairs => (
+        DatasetKind::Pairs | DatasetKind::Contrasts => (
             sequence(obj, "clean", "clean_tokens", model, bos)?,
             Some(sequence(obj, "corrupted", "corrupted_tokens", model, bos)?),
         ),
     };
-    let target = token(obj, "target", "target_id", model)?
-        .ok_or_else(|| HookLensError::input("missing field `target` (or `target_id`)"))?;
+    let target = token(obj, "target", "target_id", model)?;
+    if target.is_none() && kind.needs_target() {
+        return Err(HookLensError::input(
+            "missing field `target` (or `target_id`)",
+        ));
+    }
     let against = token(obj, "against", "against_id", model)?;
     let subject = match obj.get("subject") {
         None => None,

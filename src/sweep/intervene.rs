@@ -129,7 +129,10 @@ pub fn intervene_dataset(
     }
     check_spec(model, rows, spec)?;
     let specs: Vec<SweepSpec> = rows.iter().map(|r| one_variant(r, spec)).collect();
-    let metrics: Vec<_> = rows.iter().map(|r| r.metric(false)).collect();
+    let metrics = rows
+        .iter()
+        .map(|r| r.metric(false))
+        .collect::<Result<Vec<_>>>()?;
     let report = run_dataset(model, &specs, &metrics, naive, opts)?;
     let per_prompt: Vec<InterventionValue> = (rows.iter().zip(&report.per_prompt))
         .map(|(row, r)| InterventionValue {

@@ -46,31 +46,38 @@ pub fn exp_fast(x: f32) -> f32 {
 /// compiler vectorises it.
 #[inline(always)]
 pub fn max_of(x: &[f32]) -> f32 {
-    let mut lanes = [f32::NEG_INFINITY; 16];
-    let mut chunks = x.chunks_exact(16);
-    for c in &mut chunks {
-        for (m, &v) in lanes.iter_mut().zip(c) {
-            *m = if v > *m { v } else { *m };
-        }
-    }
-    let mut best = f32::NEG_INFINITY;
-    for &v in lanes.iter().chain(chunks.remainder()) {
-        best = if v > best { v } else { best };
-    }
-    best
+    let max = |a: f32, b: f32| if b > a { b } else { a };
+    fold16(x, f32::NEG_INFINITY, max)
 }
 
 /// The sum of `x`, in 16 lanes so the compiler vectorises it.
 #[inline(always)]
 pub fn sum_of(x: &[f32]) -> f32 {
-    let mut lanes = [0.0f32; 16];
+    fold16(x, 0.0, |a, b| a + b)
+}
+
+/// `x` folded with `f` in 16 lanes (so the compiler vectorises it): every chunk of 16 into
+/// the lanes, the remainder into the first lanes, then the lanes halved four times. A short
+/// row (softmax rows are a few dozen keys) costs a few dependent steps, not a serial chain
+/// over the lanes and the remainder.
+#[inline(always)]
+fn fold16(x: &[f32], identity: f32, f: impl Fn(f32, f32) -> f32) -> f32 {
+    let mut lanes = [identity; 16];
     let mut chunks = x.chunks_exact(16);
     for c in &mut chunks {
-        for (s, &v) in lanes.iter_mut().zip(c) {
-            *s += v;
+        for (l, &v) in lanes.iter_mut().zip(c) {
+            *l = f(*l, v);
         }
     }
-    lanes.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>()
+    for (l, &v) in lanes.iter_mut().zip(chunks.remainder()) {
+        *l = f(*l, v);
+    }
+    for half in [8, 4, 2, 1] {
+        for i in 0..half {
+            lanes[i] = f(lanes[i], lanes[i + half]);
+        }
+    }
+    lanes[0]
 }
 
 /// Runs `f(chunk, offset)` over contiguous chunks of `x` on the shared worker budget;

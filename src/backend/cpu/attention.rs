@@ -192,12 +192,11 @@ multiversion! {
     /// [`softmax_rows`], compiled per vector level.
     fn softmax_all(x: &mut [f32], len: usize) {
         for row in x.chunks_exact_mut(len) {
-            let max = max_of(row);
-            if max == f32::NEG_INFINITY || row.iter().any(|v| v.is_nan()) {
-                row.fill(0.0);
-                continue;
-            }
-            softmax_in_place(row);
+            // Keys after the last finite score (the causal mask's -inf, unless a hook wrote
+            // there) get weight exactly 0: the softmax runs over the keys before them.
+            let (scored, masked) = row.split_at_mut(scored_keys(row));
+            masked.fill(0.0);
+            softmax_in_place(scored);
         }
     }
 }
@@ -761,17 +760,48 @@ fn scores_from_transposed(q_row: &[f32], kt: &[f32], keys: usize, scale: f32, ou
     }
 }
 
-/// Softmax of one row with at least one finite entry, in place.
+/// Softmax of one row, in place. A row with no finite entry, or whose sum is not finite (a
+/// NaN or +inf in it), becomes all zeros (torch makes such a row NaN; TL turns NaN into 0).
 #[inline(always)]
 pub(super) fn softmax_in_place(row: &mut [f32]) {
     let max = max_of(row);
+    if max == f32::NEG_INFINITY {
+        row.fill(0.0);
+        return;
+    }
     for x in row.iter_mut() {
         *x = exp_fast(*x - max);
     }
-    let inv = 1.0 / sum_of(row);
+    let sum = sum_of(row);
+    if !sum.is_finite() {
+        row.fill(0.0);
+        return;
+    }
+    let inv = 1.0 / sum;
     for x in row.iter_mut() {
         *x *= inv;
     }
+}
+
+/// The keys up to the last score that is not `-inf` (16 at a time from the end, without
+/// branches inside a block, then one at a time).
+#[inline(always)]
+fn scored_keys(row: &[f32]) -> usize {
+    let mut end = row.len();
+    while end >= 16 {
+        let block = &row[end - 16..end];
+        let all_masked = block
+            .iter()
+            .fold(true, |m, &v| m & (v == f32::NEG_INFINITY));
+        if !all_masked {
+            break;
+        }
+        end -= 16;
+    }
+    while end > 0 && row[end - 1] == f32::NEG_INFINITY {
+        end -= 1;
+    }
+    end
 }
 
 /// `z_row = Σ_j w[j] v[j, head]`: sixteen dimensions at a time, with four partial sums over
@@ -845,6 +875,55 @@ mod tests {
         softmax_rows(&mut y, 3);
         assert_eq!(&y[..3], &[0.0, 0.0, 0.0]);
         assert!((y[3..].iter().sum::<f32>() - 1.0).abs() < 1e-6 && y[5] > y[4]);
+    }
+
+    /// Softmax in f64 over every entry (exp(-inf) = 0), zeros for a row with no finite
+    /// entry or a non-finite sum: the definition the kernel must meet.
+    fn softmax_f64(row: &[f32]) -> Vec<f32> {
+        let max = row.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64));
+        let e: Vec<f64> = row.iter().map(|&v| (v as f64 - max).exp()).collect();
+        let sum: f64 = e.iter().sum();
+        if max == f64::NEG_INFINITY || !sum.is_finite() || row.iter().any(|v| v.is_nan()) {
+            return vec![0.0; row.len()];
+        }
+        e.iter().map(|v| (v / sum) as f32).collect()
+    }
+
+    #[test]
+    fn softmax_rows_of_awkward_lengths_and_masks_equal_the_f64_definition() {
+        let ninf = f32::NEG_INFINITY;
+        let mut seed = 11u32;
+        let mut next = || {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (seed >> 8) as f32 / (1u32 << 24) as f32 * 8.0 - 4.0
+        };
+        for len in [1usize, 5, 16, 17, 33, 70] {
+            for finite in [0, 1, len / 2, len.saturating_sub(1), len] {
+                let mut row: Vec<f32> = (0..len)
+                    .map(|j| if j < finite { next() } else { ninf })
+                    .collect();
+                let mut cases = vec![row.clone()];
+                if len > 3 {
+                    row[len - 1] = 0.5; // a hook's edit after the masked keys counts
+                    cases.push(row.clone());
+                    row[1] = f32::NAN;
+                    cases.push(row.clone());
+                    row[1] = f32::INFINITY;
+                    cases.push(row);
+                }
+                for case in cases {
+                    let want = softmax_f64(&case);
+                    let mut got = case.clone();
+                    softmax_rows(&mut got, len);
+                    for (j, (g, w)) in got.iter().zip(&want).enumerate() {
+                        assert!(
+                            (g - w).abs() < 1e-6,
+                            "len {len} {case:?} key {j}: {g} vs {w}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]

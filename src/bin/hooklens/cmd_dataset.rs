@@ -57,7 +57,9 @@ pub fn run_rows(
     let specs = (rows.iter())
         .map(|r| spec_of(r).map_err(|e| at_line(path, r, e)))
         .collect::<Result<Vec<_>>>()?;
-    let metrics: Vec<Metric> = rows.iter().map(|r| r.metric(prob)).collect();
+    let metrics = (rows.iter())
+        .map(|r| r.metric(prob))
+        .collect::<Result<Vec<Metric>>>()?;
     let label = format!("{label} over {} prompts of {}", rows.len(), path.display());
     let bar = progress_bar(&label);
     let opts = SweepOptions {

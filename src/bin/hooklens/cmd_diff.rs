@@ -21,10 +21,9 @@ use crate::term::{errln, outln};
 /// `diff` options.
 #[derive(Args, Debug)]
 pub struct DiffArgs {
-    /// A JSON Lines dataset of pairs as for `patch --dataset`, one `{"clean" |
-    /// "clean_tokens", "corrupted" | "corrupted_tokens", "target" | "target_id", ...}` per
-    /// line (the target is read but unused), e.g. honest and sycophantic versions of one
-    /// question.
+    /// A JSON Lines dataset of pairs, one `{"clean" | "clean_tokens", "corrupted" |
+    /// "corrupted_tokens"}` per line (a `target` / `against`, as in `patch --dataset`, may
+    /// be there and is not used), e.g. honest and sycophantic versions of one question.
     #[arg(long, value_name = "PAIRS.jsonl")]
     pub dataset: PathBuf,
     /// The activation compared, per (layer, head): z (attn.hook_z, each head's output before
@@ -85,7 +84,7 @@ pub fn check_outputs(args: &DiffArgs) -> Result<()> {
 
 /// Runs `diff`.
 pub fn run(model: &Model, args: &DiffArgs) -> Result<()> {
-    let rows = read_dataset(&args.dataset, DatasetKind::Pairs, model, !args.no_bos)?;
+    let rows = read_dataset(&args.dataset, DatasetKind::Contrasts, model, !args.no_bos)?;
     let positions = match args.positions {
         Positions::Last => DiffPositions::Last,
         Positions::All => DiffPositions::All,

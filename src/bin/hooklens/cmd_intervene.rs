@@ -74,9 +74,12 @@ pub fn run(model: &Model, args: &InterveneArgs) -> Result<()> {
     };
     let report = intervene_dataset(model, &rows, &spec, args.naive, &opts)
         .map_err(|e| hooklens::HookLensError::input(format!("{}: {e}", args.spec.display())))?;
-    print_table(model, &rows, &report, &label, args.show);
+    let metrics = (rows.iter())
+        .map(|r| r.metric(false).map(|m| describe_metric(model, &m)))
+        .collect::<Result<Vec<String>>>()?;
+    print_table(&metrics, &report, &label, args.show);
     if let Some(path) = &args.json {
-        let doc = document(model, &rows, &report, &spec);
+        let doc = document(&rows, &metrics, &report, &spec);
         write_json(path, &doc)?;
         outln!("wrote {}", path.display());
     }
@@ -84,13 +87,8 @@ pub fn run(model: &Model, args: &InterveneArgs) -> Result<()> {
 }
 
 /// The terminal table: one line per prompt (up to `show`), then the means.
-fn print_table(
-    model: &Model,
-    rows: &[DatasetRow],
-    report: &InterventionReport,
-    label: &str,
-    show: usize,
-) {
+/// `metrics`: each prompt's metric, described.
+fn print_table(metrics: &[String], report: &InterventionReport, label: &str, show: usize) {
     outln!("{label}");
     outln!(
         "{:>6}  {:>12}  {:>12}  {:>10}  metric",
@@ -99,18 +97,21 @@ fn print_table(
         "intervened",
         "delta"
     );
-    for (row, v) in rows.iter().zip(&report.per_prompt).take(show) {
+    for (metric, v) in metrics.iter().zip(&report.per_prompt).take(show) {
         outln!(
             "{:>6}  {:>12.4}  {:>12.4}  {:>+10.4}  {}",
             v.line,
             v.clean,
             v.intervened,
             v.intervened - v.clean,
-            describe_metric(model, &row.metric(false))
+            metric
         );
     }
-    if rows.len() > show {
-        outln!("  ({} more prompts; all are in --json)", rows.len() - show);
+    if metrics.len() > show {
+        outln!(
+            "  ({} more prompts; all are in --json)",
+            metrics.len() - show
+        );
     }
     outln!(
         "{:>6}  {:>12.4}  {:>12.4}  {:>+10.4}  (means over {} prompts)",
@@ -118,23 +119,23 @@ fn print_table(
         report.clean_mean,
         report.intervened_mean,
         report.delta_mean(),
-        rows.len()
+        metrics.len()
     );
 }
 
 /// The JSON document (see [`InterveneArgs::json`]).
 fn document(
-    model: &Model,
     rows: &[DatasetRow],
+    metrics: &[String],
     report: &InterventionReport,
     spec: &[hooklens::hooks::Intervention],
 ) -> serde_json::Value {
-    let per_prompt: Vec<_> = (rows.iter().zip(&report.per_prompt))
-        .map(|(row, v)| {
+    let per_prompt: Vec<_> = (rows.iter().zip(metrics).zip(&report.per_prompt))
+        .map(|((row, metric), v)| {
             json!({
                 "line": v.line,
                 "tokens": row.clean,
-                "metric": describe_metric(model, &row.metric(false)),
+                "metric": metric,
                 "clean": v.clean,
                 "intervened": v.intervened,
                 "delta": v.intervened - v.clean,

@@ -43,6 +43,7 @@ pub mod tensor;
 pub mod token_text;
 pub mod tokenizer;
 
+pub use analysis::FactoredMatrix;
 pub use backend::cpu::threads::set_num_threads;
 pub use device::Device;
 pub use error::{HookLensError, Result};

@@ -19,6 +19,7 @@ from hooklens._hooklens import (
     UnsupportedError,
     set_num_threads,
 )
+from hooklens._factored import FactoredMatrix
 from hooklens._view import ActivationView
 
 
@@ -34,6 +35,7 @@ __all__ = [
     "ActivationView",
     "CacheFileError",
     "Config",
+    "FactoredMatrix",
     "HookedTransformer",
     "HookLensError",
     "HookPoint",

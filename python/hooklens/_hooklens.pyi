@@ -7,6 +7,8 @@ import numpy as np
 import numpy.typing as npt
 from typing_extensions import TypedDict, Unpack, final
 
+from hooklens._factored import FactoredMatrix
+
 # A hook point: a full name ("blocks.3.attn.hook_z", or a TL 4.x alias such as
 # "blocks.3.attn.o.hook_in"), a compact short form ("z3") or a TL short-form tuple
 # (("z", 3), ("pattern", 0, "attn"), ("scale",)).
@@ -162,6 +164,12 @@ class HookedTransformer:
     def b_in(self) -> np.ndarray: ...  # [n_layers, d_mlp]
     @property
     def b_out(self) -> np.ndarray: ...  # [n_layers, d_model]
+    @property
+    def OV(self) -> "FactoredMatrix":
+        """FactoredMatrix(W_V, W_O): [n_layers, n_heads, d_model, d_model] through d_head."""
+    @property
+    def QK(self) -> "FactoredMatrix":
+        """FactoredMatrix(W_Q, W_K.swapaxes(-2, -1)): [n_layers, n_heads, d_model, d_model]."""
     def generate(
         self,
         input: Union[str, npt.ArrayLike],

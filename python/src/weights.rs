@@ -1,6 +1,7 @@
 //! The weights under TransformerLens' names and in its shapes: `model.W_Q` and the other
 //! `HookedTransformer` properties, and `model.tl_weight(name)` for any name the library takes.
 
+use hooklens::FactoredMatrix;
 use pyo3::exceptions::PyAttributeError;
 use pyo3::prelude::*;
 
@@ -38,6 +39,31 @@ impl ModelPy {
     fn tl_weight(&self, py: Python<'_>, name: &str) -> PyResult<PyObject> {
         self.weight_array(py, name)
     }
+
+    /// The OV circuits as TL's `FactoredMatrix(W_V, W_O)`, `[n_layers, n_heads, d_model,
+    /// d_model]` factored through `d_head` (`model.OV[layer, head]` for one head).
+    #[getter(OV)]
+    fn ov(&self, py: Python<'_>) -> PyResult<PyObject> {
+        let fm = py.allow_threads(|| self.model.ov(None)).py_err()?;
+        factored_to_py(py, fm)
+    }
+
+    /// The QK circuits as TL's `FactoredMatrix(W_Q, W_K.swapaxes(-2, -1))`, `[n_layers,
+    /// n_heads, d_model, d_model]` factored through `d_head`.
+    #[getter(QK)]
+    fn qk(&self, py: Python<'_>) -> PyResult<PyObject> {
+        let fm = py.allow_threads(|| self.model.qk(None)).py_err()?;
+        factored_to_py(py, fm)
+    }
+}
+
+/// A library `FactoredMatrix` as the Python `hooklens.FactoredMatrix` over float32 copies of
+/// its factors.
+fn factored_to_py(py: Python<'_>, fm: FactoredMatrix) -> PyResult<PyObject> {
+    let (a, b) = fm.into_parts();
+    let (a, b) = (tensor_to_numpy(py, a)?, tensor_to_numpy(py, b)?);
+    let class = py.import("hooklens._factored")?.getattr("FactoredMatrix")?;
+    Ok(class.call1((a, b))?.unbind())
 }
 
 /// Read-only properties, one per TL name, each a float32 array computed on access.

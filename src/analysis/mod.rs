@@ -1,13 +1,17 @@
 //! Readings of model outputs and caches: probabilities and top-k tokens here; residual-stream
 //! stacks with TL semantics ([`stack`]), direct logit attribution ([`dla`]), the logit lens
-//! ([`lens`]) and per-head differences over pairs of prompts ([`head_diff`]).
+//! ([`lens`]), per-head differences over pairs of prompts ([`head_diff`]) and the per-head OV /
+//! QK circuits kept factored ([`factored`], [`Model::ov`] / [`Model::qk`]).
 
+mod circuits;
 pub mod dla;
+pub mod factored;
 pub mod head_diff;
 pub mod lens;
 pub mod stack;
 
 pub use dla::{direct_logit_attribution, DlaEntry, DlaReport};
+pub use factored::FactoredMatrix;
 pub use head_diff::{head_z_diff, DiffPositions, HeadDiff};
 pub use lens::{logit_lens, LensRow};
 pub use stack::{CacheAnalysis, PosSlice, ResidStack};

@@ -140,8 +140,8 @@ impl TlView<'_> {
             "attn.b_K" => expand(bias(&w.b_k, k), c),
             "attn.b_V" => expand(bias(&w.b_v, k), c),
             "attn.b_O" => tensor(or_zeros(&w.b_o, d), &[d]),
-            "attn.OV" => return Some(self.ov(l)),
-            "attn.QK" => return Some(self.qk(l)),
+            "attn.OV" => return Some(self.model.ov(Some(l)).map(|f| f.ab())),
+            "attn.QK" => return Some(self.model.qk(Some(l)).map(|f| f.ab())),
             "mlp.W_in" => tensor(w.w_in.to_k_by_n(), &[d, c.d_mlp]),
             "mlp.W_gate" => match &w.w_gate {
                 Some(g) => tensor(g.to_k_by_n(), &[d, c.d_mlp]),
@@ -164,22 +164,6 @@ impl TlView<'_> {
             NormKind::LayerNorm => Ok(or_zeros(b, self.cfg.d_model)),
             NormKind::RmsNorm => Err(HookLensError::input(format!("{name}: RMSNorm has no bias"))),
         }
-    }
-
-    /// `W_V[h] @ W_O[h]` per head. `[H, d_model, d_model]`
-    fn ov(&self, l: usize) -> Result<Tensor> {
-        let v = self.layer(l, "attn.W_V").expect("known")?; // [H, d_model, d_head]
-        let o = self.layer(l, "attn.W_O").expect("known")?; // [H, d_head, d_model]
-        let (d, dh) = (self.cfg.d_model, self.cfg.d_head);
-        per_head_product(&v.data, &o.data, self.cfg.n_heads, (d, dh, d), false)
-    }
-
-    /// `W_Q[h] @ W_K[h]ᵀ` per head. `[H, d_model, d_model]`
-    fn qk(&self, l: usize) -> Result<Tensor> {
-        let q = self.layer(l, "attn.W_Q").expect("known")?; // [H, d_model, d_head]
-        let k = self.layer(l, "attn.W_K").expect("known")?; // [H, d_model, d_head]
-        let (d, dh) = (self.cfg.d_model, self.cfg.d_head);
-        per_head_product(&q.data, &k.data, self.cfg.n_heads, (d, dh, d), true)
     }
 }
 
@@ -254,35 +238,6 @@ fn stack(parts: Vec<Tensor>) -> Result<Tensor> {
     shape.extend(&inner);
     let data = parts.into_iter().flat_map(|t| t.data).collect();
     Tensor::new(data, shape)
-}
-
-/// Per head `a[h] @ b[h]` (`a[h]` `[m, k]`, `b[h]` `[k, n]`, or `[n, k]` transposed).
-fn per_head_product(
-    a: &[f32],
-    b: &[f32],
-    heads: usize,
-    (m, k, n): (usize, usize, usize),
-    b_transposed: bool,
-) -> Result<Tensor> {
-    let mut out = vec![0.0f32; heads * m * n]; // [heads, m, n]
-    for h in 0..heads {
-        let (ah, bh) = (&a[h * m * k..][..m * k], &b[h * k * n..][..k * n]);
-        for i in 0..m {
-            for j in 0..n {
-                let mut acc = 0.0f64;
-                for t in 0..k {
-                    let bv = if b_transposed {
-                        bh[j * k + t]
-                    } else {
-                        bh[t * n + j]
-                    };
-                    acc += ah[i * k + t] as f64 * bv as f64;
-                }
-                out[(h * m + i) * n + j] = acc as f32;
-            }
-        }
-    }
-    Tensor::new(out, vec![heads, m, n])
 }
 
 impl Model {

@@ -18,9 +18,13 @@ impl ModelPy {
     }
 
     /// [`ModelPy::weight_array`] for a property: a weight the model lacks (`W_pos` of a rotary
-    /// model, `W_gate` of an ungated MLP) is an `AttributeError`, so `hasattr` is false.
+    /// model, `W_gate` of an ungated MLP: the library's input error) is an `AttributeError`,
+    /// so `hasattr` is false; any other error (a model on a device) is raised as it is.
     fn weight_attr(&self, py: Python<'_>, name: &str) -> PyResult<PyObject> {
         self.weight_array(py, name).map_err(|e| {
+            if !e.is_instance_of::<crate::errors::InputError>(py) {
+                return e;
+            }
             let msg = e.value(py).to_string();
             match msg.starts_with(name) {
                 true => PyAttributeError::new_err(msg),

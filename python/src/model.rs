@@ -252,8 +252,10 @@ impl ModelPy {
 
     /// TL's `forward`: logits `[batch, pos, d_vocab]`, the loss, both, None, or the residual
     /// `[batch, pos, d_model]` with `stop_at_layer`. A float array input is a residual stream
-    /// entering block `start_at_layer` (`tokens=` gives the loss its targets). Keywords:
-    /// `loss_per_token`, `prepend_bos`, `start_at_layer`, `stop_at_layer`, `tokens`.
+    /// entering block `start_at_layer` (`tokens=` gives the loss its targets). A list of
+    /// texts of different lengths is padded (`padding_side`) and its pads masked; ids take
+    /// TL's `attention_mask` `[batch, pos]`. Keywords: `attention_mask`, `loss_per_token`,
+    /// `padding_side`, `prepend_bos`, `start_at_layer`, `stop_at_layer`, `tokens`.
     #[pyo3(signature = (input, return_type=Some("logits"), **kwargs))]
     fn forward<'py>(
         &self,

@@ -1,5 +1,6 @@
 //! The keyword options every pass takes (`attention_mask`, `loss_per_token`, `padding_side`,
-//! `prepend_bos`, `start_at_layer`, `stop_at_layer`, `tokens`), read once for `forward`, `run_with_hooks` and `run_with_cache`.
+//! `prepend_bos`, `start_at_layer`, `stop_at_layer`, `tokens`), read once for `forward`,
+//! `run_with_hooks` and `run_with_cache`.
 
 use hooklens::{Model, PaddingSide, RunOptions};
 use pyo3::exceptions::PyTypeError;

@@ -155,6 +155,26 @@ int hl_run_logits(const struct hl_model *model,
                   float *logits_out,
                   size_t logits_len);
 
+// As `hl_run_logits`, for a padded batch: `attention_mask` holds TransformerLens'
+// attention mask, `batch * seq` bytes row-major (`[batch, seq]`): 1 at a real position,
+// 0 at a pad. Pads are never attended to, positions count from each row's first real token
+// and a left-pad query's attention pattern is all zeros, as TL's `forward(tokens,
+// attention_mask=mask)`; the logits at real positions are those of each row run alone. Pads
+// may hold any id of the vocabulary. Each row's 1s must be one run, and every padded row
+// padded on one side (all rows' pads first, or all rows' pads last); another mask (a gap,
+// pads on both sides, a row without 1s, a value other than 0 and 1) fails with
+// `HL_ERR_INPUT`. A mask of 1s only is `hl_run_logits`.
+//
+// # Safety
+// As `hl_run_logits`; `attention_mask` is NULL or holds `batch * seq` bytes.
+int hl_run_logits_padded(const struct hl_model *model,
+                         const uint32_t *tokens,
+                         size_t batch,
+                         size_t seq,
+                         const uint8_t *attention_mask,
+                         float *logits_out,
+                         size_t logits_len);
+
 // As `hl_run_logits`, with `fn` called at every hook point `selector` names: a full
 // TransformerLens name (`"blocks.0.attn.hook_z"`, a TL 4.x alias, or a short form such as
 // `"z0"`), else a regex matched against every hook name, opt-in points included (`"hook_z$"`

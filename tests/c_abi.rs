@@ -12,7 +12,7 @@ use std::ptr::{null, null_mut};
 use hooklens::ffi::*;
 use hooklens::hooks::intervention::{Intervention, Op};
 use hooklens::sweep::{ablation_sweep, AblationMethod, AblationTarget, Metric, SweepOptions};
-use hooklens::{Input, Model, NamesFilter, RunOptions, TokenBatch};
+use hooklens::{Input, Model, NamesFilter, RunOptions, Tensor, TokenBatch};
 
 const OK: c_int = hl_status::HL_OK as c_int;
 
@@ -59,21 +59,24 @@ fn tokens_and_model(dir: &Path) -> (TokenBatch, Model) {
 }
 
 fn c_logits(model: &CModel, tokens: &TokenBatch, d_vocab: usize) -> Vec<f32> {
-    // [batch, seq, d_vocab]
-    let mut logits = vec![f32::NAN; tokens.ids().len() * d_vocab];
+    let (ids, batch, seq) = (tokens.ids().as_ptr(), tokens.batch(), tokens.seq());
     // SAFETY: the tokens and the buffer have the sizes passed.
-    let s = unsafe {
-        hl_run_logits(
-            model.0,
-            tokens.ids().as_ptr(),
-            tokens.batch(),
-            tokens.seq(),
-            logits.as_mut_ptr(),
-            logits.len(),
-        )
-    };
-    assert_eq!(s, OK, "{}", last_error());
-    logits
+    let run = |out, len| unsafe { hl_run_logits(model.0, ids, batch, seq, out, len) };
+    logits_from(tokens, d_vocab, run).unwrap_or_else(|s| panic!("status {s}: {}", last_error()))
+}
+
+/// The logits `run(buffer, its length)` writes into a buffer `[batch, seq, d_vocab]` for
+/// `tokens`, or the status it returns.
+fn logits_from(
+    tokens: &TokenBatch,
+    d_vocab: usize,
+    run: impl FnOnce(*mut f32, usize) -> c_int,
+) -> Result<Vec<f32>, c_int> {
+    let mut logits = vec![f32::NAN; tokens.ids().len() * d_vocab]; // [batch, seq, d_vocab]
+    match run(logits.as_mut_ptr(), logits.len()) {
+        OK => Ok(logits),
+        s => Err(s),
+    }
 }
 
 #[test]
@@ -525,4 +528,97 @@ fn a_model_serves_several_threads_at_once() {
             assert_eq!(logits, want);
         }
     });
+}
+
+/// `hl_run_logits_padded` on `tokens` with `mask` ([batch, seq] each): the logits, or the
+/// status.
+fn c_padded_logits(
+    model: &CModel,
+    tokens: &TokenBatch,
+    mask: Option<&[u8]>,
+    d_vocab: usize,
+) -> Result<Vec<f32>, c_int> {
+    let (ids, batch, seq) = (tokens.ids().as_ptr(), tokens.batch(), tokens.seq());
+    let mask = mask.map_or(null(), <[u8]>::as_ptr);
+    // SAFETY: the tokens, the mask and the buffer have the sizes passed.
+    let run = |out, len| unsafe { hl_run_logits_padded(model.0, ids, batch, seq, mask, out, len) };
+    logits_from(tokens, d_vocab, run)
+}
+
+/// The padding reference's prompts (stored as f32 ids), its pad id and the reference.
+fn padding_prompts(name: &str) -> (Vec<Vec<u32>>, u32, common::Reference) {
+    let file = common::fixtures()
+        .join("padding")
+        .join(format!("{name}.safetensors"));
+    let reference = common::load_reference_file(&file);
+    let ids = |i: usize| reference.tensor(&format!("prompt.{i}")).data.iter();
+    let prompts = (0..3)
+        .map(|i| ids(i).map(|&v| v as u32).collect())
+        .collect();
+    let pad = reference.tensor("pad_id").data[0] as u32;
+    (prompts, pad, reference)
+}
+
+#[test]
+fn padded_logits_equal_the_library_padded_run_and_tl() {
+    use hooklens::PaddingSide;
+    for name in ["gpt2_tiny", "llama_gqa"] {
+        let dir = common::fixtures().join(name);
+        let (model, c) = (Model::load(&dir).unwrap(), CModel::load(&dir));
+        let (prompts, pad, reference) = padding_prompts(name);
+        for (side, tag) in [(PaddingSide::Left, "left"), (PaddingSide::Right, "right")] {
+            let tokens = TokenBatch::padded(&prompts, side, pad).unwrap();
+            assert!(tokens.spans().is_some());
+            let mask = tokens.attention_mask(); // [batch, seq]
+            let got = c_padded_logits(&c, &tokens, Some(&mask), model.config().d_vocab)
+                .unwrap_or_else(|s| panic!("{name} {tag}: status {s}: {}", last_error()));
+            let want = model.forward(&tokens, &RunOptions::default()).unwrap();
+            let want = want.logits.unwrap();
+            assert_eq!(got, want.data, "{name} {tag}");
+            let got = Tensor::new(got, want.shape.clone()).unwrap();
+            let tl = reference.tensor(&format!("{tag}.logits"));
+            let d = common::max_abs_diff(&got, tl);
+            assert!(d <= 1e-4, "{name} {tag}: {d} from TL");
+            // Unmasked, the pads are attended to: other logits.
+            let plain = c_logits(&c, &tokens, model.config().d_vocab);
+            assert!(common::max_abs_diff(&got, &Tensor::new(plain, want.shape).unwrap()) > 1e-3);
+        }
+    }
+}
+
+#[test]
+fn a_mask_of_ones_is_the_plain_run_and_bad_masks_are_typed_errors() {
+    let (tokens, model) = tokens_and_model(&gpt2_tiny());
+    let c = CModel::load(&gpt2_tiny());
+    let v = model.config().d_vocab;
+    let ones = vec![1u8; tokens.ids().len()];
+    let got = c_padded_logits(&c, &tokens, Some(&ones), v).unwrap();
+    assert_eq!(got, c_logits(&c, &tokens, v));
+    assert_eq!(
+        c_padded_logits(&c, &tokens, None, v),
+        Err(status(hl_status::HL_ERR_NULL))
+    );
+    assert!(
+        last_error().contains("attention_mask is NULL"),
+        "{}",
+        last_error()
+    );
+    let seq = tokens.seq();
+    let with_row1 = |row: Vec<u8>| [vec![1u8; seq], row].concat();
+    let mut gap = vec![1u8; seq];
+    gap[1] = 0;
+    let mut both_sides = vec![1u8; seq];
+    (both_sides[0], both_sides[seq - 1]) = (0, 0);
+    let mut two = vec![1u8; seq];
+    two[0] = 2;
+    for (row, want) in [
+        (gap, "pads between real positions"),
+        (both_sides, "one side"),
+        (vec![0u8; seq], "row 1 has no real"),
+        (two, "holds 2"),
+    ] {
+        let got = c_padded_logits(&c, &tokens, Some(&with_row1(row)), v);
+        assert_eq!(got, Err(status(hl_status::HL_ERR_INPUT)));
+        assert!(last_error().contains(want), "{want}: {}", last_error());
+    }
 }

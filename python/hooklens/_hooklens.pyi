@@ -13,7 +13,7 @@ from hooklens._factored import FactoredMatrix
 # "blocks.3.attn.o.hook_in"), a compact short form ("z3") or a TL short-form tuple
 # (("z", 3), ("pattern", 0, "attn"), ("scale",)).
 _HookName = Union[str, Tuple[str], Tuple[str, int], Tuple[str, int, str]]
-# Text, a list of texts of equal token length, or integer ids [pos] / [batch, pos]; a float
+# Text, a list of texts (shorter ones padded, as to_tokens), or integer ids [pos] / [batch, pos]; a float
 # array [batch, pos, d_model] is a residual stream (with start_at_layer).
 _ModelInput = Union[str, Sequence[str], npt.ArrayLike]
 # fn(activation, hook): edit the view in place and return None (or the view), or return an
@@ -25,7 +25,9 @@ _Token = Union[str, int]
 class _PassKwargs(TypedDict, total=False):
     """The keywords every pass takes (forward, run_with_hooks, run_with_cache)."""
 
-    loss_per_token: bool  # a loss per token [batch, pos - 1] instead of the mean
+    attention_mask: Optional[npt.ArrayLike]  # [batch, pos]: 1 real, 0 pad (one run of 1s per row, one side)
+    loss_per_token: bool  # a loss per token [batch, pos - 1] instead of the mean (pads skipped)
+    padding_side: Optional[Literal["left", "right"]]  # where a text list's pads go; default "right"
     prepend_bos: bool  # for text input; default True
     start_at_layer: Optional[int]  # the input is then a residual stream [batch, pos, d_model]
     stop_at_layer: Optional[int]  # return the residual entering this block
@@ -197,8 +199,14 @@ class HookedTransformer:
     def hook_dict(self) -> Dict[str, HookPoint]:
         """Every hook point in firing order, opt-in points included."""
     def hook_aliases(self, name: str) -> List[str]: ...
-    def to_tokens(self, input: Union[str, Sequence[str]], prepend_bos: bool = True) -> np.ndarray:
-        """int64 ids [batch, pos]."""
+    def to_tokens(
+        self,
+        input: Union[str, Sequence[str]],
+        prepend_bos: bool = True,
+        padding_side: Optional[Literal["left", "right"]] = None,
+    ) -> np.ndarray:
+        """int64 ids [batch, pos]; shorter texts padded with the model's pad id (EOS, else BOS,
+        else 0) on padding_side (default "right")."""
     def to_str_tokens(self, input: _ModelInput, prepend_bos: bool = True) -> Union[List[str], List[List[str]]]: ...
     def to_string(self, ids: npt.ArrayLike) -> Union[str, List[str]]: ...
     def to_single_token(self, text: str) -> int: ...

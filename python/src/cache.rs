@@ -10,7 +10,7 @@ use numpy::{PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 
-use crate::convert::{rows_to_numpy, tensor_to_numpy};
+use crate::convert::{batch_to_numpy, tensor_to_numpy};
 use crate::errors::{input_error, CacheFileError, IntoPyResult};
 use crate::points::selector_of;
 
@@ -169,10 +169,7 @@ impl CachePy {
     #[getter]
     fn tokens(&self, py: Python<'_>) -> PyResult<PyObject> {
         match &self.origin.tokens {
-            Some(t) => {
-                let rows: Vec<Vec<u32>> = (0..t.batch()).map(|b| t.row(b).to_vec()).collect();
-                rows_to_numpy(py, &rows)
-            }
+            Some(t) => batch_to_numpy(py, t),
             None => Ok(py.None()),
         }
     }

@@ -1,7 +1,7 @@
 //! Python values to the library's inputs (token batches, residual streams, options), and
 //! outputs back to numpy.
 
-use hooklens::{Model, Output, ReturnType, Tensor, TokenBatch};
+use hooklens::{Model, Output, PaddingSide, ReturnType, Tensor, TokenBatch};
 use numpy::ndarray::{ArrayD, IxDyn};
 use numpy::{PyArray, PyArrayDyn, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::prelude::*;
@@ -16,6 +16,56 @@ pub fn token_batch(
     prepend_bos: bool,
 ) -> PyResult<TokenBatch> {
     TokenBatch::from_rows(&token_rows(model, input, prepend_bos)?).py_err()
+}
+
+/// Text, a list of texts (of any token lengths: shorter ones are padded with the model's pad
+/// id on `side`, as TL's `to_tokens`), or integer token ids `[pos]` / `[batch, pos]`.
+pub fn padded_token_batch(
+    model: &Model,
+    input: &Bound<'_, PyAny>,
+    prepend_bos: bool,
+    side: PaddingSide,
+) -> PyResult<TokenBatch> {
+    TokenBatch::padded(
+        &token_rows(model, input, prepend_bos)?,
+        side,
+        model.pad_id(),
+    )
+    .py_err()
+}
+
+/// TL's `padding_side`: "left", "right", or None (TL's default, "right").
+pub fn padding_side(value: Option<&str>) -> PyResult<PaddingSide> {
+    value.map_or(Ok(PaddingSide::Right), |s| s.parse().py_err())
+}
+
+/// TL's `attention_mask` (integers or booleans, 1 at real positions, 0 at pads) for the
+/// batch `tokens`, as that batch with the mask's spans. // mask: [batch, pos]
+pub fn masked_batch(tokens: &TokenBatch, mask: &Bound<'_, PyAny>) -> PyResult<TokenBatch> {
+    let np = mask.py().import("numpy")?;
+    let arr = np.call_method1("asarray", (mask,))?;
+    let kind: String = arr.getattr("dtype")?.getattr("kind")?.extract()?;
+    let shape: Vec<usize> = arr.getattr("shape")?.extract()?;
+    let (batch, seq) = (tokens.batch(), tokens.seq());
+    let fits = shape == [batch, seq] || (batch == 1 && shape == [seq]);
+    if !"iub".contains(kind.as_str()) || !fits {
+        return Err(input_error(format!(
+            "attention_mask must be an integer array of the tokens' shape [{batch}, {seq}], \
+             got dtype {} and shape {shape:?}",
+            arr.getattr("dtype")?.str()?
+        )));
+    }
+    let arr = np.call_method1("ascontiguousarray", (arr, "int64"))?;
+    let arr = arr.downcast_into::<PyArrayDyn<i64>>()?;
+    let values: Vec<u8> = (arr.readonly().as_slice()?.iter())
+        .map(|&v| match v {
+            0 | 1 => Ok(v as u8),
+            other => Err(input_error(format!(
+                "attention_mask holds {other}: expected 0 (pad) or 1 (real)"
+            ))),
+        })
+        .collect::<PyResult<_>>()?;
+    tokens.with_attention_mask(&values).py_err()
 }
 
 /// The token rows of text, a list of texts (any lengths, empty included), or integer ids
@@ -138,6 +188,14 @@ pub fn rows_to_numpy(py: Python<'_>, rows: &[Vec<u32>]) -> PyResult<PyObject> {
     let arr = ArrayD::from_shape_vec(IxDyn(&[rows.len(), seq]), data)
         .map_err(|e| input_error(format!("token shape: {e}")))?;
     Ok(PyArray::from_owned_array(py, arr).into_any().unbind())
+}
+
+/// A token batch's ids (pads included) as an int64 numpy array `[batch, pos]`.
+pub fn batch_to_numpy(py: Python<'_>, tokens: &TokenBatch) -> PyResult<PyObject> {
+    let rows: Vec<Vec<u32>> = (0..tokens.batch())
+        .map(|b| tokens.row(b).to_vec())
+        .collect();
+    rows_to_numpy(py, &rows)
 }
 
 /// What TL's `forward` returns for `return_type`: logits, the loss (a float, or per token

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use hooklens::hooks::CacheSource;
 use hooklens::model::known::resolve_model_arg;
 use hooklens::model::weight_cache::WeightCache;
-use hooklens::{Device, LoadOptions, Model};
+use hooklens::{Device, LoadOptions, Model, TokenBatch};
 use numpy::PyUntypedArrayMethods;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
@@ -13,7 +13,7 @@ use pyo3::types::{PyDict, PyString, PyTuple};
 use crate::added_hooks::AddedHooks;
 use crate::cache::{CachePy, Origin};
 use crate::config::ConfigPy;
-use crate::convert::{output_to_py, rows_to_numpy, token_rows};
+use crate::convert::{batch_to_numpy, output_to_py, rows_to_numpy, token_rows};
 use crate::errors::{input_error, IntoPyResult};
 use crate::pass_opts::PassOpts;
 use crate::points::HookPointPy;
@@ -186,15 +186,24 @@ impl ModelPy {
         self.model.source().display().to_string()
     }
 
-    /// Token ids `[batch, pos]` (int64) of a text or a list of texts of equal token length.
-    #[pyo3(signature = (input, prepend_bos=true))]
+    /// Token ids `[batch, pos]` (int64) of a text or a list of texts; shorter texts are padded
+    /// to the longest with the model's pad id on `padding_side` ("right", TL's default, or
+    /// "left").
+    #[pyo3(signature = (input, prepend_bos=true, padding_side=None))]
     fn to_tokens(
         &self,
         py: Python<'_>,
         input: &Bound<'_, PyAny>,
         prepend_bos: bool,
+        padding_side: Option<&str>,
     ) -> PyResult<PyObject> {
-        rows_to_numpy(py, &token_rows(&self.model, input, prepend_bos)?)
+        let side = crate::convert::padding_side(padding_side)?;
+        let rows = token_rows(&self.model, input, prepend_bos)?;
+        if rows.iter().all(|r| r.len() == rows[0].len()) {
+            return rows_to_numpy(py, &rows); // no pads (an empty text included)
+        }
+        let batch = TokenBatch::padded(&rows, side, self.model.pad_id()).py_err()?;
+        batch_to_numpy(py, &batch)
     }
 
     /// One string per token: of a text (tokenized first), of ids `[pos]`, or of `[batch, pos]`
@@ -243,8 +252,10 @@ impl ModelPy {
 
     /// TL's `forward`: logits `[batch, pos, d_vocab]`, the loss, both, None, or the residual
     /// `[batch, pos, d_model]` with `stop_at_layer`. A float array input is a residual stream
-    /// entering block `start_at_layer` (`tokens=` gives the loss its targets). Keywords:
-    /// `loss_per_token`, `prepend_bos`, `start_at_layer`, `stop_at_layer`, `tokens`.
+    /// entering block `start_at_layer` (`tokens=` gives the loss its targets). A list of
+    /// texts of different lengths is padded (`padding_side`) and its pads masked; ids take
+    /// TL's `attention_mask` `[batch, pos]`. Keywords: `attention_mask`, `loss_per_token`,
+    /// `padding_side`, `prepend_bos`, `start_at_layer`, `stop_at_layer`, `tokens`.
     #[pyo3(signature = (input, return_type=Some("logits"), **kwargs))]
     fn forward<'py>(
         &self,

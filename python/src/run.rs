@@ -4,12 +4,13 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use hooklens::{
-    ActivationCache, Hooks, Input, Model, NamesFilter, Output, RunOptions, Tensor, TokenBatch,
+    ActivationCache, Hooks, Input, Model, NamesFilter, Output, PaddingSide, RunOptions, Tensor,
+    TokenBatch,
 };
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyString, PyTuple, PyType};
 
-use crate::convert::{float_tensor, token_batch};
+use crate::convert::{float_tensor, masked_batch, padded_token_batch};
 use crate::errors::{input_error, IntoPyResult};
 use crate::hook_call::{ErrorSlot, PyHook};
 use crate::points::{points_matching, selector_of, Selector};
@@ -24,20 +25,23 @@ pub enum OwnedInput {
 
 impl OwnedInput {
     /// Reads a pass input: a float array is a residual stream `[batch, pos, d_model]`,
-    /// anything else is tokens (text, texts, ids).
+    /// anything else is tokens (text, texts padded on `tokens.side`, ids), with the
+    /// spans of `tokens.mask` when given.
     pub fn read(
         model: &Model,
         input: &Bound<'_, PyAny>,
-        tokens: Option<&Bound<'_, PyAny>>,
-        prepend_bos: bool,
+        tokens: &TokenOpts<'_, '_>,
     ) -> PyResult<Self> {
         if is_float_array(input)? {
-            let toks = tokens
-                .map(|t| token_batch(model, t, prepend_bos))
-                .transpose()?;
+            let toks = tokens.ids.map(|t| tokens.batch(model, t)).transpose()?;
+            if toks.is_none() && tokens.mask.is_some() {
+                return Err(input_error(
+                    "attention_mask with a residual input needs tokens= (the mask is the tokens')",
+                ));
+            }
             return Ok(OwnedInput::Residual(float_tensor(input)?, toks));
         }
-        Ok(OwnedInput::Tokens(token_batch(model, input, prepend_bos)?))
+        Ok(OwnedInput::Tokens(tokens.batch(model, input)?))
     }
 
     /// The library's view of it.
@@ -48,6 +52,29 @@ impl OwnedInput {
                 resid,
                 tokens: tokens.as_ref(),
             },
+        }
+    }
+}
+
+/// How a pass reads its tokens: BOS, the side pads go on, and an explicit attention mask.
+pub struct TokenOpts<'a, 'py> {
+    /// The tokens of a residual-stream input (`tokens=`), if given.
+    pub ids: Option<&'a Bound<'py, PyAny>>,
+    /// Whether text gets BOS.
+    pub prepend_bos: bool,
+    /// Where the pads of shorter texts go.
+    pub side: PaddingSide,
+    /// TL's `attention_mask` `[batch, pos]`, if given.
+    pub mask: Option<&'a Bound<'py, PyAny>>,
+}
+
+impl TokenOpts<'_, '_> {
+    /// The token batch of `input`, padded and masked as these options say.
+    fn batch(&self, model: &Model, input: &Bound<'_, PyAny>) -> PyResult<TokenBatch> {
+        let tokens = padded_token_batch(model, input, self.prepend_bos, self.side)?;
+        match self.mask {
+            Some(mask) => masked_batch(&tokens, mask),
+            None => Ok(tokens),
         }
     }
 }

@@ -14,17 +14,27 @@ tests/fixtures/padding/<fixture>.safetensors:
   `<side>.loss_per_token` (TL's per-token loss, zero where the mask skips);
 - `single.<i>.<hook name>` / `single.<i>.logits`: each prompt run alone (no mask).
 
+and tests/fixtures/padding/gpt2_tiny_texts.safetensors: TL's own text-list padding, with the
+fixture's tokenizer, of the texts in its metadata (`texts`, JSON): for side in (left, right),
+`<side>.tokens` (`to_tokens(texts, padding_side=side)`, int64), and `<side>.<hook name>` (the
+hooks of block 0, the embeddings, `ln_final` and every `hook_resid_post`),
+`<side>.logits`, `<side>.loss`, `<side>.loss_per_token` of `run_with_cache(texts,
+padding_side=side)` / `model(texts, return_type="loss", padding_side=side)`, the mask TL
+builds itself (for left padding only: a right-padded text list has none in TL, so its
+loss counts the pads).
+
 TL offsets learned and rotary positions by the mask (`utils.get_offset_position_ids`), so a
 real position holds the same values as the prompt alone (the script asserts it for the logits).
 Ids and masks are stored as float32 (exact below 2^24), except `tokens` (int64, the left-padded
 batch), which the tests' reference reader expects in every file.
 
-Usage: /work/refvenv/bin/python scripts/golden/make_padding_refs.py [--fixtures tests/fixtures]
+Usage: /work/refvenv/bin/python scripts/golden/make_padding_refs.py [--fixtures tests/fixtures] [--texts-only]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -101,14 +111,55 @@ def make(fixtures: Path, name: str, arch: str, pad_id: int) -> None:
     print(f"{name}: {len(out)} tensors, {path.stat().st_size / 1e3:.0f} kB")
 
 
+TEXTS = ["Hello world, this is a test", "Hi", "The cat sat on"]
+
+
+def make_texts(fixtures: Path) -> None:
+    """TL's text-list padding on gpt2_tiny, with its tokenizer (see the module docstring)."""
+    from transformers import AutoTokenizer
+
+    d = fixtures / "gpt2_tiny"
+    model = tl_model("gpt2", d)
+    model.set_tokenizer(AutoTokenizer.from_pretrained(str(d)))
+    out: dict[str, torch.Tensor] = {}
+    for side in ("left", "right"):
+        toks = model.to_tokens(TEXTS, padding_side=side)
+        out[f"{side}.tokens"] = toks.to(torch.int64)
+        if side == "left":
+            out["tokens"] = toks.to(torch.int64)
+        with torch.no_grad():
+            logits, cache = model.run_with_cache(TEXTS, padding_side=side)
+            loss = model(TEXTS, return_type="loss", padding_side=side)
+            per_token = model(TEXTS, return_type="loss", loss_per_token=True, padding_side=side)
+        for name, act in cache.items():
+            if name.startswith(("blocks.0.", "hook_", "ln_final.")) or name.endswith("resid_post"):
+                out[f"{side}.{name}"] = act.detach().to(torch.float32).contiguous()
+        out[f"{side}.logits"] = logits.to(torch.float32).contiguous()
+        out[f"{side}.loss"] = loss.reshape(1).to(torch.float32)
+        out[f"{side}.loss_per_token"] = per_token.to(torch.float32).contiguous()
+    meta = {
+        "fixture": "gpt2_tiny",
+        **mf.VERSIONS,
+        "texts": json.dumps(TEXTS),
+        "pad_id": str(model.tokenizer.pad_token_id),
+        "run": "run_with_cache(texts, padding_side=side), no weight processing",
+    }
+    path = fixtures / "padding" / "gpt2_tiny_texts.safetensors"
+    mf.write_reference(path, out, meta)
+    print(f"gpt2_tiny texts: {len(out)} tensors, {path.stat().st_size / 1e3:.0f} kB")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--fixtures", default=str(mf.REPO / "tests" / "fixtures"))
+    ap.add_argument("--texts-only", action="store_true", help="write gpt2_tiny_texts only")
     args = ap.parse_args()
     fixtures = Path(args.fixtures)
     print("versions:", mf.VERSIONS)
-    make(fixtures, "gpt2_tiny", "gpt2", pad_id=449)
-    make(fixtures, "llama_gqa", "llama", pad_id=0)
+    if not args.texts_only:
+        make(fixtures, "gpt2_tiny", "gpt2", pad_id=449)
+        make(fixtures, "llama_gqa", "llama", pad_id=0)
+    make_texts(fixtures)
     return 0
 
 

@@ -79,6 +79,29 @@ pub(crate) unsafe fn token_batch(
     Ok(TokenBatch::from_rows(&rows)?)
 }
 
+/// As [`token_batch`], with TransformerLens' attention mask of `batch * seq` bytes (1 at
+/// real positions, 0 at pads) as the batch's real spans
+/// ([`TokenBatch::with_attention_mask`]).
+///
+/// # Safety
+/// As [`token_batch`]; `mask` is NULL or points to `batch * seq` readable bytes.
+pub(crate) unsafe fn masked_token_batch(
+    tokens: *const u32,
+    batch: usize,
+    seq: usize,
+    mask: *const u8,
+) -> FfiResult<TokenBatch> {
+    // SAFETY: the caller's guarantee on `tokens`.
+    let tokens = unsafe { token_batch(tokens, batch, seq) }?;
+    if mask.is_null() {
+        return Err(Failure::null("attention_mask"));
+    }
+    // SAFETY: non-NULL, and the caller guarantees `batch * seq` readable bytes (a product
+    // `token_batch` checked).
+    let mask = unsafe { std::slice::from_raw_parts(mask, batch * seq) }; // [batch, seq]
+    Ok(tokens.with_attention_mask(mask)?)
+}
+
 /// A caller's output buffer of `len` floats, which must hold `needed`.
 ///
 /// # Safety

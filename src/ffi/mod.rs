@@ -35,6 +35,6 @@ pub use cache::{
 };
 pub use hook::{hl_hook_fn, CHook, CHookFn};
 pub use model::{hl_model, hl_model_dims, hl_model_free, hl_model_load, hl_tokenize};
-pub use run::{hl_run_logits, hl_run_with_hook};
+pub use run::{hl_run_logits, hl_run_logits_padded, hl_run_with_hook};
 pub use status::hl_status;
 pub use sweep_json::hl_sweep_json;

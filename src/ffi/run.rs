@@ -3,7 +3,7 @@
 use std::cell::Cell;
 use std::os::raw::{c_char, c_int, c_void};
 
-use super::args::{c_text, handle, out_floats, token_batch};
+use super::args::{c_text, handle, masked_token_batch, out_floats, token_batch};
 use super::boundary::guard;
 use super::hook::{hl_hook_fn, select_points, CHook};
 use super::model::hl_model;
@@ -67,17 +67,61 @@ pub unsafe extern "C" fn hl_run_logits(
     logits_len: usize,
 ) -> c_int {
     guard(|| {
-        // SAFETY: the caller's guarantees on each pointer.
-        let (model, tokens) = unsafe {
-            (
-                &handle(model, "model")?.model,
-                token_batch(tokens, batch, seq)?,
-            )
-        };
-        // SAFETY: as above.
-        let dest = unsafe { logits_buffer(model, &tokens, logits_out, logits_len) }?;
-        run_into(model, &tokens, None, dest)
+        // SAFETY: the caller's guarantee on `tokens`.
+        let read = || unsafe { token_batch(tokens, batch, seq) };
+        // SAFETY: the caller's guarantees on `model` and `logits_out`.
+        unsafe { logits_of(model, read, logits_out, logits_len) }
     })
+}
+
+/// As `hl_run_logits`, for a padded batch: `attention_mask` holds TransformerLens'
+/// attention mask, `batch * seq` bytes row-major (`[batch, seq]`): 1 at a real position,
+/// 0 at a pad. Pads are never attended to, positions count from each row's first real token
+/// and a left-pad query's attention pattern is all zeros, as TL's `forward(tokens,
+/// attention_mask=mask)`; the logits at real positions are those of each row run alone. Pads
+/// may hold any id of the vocabulary. Each row's 1s must be one run, and every padded row
+/// padded on one side (all rows' pads first, or all rows' pads last); another mask (a gap,
+/// pads on both sides, a row without 1s, a value other than 0 and 1) fails with
+/// `HL_ERR_INPUT`. A mask of 1s only is `hl_run_logits`.
+///
+/// # Safety
+/// As `hl_run_logits`; `attention_mask` is NULL or holds `batch * seq` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn hl_run_logits_padded(
+    model: *const hl_model,
+    tokens: *const u32,
+    batch: usize,
+    seq: usize,
+    attention_mask: *const u8,
+    logits_out: *mut f32,
+    logits_len: usize,
+) -> c_int {
+    guard(|| {
+        // SAFETY: the caller's guarantees on `tokens` and `attention_mask`.
+        let read = || unsafe { masked_token_batch(tokens, batch, seq, attention_mask) };
+        // SAFETY: the caller's guarantees on `model` and `logits_out`.
+        unsafe { logits_of(model, read, logits_out, logits_len) }
+    })
+}
+
+/// The body of `hl_run_logits` and `hl_run_logits_padded`: the model, then the tokens
+/// `read` reads, then the logits of the pass into `logits_out`.
+///
+/// # Safety
+/// `model` is NULL or a live model; `read` is safe to call (its pointers are valid);
+/// `logits_out` is NULL or has room for `logits_len` floats.
+unsafe fn logits_of(
+    model: *const hl_model,
+    read: impl FnOnce() -> FfiResult<TokenBatch>,
+    logits_out: *mut f32,
+    logits_len: usize,
+) -> FfiResult<()> {
+    // SAFETY: the caller's guarantee on `model`.
+    let model = &unsafe { handle(model, "model") }?.model;
+    let tokens = read()?;
+    // SAFETY: the caller's guarantee on `logits_out`.
+    let dest = unsafe { logits_buffer(model, &tokens, logits_out, logits_len) }?;
+    run_into(model, &tokens, None, dest)
 }
 
 /// As `hl_run_logits`, with `fn` called at every hook point `selector` names: a full

@@ -66,6 +66,33 @@ impl TokenBatch {
         })
     }
 
+    /// The same ids with TL's `attention_mask` (1 at real positions, 0 at pads) as their
+    /// spans. Each row's 1s must be one non-empty run, and the padding one-sided for the whole
+    /// batch: every padded row starts at 0 (right padding) or every one ends at the last
+    /// position (left padding). A mask of 1s only gives a batch without pads. Anything else
+    /// is an input error (the engine represents a row's real tokens as one span).
+    /// mask: // [batch, seq]
+    pub fn with_attention_mask(&self, mask: &[u8]) -> Result<Self> {
+        let (batch, seq) = (self.batch, self.seq);
+        if mask.len() != batch * seq {
+            return Err(HookLensError::input(format!(
+                "the attention mask has {} values, the tokens {batch}x{seq}",
+                mask.len()
+            )));
+        }
+        let spans = (0..batch)
+            .map(|b| mask_span(b, &mask[b * seq..][..seq]))
+            .collect::<Result<Vec<_>>>()?;
+        one_side(&spans, seq)?;
+        let padded = spans.iter().any(|s| s.len != seq);
+        Ok(TokenBatch {
+            ids: self.ids.clone(),
+            batch,
+            seq,
+            spans: padded.then_some(spans),
+        })
+    }
+
     /// The real positions of each row, or `None` when the batch has no pads.
     pub fn spans(&self) -> Option<&[RealSpan]> {
         self.spans.as_deref()
@@ -108,6 +135,46 @@ impl TokenBatch {
     }
 }
 
+/// The one run of 1s in row `b` of an attention mask. // row: [seq]
+fn mask_span(b: usize, row: &[u8]) -> Result<RealSpan> {
+    if let Some(p) = row.iter().position(|&v| v > 1) {
+        return Err(HookLensError::input(format!(
+            "attention mask row {b} holds {} at position {p}: expected 0 (pad) or 1 (real)",
+            row[p]
+        )));
+    }
+    let Some(start) = row.iter().position(|&v| v == 1) else {
+        return Err(HookLensError::input(format!(
+            "attention mask row {b} has no real (1) position"
+        )));
+    };
+    let len = row[start..].iter().take_while(|&&v| v == 1).count();
+    if row[start + len..].contains(&1) {
+        return Err(HookLensError::input(format!(
+            "attention mask row {b} has pads between real positions; hooklens takes one run \
+             of 1s per row (left or right padding)"
+        )));
+    }
+    Ok(RealSpan { start, len })
+}
+
+/// Checks that the padded rows are all right-padded or all left-padded.
+fn one_side(spans: &[RealSpan], seq: usize) -> Result<()> {
+    let padded = || spans.iter().enumerate().filter(|(_, s)| s.len != seq);
+    let right = padded().all(|(_, s)| s.start == 0);
+    let left = padded().all(|(_, s)| s.end() == seq);
+    if right || left {
+        return Ok(());
+    }
+    let rows: Vec<String> = padded()
+        .map(|(b, s)| format!("row {b}: positions {}..{}", s.start, s.end()))
+        .collect();
+    Err(HookLensError::input(format!(
+        "the attention mask must pad every row on one side (all left or all right), got {}",
+        rows.join(", ")
+    )))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,5 +204,28 @@ mod tests {
         let err = TokenBatch::padded(&[vec![1], vec![]], PaddingSide::Left, 0).unwrap_err();
         assert!(err.to_string().contains("row 1 has no tokens"), "{err}");
         assert!("middle".parse::<PaddingSide>().is_err());
+    }
+
+    #[test]
+    fn attention_masks_become_spans_or_errors() {
+        let base = TokenBatch::from_rows(&[vec![1, 2, 3], vec![4, 5, 6]]).unwrap();
+        let left = base.with_attention_mask(&[1, 1, 1, 0, 1, 1]).unwrap();
+        assert_eq!(left.span(1), RealSpan { start: 1, len: 2 });
+        assert_eq!(left.attention_mask(), vec![1, 1, 1, 0, 1, 1]);
+        let right = base.with_attention_mask(&[1, 0, 0, 1, 1, 1]).unwrap();
+        assert_eq!(right.span(0), RealSpan { start: 0, len: 1 });
+        assert!(base.with_attention_mask(&[1; 6]).unwrap().spans().is_none());
+        let bad = [
+            (&[1, 1, 1, 0, 0, 0][..], "row 1 has no real"),
+            (&[1, 0, 1, 1, 1, 1][..], "pads between real positions"),
+            (&[0, 1, 1, 1, 1, 0][..], "one side"),
+            (&[0, 1, 0, 1, 1, 1][..], "one side"),
+            (&[1, 1, 2, 1, 1, 1][..], "holds 2 at position 2"),
+            (&[1, 1, 1][..], "3 values, the tokens 2x3"),
+        ];
+        for (mask, want) in bad {
+            let err = base.with_attention_mask(mask).unwrap_err();
+            assert!(err.to_string().contains(want), "{mask:?}: {err}");
+        }
     }
 }

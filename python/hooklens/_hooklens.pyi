@@ -58,6 +58,9 @@ class HookPoint:
     def name(self) -> str: ...
     def layer(self) -> Optional[int]:
         """The block index, None outside the blocks."""
+    @property
+    def attention_mask(self) -> Optional[np.ndarray]:
+        """In a hook of a padded pass: int64 [batch, pos], 1 real, 0 pad; else None."""
 
 @final
 class Config:

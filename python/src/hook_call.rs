@@ -54,7 +54,8 @@ impl PyHook<'_> {
         let view = unsafe { borrow_view(py, &self.view_type, data, &shape)? };
         let registry = PyList::empty(py);
         view.setattr(REGISTRY_ATTR, &registry)?;
-        let hook = HookPointPy::new(ctx.name.to_string(), ctx.point.layer);
+        let hook = HookPointPy::new(ctx.name.to_string(), ctx.point.layer)
+            .with_mask(ctx.attention_mask, shape.first().copied().unwrap_or(1));
         let outcome = self
             .func
             .call1((&view, hook))

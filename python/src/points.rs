@@ -15,12 +15,25 @@ pub struct HookPointPy {
     #[pyo3(get)]
     name: String,
     layer: Option<usize>,
+    /// While a hook of a padded pass runs: TL's attention mask and the batch size.
+    mask: Option<(Vec<u8>, usize)>, // [batch, pos]
 }
 
 impl HookPointPy {
     /// A point by name and layer.
     pub fn new(name: String, layer: Option<usize>) -> Self {
-        HookPointPy { name, layer }
+        HookPointPy {
+            name,
+            layer,
+            mask: None,
+        }
+    }
+
+    /// The point as a hook of a pass sees it: with the pass's attention mask `[batch, pos]`
+    /// when it is padded.
+    pub fn with_mask(mut self, mask: Option<&[u8]>, batch: usize) -> Self {
+        self.mask = mask.map(|m| (m.to_vec(), batch));
+        self
     }
 }
 
@@ -29,6 +42,20 @@ impl HookPointPy {
     /// The block index, or `None` for points outside the blocks (`hook_embed`, `ln_final.*`).
     fn layer(&self) -> Option<usize> {
         self.layer
+    }
+
+    /// In a hook of a padded pass, the pass's attention mask: int64 `[batch, pos]`, 1 at real
+    /// positions, 0 at pads; `None` when every position is real (and outside a pass).
+    #[getter]
+    fn attention_mask(&self, py: Python<'_>) -> PyResult<PyObject> {
+        let Some((mask, batch)) = &self.mask else {
+            return Ok(py.None());
+        };
+        let seq = (mask.len() / (*batch).max(1)).max(1);
+        let rows: Vec<Vec<u32>> = (mask.chunks(seq))
+            .map(|row| row.iter().map(|&v| u32::from(v)).collect())
+            .collect();
+        crate::convert::rows_to_numpy(py, &rows)
     }
 
     fn __repr__(&self) -> String {

@@ -202,8 +202,16 @@ def test_hooks_see_the_padded_tensors(side):
     def keep(act, hook):
         seen[hook.name] = act.copy()
 
-    hooks = [("blocks.1.hook_resid_post", keep), ("blocks.0.attn.hook_pattern", keep)]
+    masks = []
+    hooks = [
+        ("blocks.1.hook_resid_post", keep),
+        ("blocks.0.attn.hook_pattern", keep),
+        ("blocks.0.hook_resid_pre", lambda act, hook: masks.append(hook.attention_mask)),
+    ]
     model.run_with_hooks(texts, fwd_hooks=hooks, padding_side=side)
+    # The mask is hooklens' (TL's hooks have none): 1 real, 0 pad, as TL's attention_mask.
+    np.testing.assert_array_equal(masks[0], m.astype(np.int64))
+    assert model.hook_dict["blocks.0.hook_resid_pre"].attention_mask is None
     seq = m.shape[1]
     assert seen["blocks.1.hook_resid_post"].shape[:2] == (3, seq)
     assert seen["blocks.0.attn.hook_pattern"].shape[2:] == (seq, seq)
@@ -226,6 +234,9 @@ def test_equal_lengths_have_no_pads_and_an_all_ones_mask_changes_nothing():
     assert 449 not in toks[:, 1:]
     plain = model(toks)
     assert max_diff(model(texts, padding_side="left"), plain) == 0.0
+    masks = []
+    model.run_with_hooks(toks, fwd_hooks=[("hook_embed", lambda a, h: masks.append(h.attention_mask))])
+    assert masks == [None]
     assert max_diff(model(toks, attention_mask=np.ones(toks.shape, dtype=bool)), plain) == 0.0
     one_row = model(toks[0], attention_mask=np.ones(toks.shape[1], dtype=np.int32))
     assert max_diff(one_row, plain[:1]) <= TOL

@@ -242,3 +242,33 @@ fn tl_processed_weights_match_the_cpu_on_the_gpu() {
         assert!(logits <= 1e-4, "{name}: logits differ by {logits:.2e}");
     }
 }
+
+#[test]
+fn generation_with_the_kv_cache_and_a_hook_matches_the_cpu_on_the_gpu() {
+    use hooklens::model::generate::GenerateOptions;
+    if !gpu_available() {
+        return;
+    }
+    let opts = GenerateOptions {
+        max_new: 12,
+        stop_at_eos: false,
+        ..GenerateOptions::default()
+    };
+    for path in models() {
+        let cpu = Model::load_on(&path, Device::Cpu).unwrap();
+        let gpu = Model::load_on(&path, Device::Cuda(0)).unwrap();
+        let prompt = tokens(cpu.config().d_vocab, 1, 6).row(0).to_vec();
+        let run = |model: &Model| {
+            // A closure halving the residual entering block 0, in every cached pass.
+            let mut hooks = Hooks::new();
+            hooks.add("blocks.0.hook_resid_pre", |act, _| {
+                act.data_mut().iter_mut().for_each(|x| *x *= 0.5);
+                Ok(())
+            });
+            let g =
+                model.generate_with_hooks(&prompt, &opts, &[], Some(&mut hooks), &mut |_| Ok(true));
+            g.unwrap().new_tokens
+        };
+        assert_eq!(run(&cpu), run(&gpu), "{}", path.display());
+    }
+}

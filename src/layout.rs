@@ -122,6 +122,13 @@ impl RowLayout {
         self.seqs.iter().all(is_suffix).then_some(start)
     }
 
+    /// The positions the first sequence computes: every sequence's where hooks see the pass
+    /// (a full layout or a common suffix, [`RowLayout::common_suffix_start`]), the position
+    /// axis of the tensors they see.
+    pub fn positions_per_seq(&self) -> usize {
+        self.seqs.first().map_or(0, |s| s.positions.len())
+    }
+
     /// The packed row of sequence `seq` at absolute position `pos`, if computed.
     pub fn row_of(&self, seq: usize, pos: usize) -> Option<usize> {
         let s = self.seqs.get(seq)?;

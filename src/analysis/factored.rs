@@ -211,7 +211,7 @@ pub(crate) fn transpose_last(t: &Tensor) -> Tensor {
     let data = t
         .data
         .chunks((rows * cols).max(1))
-        .flat_map(|m| linalg::transpose(m, rows, cols))
+        .flat_map(|m| crate::model::weights::transpose(m, rows, cols))
         .collect();
     let mut shape = t.shape.clone();
     shape.swap(r - 2, r - 1);

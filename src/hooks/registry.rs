@@ -252,8 +252,7 @@ impl<'h, 'a> SlotTable<'h, 'a> {
     ) -> Result<()> {
         let slot = &self.slots[point.slot(self.n_layers)];
         let observed = slot.cache || !slot.hooks.is_empty();
-        let start = layout.common_suffix_start();
-        let first_position = match start {
+        let first_position = match layout.common_suffix_start() {
             Some(start) => start,
             None if !observed => 0,
             None => {
@@ -294,8 +293,7 @@ impl<'h, 'a> SlotTable<'h, 'a> {
 /// positions (all of them, or the new ones of a cached generation pass): the position axis
 /// counts the computed positions; the key axis of scores and pattern counts every position.
 fn observed_shape(point: HookPoint, cfg: &ModelConfig, layout: &RowLayout) -> Vec<usize> {
-    let computed = layout.seqs.first().map_or(0, |s| s.positions.len());
-    let mut shape = point.shape(cfg, layout.batch(), computed);
+    let mut shape = point.shape(cfg, layout.batch(), layout.positions_per_seq());
     if matches!(point.kind, HookKind::AttnScores | HookKind::Pattern) {
         shape[3] = layout.seq_len; // [batch, n_heads, computed, seq_len]
     }

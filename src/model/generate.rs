@@ -12,8 +12,7 @@ use super::sampling::{Sampler, SamplingOptions};
 use super::Model;
 use crate::backend::Backend;
 use crate::error::{HookLensError, Result};
-use crate::hooks::intervention::{Intervention, Op, ResolvedIntervention};
-use crate::hooks::point::HookKind;
+use crate::hooks::intervention::{Geometry, Intervention, Op, ResolvedIntervention};
 use crate::hooks::registry::{Hooks, SlotTable};
 use crate::layout::RowLayout;
 use crate::tensor::Tensor;
@@ -115,7 +114,7 @@ impl Model {
             )));
         }
         TokenBatch::single(prompt.to_vec())?.validate(cfg)?;
-        check_interventions(interventions, cfg, capacity)?;
+        let resolved = resolve_for_generation(interventions, cfg, capacity)?;
         let mut sampler = Sampler::new(opts.sampling)?;
         let mut run = Run {
             tokens: prompt.to_vec(),
@@ -124,7 +123,7 @@ impl Model {
         };
         let stop = if opts.kv_cache {
             with_engine!(self.loaded(), |e| {
-                let mut dec = Decoder::new(e, cfg, capacity, interventions, hooks);
+                let mut dec = Decoder::new(e, cfg, capacity, resolved, hooks);
                 run.drive(self, &mut sampler, on_token, |t| dec.step(t))
             })?
         } else {
@@ -162,45 +161,44 @@ impl Model {
     }
 }
 
-/// Checks `interventions` against a generation of `capacity` positions: the ops that hold
-/// values along the key axis of scores or pattern cannot follow it as it grows.
-fn check_interventions(
+/// `interventions` resolved against a generation of `capacity` positions, once: a row kind's
+/// layout does not depend on the sequence length (it acts at the rows a pass computes, a
+/// `Set` reads its source at absolute positions), so only the key axis of scores and pattern
+/// follows each pass ([`key_axis_to`]); the ops that hold values along that axis are refused.
+fn resolve_for_generation(
     interventions: &[Intervention],
     cfg: &super::config::ModelConfig,
     capacity: usize,
-) -> Result<()> {
+) -> Result<Vec<ResolvedIntervention>> {
+    let mut resolved = Vec::with_capacity(interventions.len());
     for iv in interventions {
-        let resolved = iv.resolve(cfg, capacity)?;
-        let key_axis = matches!(
-            resolved.point.kind,
-            HookKind::AttnScores | HookKind::Pattern
-        );
-        if key_axis && matches!(iv.op, Op::Add { .. } | Op::Set { .. }) {
+        let r = iv.resolve(cfg, capacity)?;
+        if r.geometry.head_major && matches!(iv.op, Op::Add { .. } | Op::Set { .. }) {
             return Err(HookLensError::input(format!(
                 "intervention at {}: during generation its key axis grows with every token, \
                  so only zero and scale apply there (use a hook to edit it)",
-                resolved.point.name()
+                r.point.name()
             )));
         }
+        resolved.push(r);
     }
-    Ok(())
+    Ok(resolved)
 }
 
-/// The interventions of a pass over the first `seq_len` positions, resolved (see
-/// [`restrict`]).
-fn resolve_for_pass(
-    interventions: &[Intervention],
+/// Gives the scores / pattern interventions the key axis of a pass over `seq_len` positions.
+fn key_axis_to(
+    resolved: &mut [ResolvedIntervention],
     cfg: &super::config::ModelConfig,
     seq_len: usize,
-) -> Result<Vec<ResolvedIntervention>> {
-    (interventions.iter())
-        .filter_map(|iv| restrict(iv, seq_len))
-        .map(|iv| iv.resolve(cfg, seq_len))
-        .collect()
+) {
+    for r in resolved.iter_mut().filter(|r| r.geometry.head_major) {
+        r.geometry = Geometry::of(r.point.kind, cfg, seq_len);
+    }
 }
 
-/// An intervention for a pass over the first `seq_len` positions: its positions restricted
-/// to those (`None` when none is left), a `Set`'s values to its first `seq_len` positions.
+/// An intervention for a full pass over the first `seq_len` positions (generation without the
+/// KV cache): its positions restricted to those (`None` when none is left), a `Set`'s values
+/// to its first `seq_len` positions.
 fn restrict(iv: &Intervention, seq_len: usize) -> Option<Intervention> {
     let mut iv = iv.clone();
     if let Some(ps) = &mut iv.positions {
@@ -279,7 +277,7 @@ impl Run<'_> {
 
 /// Passes over the new rows only, reading earlier keys and values from a cache with room for
 /// `capacity` positions that grows by the positions each pass computes.
-struct Decoder<'e, 'i, 'h, 'a, B: Backend> {
+struct Decoder<'e, 'h, 'a, B: Backend> {
     engine: &'e Engine<B>,
     cfg: &'e super::config::ModelConfig,
     /// Keys and values of the positions done, written in place by each pass.
@@ -287,16 +285,19 @@ struct Decoder<'e, 'i, 'h, 'a, B: Backend> {
     cache: KvCache<B>,
     /// Positions whose keys and values are in `cache`.
     done: usize,
-    interventions: &'i [Intervention],
+    /// Resolved once for the whole generation (see [`resolve_for_generation`]).
+    interventions: Vec<ResolvedIntervention>,
+    /// The sequence of each intervention: all 0. `[interventions]`
+    intervention_seqs: Vec<usize>,
     hooks: Option<&'h mut Hooks<'a>>,
 }
 
-impl<'e, 'i, 'h, 'a, B: Backend> Decoder<'e, 'i, 'h, 'a, B> {
+impl<'e, 'h, 'a, B: Backend> Decoder<'e, 'h, 'a, B> {
     fn new(
         engine: &'e Engine<B>,
         cfg: &'e super::config::ModelConfig,
         capacity: usize,
-        interventions: &'i [Intervention],
+        interventions: Vec<ResolvedIntervention>,
         hooks: Option<&'h mut Hooks<'a>>,
     ) -> Self {
         let width = cfg.n_kv_heads * cfg.d_head;
@@ -314,6 +315,7 @@ impl<'e, 'i, 'h, 'a, B: Backend> Decoder<'e, 'i, 'h, 'a, B> {
             cfg,
             cache,
             done: 0,
+            intervention_seqs: vec![0; interventions.len()],
             interventions,
             hooks,
         }
@@ -325,10 +327,9 @@ impl<'e, 'i, 'h, 'a, B: Backend> Decoder<'e, 'i, 'h, 'a, B> {
         self.grow_cache(seq_len);
         let batch = TokenBatch::single(tokens.to_vec())?;
         let rows: Vec<usize> = (self.done..seq_len).collect();
-        let resolved = resolve_for_pass(self.interventions, self.cfg, seq_len)?;
-        let rows_of = vec![0; resolved.len()];
-        let hooks = self.hooks.as_deref_mut();
-        let mut slots = SlotTable::build(self.cfg, hooks, &[], &resolved, &rows_of)?;
+        key_axis_to(&mut self.interventions, self.cfg, seq_len);
+        let (ivs, seqs) = (&self.interventions, &self.intervention_seqs);
+        let mut slots = SlotTable::build(self.cfg, self.hooks.as_deref_mut(), &[], ivs, seqs)?;
         let plan = PassPlan {
             input: PassInput::Tokens(&batch),
             layout: RowLayout::from_positions(seq_len, vec![rows]),

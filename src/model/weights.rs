@@ -120,8 +120,8 @@ pub trait TensorSource {
 }
 
 /// Transposes a row-major `[rows, cols]` matrix into `[cols, rows]`.
-pub fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    let mut out = vec![0.0; data.len()];
+pub fn transpose<T: Copy + Default>(data: &[T], rows: usize, cols: usize) -> Vec<T> {
+    let mut out = vec![T::default(); data.len()];
     for r in 0..rows {
         for c in 0..cols {
             out[c * rows + r] = data[r * cols + c];
@@ -177,4 +177,16 @@ pub fn check_sizes<B: Backend>(backend: &B, w: &Weights<B>, cfg: &ModelConfig) -
         }
     }
     check("W_U", &w.unembed, d, cfg.d_vocab)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn transpose_swaps_axes_of_any_element_type() {
+        assert_eq!(
+            super::transpose(&[1, 2, 3, 4, 5, 6], 2, 3),
+            [1, 4, 2, 5, 3, 6]
+        );
+        assert_eq!(super::transpose(&[1.5f64, 2.5], 1, 2), [1.5, 2.5]);
+    }
 }

@@ -2,6 +2,8 @@
 //! singular values of `A @ B` from a `k x k`-sized problem (Householder QR of both factors, then
 //! a one-sided Jacobi SVD of the small core). Every matrix is row-major.
 
+use crate::model::weights::transpose;
+
 /// `a @ b` (`a` `[m, k]`, `b` `[k, n]`), accumulated in f64. `[m, n]`
 pub fn matmul(a: &[f32], b: &[f32], (m, k, n): (usize, usize, usize)) -> Vec<f32> {
     let mut out = Vec::with_capacity(m * n); // [m, n]
@@ -17,13 +19,6 @@ pub fn matmul(a: &[f32], b: &[f32], (m, k, n): (usize, usize, usize)) -> Vec<f32
         out.extend(row.iter().map(|&v| v as f32));
     }
     out
-}
-
-/// The transpose of a row-major `[rows, cols]` matrix. `[cols, rows]`
-pub fn transpose<T: Copy>(x: &[T], rows: usize, cols: usize) -> Vec<T> {
-    (0..cols)
-        .flat_map(|j| (0..rows).map(move |i| x[i * cols + j]))
-        .collect()
 }
 
 /// `‖a @ b‖_F` without the product: `sqrt(trace((aᵀa)(bbᵀ)))`, both Gram matrices `[k, k]`.
@@ -167,10 +162,5 @@ mod tests {
         s2.sort_by(|a, b| b.total_cmp(a));
         assert!((s2[0] - (3.0 + 5f64.sqrt())).abs() < 1e-12);
         assert!((s2[1] - (3.0 - 5f64.sqrt())).abs() < 1e-12);
-    }
-
-    #[test]
-    fn transpose_swaps_axes() {
-        assert_eq!(transpose(&[1, 2, 3, 4, 5, 6], 2, 3), [1, 4, 2, 5, 3, 6]);
     }
 }

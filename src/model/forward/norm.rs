@@ -69,7 +69,7 @@ fn fire_norm_hook<B: Backend>(
     layout: &RowLayout,
     (heads, width): (Option<usize>, usize),
 ) -> Result<()> {
-    let computed = layout.seqs.first().map_or(0, |s| s.positions.len());
+    let computed = layout.positions_per_seq();
     let shape = heads.map(|h| vec![layout.batch(), computed, h, width]);
     ctx.slots.fire_shaped(ctx.b, point, data, layout, shape)
 }

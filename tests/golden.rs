@@ -110,6 +110,55 @@ fn check_loss(name: &str) {
     assert!(max_abs_diff(&out.logits.unwrap(), reference.tensor("logits")) <= TOL);
 }
 
+/// Only the last position's logits: the pass then runs the last block's queries, attention,
+/// MLP and final norm at the last position only. The logits equal TL's at that position,
+/// and a hook watching the last block (which turns the shortcut off, so it sees every
+/// position) changes neither its shape nor the numbers.
+fn check_last_logits(name: &str) {
+    let (model, reference) = load(name);
+    let opts = RunOptions {
+        logits_at: hooklens::LogitPositions::Last,
+        ..RunOptions::default()
+    };
+    let tl = reference.tensor("logits"); // [batch, pos, vocab]
+    let (batch, seq, vocab) = (tl.shape[0], tl.shape[1], tl.shape[2]);
+    let want: Vec<f32> = (0..batch)
+        .flat_map(|b| tl.data[(b * seq + seq - 1) * vocab..][..vocab].to_vec())
+        .collect();
+    let last = logits_of(model.forward(&reference.tokens, &opts).unwrap());
+    assert_eq!(last.shape, [batch, 1, vocab]);
+    let d = last
+        .data
+        .iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max);
+    assert!(
+        d <= TOL,
+        "{name}: last-position logits differ from TL by {d}"
+    );
+
+    let n_layers = model.config().n_layers;
+    let seen = RefCell::new(Vec::new());
+    let mut hooks = Hooks::new();
+    hooks.add(format!("blocks.{}.hook_mlp_out", n_layers - 1), |act, _| {
+        seen.borrow_mut().push(act.shape().to_vec());
+        Ok(())
+    });
+    let watched = logits_of(
+        model
+            .run_with_hooks(&reference.tokens, &mut hooks, &opts)
+            .unwrap(),
+    );
+    let d = max_abs_diff(&watched, &last);
+    assert!(
+        d <= 1e-5,
+        "{name}: watching the last block moved the logits by {d}"
+    );
+    let d_model = model.config().d_model;
+    assert_eq!(*seen.borrow(), [vec![batch, seq, d_model]]);
+}
+
 /// Zeroing one head in `hook_z` equals TL's run with the same hook.
 fn check_zero_head(name: &str) {
     let (model, reference) = load(name);
@@ -316,6 +365,7 @@ macro_rules! golden_tests {
         mod $module {
             #[test] fn every_hook_matches_tl() { super::check_every_hook($fixture) }
             #[test] fn loss_matches_tl() { super::check_loss($fixture) }
+            #[test] fn last_logits_match_tl() { super::check_last_logits($fixture) }
             #[test] fn zero_head_matches_tl() { super::check_zero_head($fixture) }
             #[test] fn patch_resid_matches_tl() { super::check_patch_resid($fixture) }
             #[test] fn start_and_stop_match_tl() { super::check_start_stop($fixture) }

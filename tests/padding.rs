@@ -220,27 +220,32 @@ fn pattern_rows_of_left_pad_queries_are_zero_and_pad_keys_get_no_weight() {
     }
 }
 
+/// With only the last logits asked for, the last block runs its queries, MLP and final norm
+/// at each row's last real position only (right padding: a different position per row).
 #[test]
 fn last_logits_are_at_each_rows_last_real_position() {
     for fixture in FIXTURES {
         let (model, reference) = load(fixture);
         let (prompts, pad) = prompts(&reference);
-        let batch = TokenBatch::padded(&prompts, PaddingSide::Right, pad).unwrap();
-        let opts = RunOptions {
-            logits_at: LogitPositions::Last,
-            ..RunOptions::default()
-        };
-        let last = model.forward(&batch, &opts).unwrap().logits.unwrap(); // [b, 1, vocab]
-        let vocab = last.shape[2];
-        for (b, p) in prompts.iter().enumerate() {
-            let tl = reference.tensor(&format!("single.{b}.logits")); // [1, len, vocab]
-            let want = &tl.data[(p.len() - 1) * vocab..][..vocab];
-            let got = &last.data[b * vocab..][..vocab];
-            let d = diff(got, want);
-            assert!(
-                d <= TOL,
-                "{fixture}: row {b} last logits differ from TL by {d}"
-            );
+        for (side, side_name) in SIDES {
+            let batch = TokenBatch::padded(&prompts, side, pad).unwrap();
+            let opts = RunOptions {
+                logits_at: LogitPositions::Last,
+                ..RunOptions::default()
+            };
+            let last = model.forward(&batch, &opts).unwrap().logits.unwrap(); // [b, 1, vocab]
+            let vocab = last.shape[2];
+            assert_eq!(last.shape, [prompts.len(), 1, vocab]);
+            for (b, p) in prompts.iter().enumerate() {
+                let tl = reference.tensor(&format!("single.{b}.logits")); // [1, len, vocab]
+                let want = &tl.data[(p.len() - 1) * vocab..][..vocab];
+                let got = &last.data[b * vocab..][..vocab];
+                let d = diff(got, want);
+                assert!(
+                    d <= TOL,
+                    "{fixture} ({side_name} padding): row {b} last logits differ from TL by {d}"
+                );
+            }
         }
     }
 }

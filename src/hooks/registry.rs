@@ -192,6 +192,16 @@ impl<'h, 'a> SlotTable<'h, 'a> {
         !self.slots[point.slot(self.n_layers)].is_empty()
     }
 
+    /// True when nothing is registered at any point of block `layer`, of a later block or
+    /// of the final norm and unembedding: what those compute is observed only through the
+    /// logits.
+    pub(crate) fn quiet_from_layer(&self, layer: usize) -> bool {
+        let first = HookPoint::layer(HookKind::ResidPre, layer).slot(self.n_layers);
+        self.slots[first.min(self.slots.len())..]
+            .iter()
+            .all(Slot::is_empty)
+    }
+
     /// True when the opt-in per-head result is wanted in this layer.
     pub(crate) fn wants_result(&self, layer: usize) -> bool {
         self.active(HookPoint::layer(HookKind::Result, layer))

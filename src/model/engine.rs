@@ -4,7 +4,7 @@
 
 use super::arena::ArenaPool;
 use super::config::ModelConfig;
-use super::forward::{run_pass, LogitRows, PassInput, PassOutput, PassPlan};
+use super::forward::{last_block_positions, run_pass, LogitRows, PassInput, PassOutput, PassPlan};
 use super::kv_cache::KvCache;
 use super::weights::{check_sizes, Weights};
 use crate::backend::{Backend, CpuBackend};
@@ -37,7 +37,9 @@ impl<B: Backend> Engine<B> {
 
     /// A plain pass over every position of `batch` sequences of `seq` tokens, blocks
     /// `layers.0..layers.1`, padded when `spans` are given (one per sequence); `kv_out`
-    /// receives every layer's keys and values.
+    /// receives every layer's keys and values. When only each sequence's last logits are
+    /// wanted and nothing watches the last block, it computes only those positions past its
+    /// keys and values.
     #[allow(clippy::too_many_arguments)]
     pub fn plain_pass(
         &self,
@@ -49,13 +51,14 @@ impl<B: Backend> Engine<B> {
         slots: &mut SlotTable<'_, '_>,
         kv_out: Option<&mut KvCache<B>>,
     ) -> Result<PassOutput> {
+        let last_block = last_block_positions(cfg, (seq, layers.1), spans, logits, slots);
         let plan = PassPlan {
             input,
             layout: RowLayout::full(batch, seq),
             layers,
             kv_prefix: None,
             kv_in_place: false,
-            final_positions: None,
+            final_positions: last_block.as_deref(),
             logits,
             joiners: &[],
             after_block: None,

@@ -178,3 +178,59 @@ fn processed_weights_moved_onto_another_backend_give_the_processed_cpu_results()
         assert_eq!(out.logits.unwrap().0, cpu_out.logits.unwrap().data);
     }
 }
+
+/// A plain pass asked for each sequence's last logits with nothing watching the last block
+/// computes that block past its keys and values at the last position only (the pass's
+/// output layout says which rows it ended with), and gives the full pass's last logits; a
+/// cache request in the last block or at the final norm keeps every position.
+#[test]
+fn only_the_last_logits_restrict_the_last_block_unless_it_is_watched() {
+    for cfg in small_configs() {
+        let checking = CheckingBackend::default();
+        let weights = random_weights_on(&checking, &cfg, 9);
+        let engine = Engine::new(checking, weights, &cfg).unwrap();
+        let (batch, seq) = (3, 7);
+        let t = tokens(&cfg, batch, seq);
+        let last = cfg.n_layers - 1;
+        let pass = |logits: LogitRows, cached: &[HookPoint]| {
+            let mut slots = SlotTable::build(&cfg, None, cached, &[], &[]).unwrap();
+            let shape = (batch, seq, (0, cfg.n_layers));
+            let input = PassInput::Tokens(&t);
+            let out = engine.plain_pass(&cfg, input, shape, None, logits, &mut slots, None);
+            let out = out.unwrap();
+            (out.layout.rows(), out.logits.unwrap())
+        };
+        let (all_rows, (all, _)) = pass(LogitRows::All, &[]);
+        assert_eq!(all_rows, batch * seq);
+        let (rows, (logits, logit_rows)) = pass(LogitRows::LastOfEachSeq, &[]);
+        assert_eq!(
+            (rows, logit_rows),
+            (batch, vec![0, 1, 2]),
+            "{:?}",
+            cfg.architecture
+        );
+        let vocab = cfg.d_vocab;
+        for b in 0..batch {
+            let want = &all[(b * seq + seq - 1) * vocab..][..vocab];
+            let got = &logits[b * vocab..][..vocab];
+            let d = (got.iter().zip(want))
+                .map(|(x, y)| (x - y).abs())
+                .fold(0.0, f32::max);
+            assert!(
+                d <= 1e-5,
+                "{:?}: sequence {b} differs by {d}",
+                cfg.architecture
+            );
+        }
+        let earlier = HookPoint::layer(HookKind::MlpOut, 0);
+        assert_eq!(pass(LogitRows::LastOfEachSeq, &[earlier]).0, batch);
+        for watched in [
+            HookPoint::layer(HookKind::ResidPre, last),
+            HookPoint::layer(HookKind::ResidPost, last),
+            HookPoint::global(HookKind::LnFinalScale),
+        ] {
+            let (rows, _) = pass(LogitRows::LastOfEachSeq, &[watched]);
+            assert_eq!(rows, batch * seq, "{}", watched.name());
+        }
+    }
+}

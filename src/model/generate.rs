@@ -5,7 +5,7 @@
 //! in every pass; greedy by default, or seeded sampling (see [`SamplingOptions`]).
 
 use super::engine::{with_engine, Engine};
-use super::forward::{run_pass, LogitRows, PassInput, PassPlan};
+use super::forward::{last_block_positions, run_pass, LogitRows, PassInput, PassPlan};
 use super::input::{LogitPositions, RunOptions, TokenBatch};
 use super::kv_cache::KvCache;
 use super::sampling::{Sampler, SamplingOptions};
@@ -330,13 +330,25 @@ impl<'e, 'h, 'a, B: Backend> Decoder<'e, 'h, 'a, B> {
         key_axis_to(&mut self.interventions, self.cfg, seq_len);
         let (ivs, seqs) = (&self.interventions, &self.intervention_seqs);
         let mut slots = SlotTable::build(self.cfg, self.hooks.as_deref_mut(), &[], ivs, seqs)?;
+        // A pass over more than one new position (the prompt) needs the last block only at
+        // the last one, unless something watches it.
+        let last_block = match rows.len() {
+            0 | 1 => None,
+            _ => last_block_positions(
+                self.cfg,
+                (seq_len, self.cfg.n_layers),
+                None,
+                LogitRows::LastOfEachSeq,
+                &slots,
+            ),
+        };
         let plan = PassPlan {
             input: PassInput::Tokens(&batch),
             layout: RowLayout::from_positions(seq_len, vec![rows]),
             layers: (0, self.cfg.n_layers),
             kv_prefix: None,
             kv_in_place: true,
-            final_positions: None,
+            final_positions: last_block.as_deref(),
             logits: LogitRows::LastOfEachSeq,
             joiners: &[],
             after_block: None,

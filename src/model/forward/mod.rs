@@ -16,6 +16,7 @@ mod rows;
 mod unembed;
 
 pub(crate) use norm::{apply_norm, NormStep};
+pub(crate) use rows::last_block_positions;
 
 use super::arena::{Arena, ArenaLens};
 use super::config::{ModelConfig, PositionKind};

@@ -2,10 +2,12 @@
 //! a later block (sweeps batch variants of several fork layers), and the last block keeping
 //! only the positions a metric reads.
 
-use super::{Ctx, State};
+use super::{Ctx, LogitRows, State};
 use crate::backend::Backend;
 use crate::error::{HookLensError, Result};
+use crate::hooks::registry::SlotTable;
 use crate::layout::{RealSpan, RowLayout};
+use crate::model::config::ModelConfig;
 
 /// The rows computed, as the host and the backend's kernels see them.
 pub(crate) struct Rows<B: Backend> {
@@ -91,4 +93,35 @@ pub(super) fn restrict<B: Backend>(
         st.a.q = q;
     }
     before
+}
+
+/// The positions the last block of a pass over every position needs when only each
+/// sequence's last logits are asked for and nothing watches the last block, the final norm
+/// or the unembedding: each sequence's last real position (its last position without
+/// padding). Keys and values still cover every position; queries, attention, the output
+/// projection, the MLP and the final norm run only there. `None`: compute everything.
+pub(crate) fn last_block_positions(
+    cfg: &ModelConfig,
+    (seq_len, stop): (usize, usize),
+    spans: Option<&[RealSpan]>,
+    logits: LogitRows,
+    slots: &SlotTable<'_, '_>,
+) -> Option<Vec<usize>> {
+    let last_layer = cfg.n_layers.checked_sub(1)?;
+    if logits != LogitRows::LastOfEachSeq || stop != cfg.n_layers || seq_len < 2 {
+        return None;
+    }
+    if !slots.quiet_from_layer(last_layer) {
+        return None;
+    }
+    let mut ends: Vec<usize> = match spans {
+        Some(spans) => spans
+            .iter()
+            .map(|s| s.end().checked_sub(1))
+            .collect::<Option<_>>()?,
+        None => vec![seq_len - 1],
+    };
+    ends.sort_unstable();
+    ends.dedup();
+    (ends.len() < seq_len).then_some(ends)
 }

@@ -317,8 +317,11 @@ fn deep_products_take_longer_k_blocks() {
         ..avx512
     };
     assert_eq!(no_deeper.k_blocks(3072), (768, 140));
-    let avx2 = Blocking::tuned(Kernel::Avx2Fma).0; // no deep blocks
-    assert_eq!(avx2.k_blocks(3072), (512, 144));
+    let avx2 = Blocking::tuned(Kernel::Avx2Fma).0; // mc 144, kc 3072, no deep blocks
+    assert_eq!(avx2.k_blocks(3072), (3072, 144));
+    assert_eq!(avx2.k_blocks(576), (576, 144));
+    assert_eq!(avx2.k_blocks(4096), (2048, 144)); // equal blocks, rows unchanged
+    assert_eq!(avx2.k_blocks(7000), (2334, 144)); // 3 blocks: 2334 + 2334 + 2332
 }
 
 /// The tuned sizes come back unchanged on the machine they were tuned on, and scale with the
@@ -329,12 +332,12 @@ fn blocking_follows_the_cache_sizes() {
     use crate::backend::cpu::caches::CacheSizes;
     let (avx2, zen3) = Blocking::tuned(Kernel::Avx2Fma);
     assert_eq!(avx2.for_caches(zen3, zen3, 6), avx2);
-    // The AVX2 kernel forced on the Xeon: L1d 1.5x (kc 512 -> 768), L2 4x per kc step
-    // (mc 144 * 4 * 512 / 768 = 384, share 288 * 4 * 512 / 768 = 768).
+    // The AVX2 kernel forced on the Xeon: L1d 1.5x (kc 3072 -> 4608, capped at 4096), L2 4x
+    // per kc step (mc 144 * 4 * 3072 / 4096 = 432, share 288 * 4 * 3072 / 4096 = 864).
     let on_xeon = avx2.for_caches(zen3, AVX512_REFERENCE, 6);
     assert_eq!(
         (on_xeon.kc, on_xeon.mc, on_xeon.share_rows),
-        (768, 384, 768)
+        (4096, 432, 864)
     );
     assert_eq!((on_xeon.nc, on_xeon.skinny_m), (avx2.nc, avx2.skinny_m));
     let (avx512, xeon) = Blocking::tuned(Kernel::Avx512);
@@ -346,7 +349,7 @@ fn blocking_follows_the_cache_sizes() {
     assert_eq!(small.mc % 14, 0);
     // A tiny L1 keeps kc at 64 at least, and rows at one tile at least.
     let tiny = CacheSizes {
-        l1d: 4 << 10,
+        l1d: 512,
         l2: 8 << 10,
         l3: 1 << 20,
     };

@@ -59,6 +59,15 @@ def tokens(batch, seq, vocab):
     return torch.tensor([[(b * 131 + i * 7919 + 17) % vocab for i in range(seq)] for b in range(batch)])
 
 
+def bench_results(rows, shapes):
+    """Per shape, in order: the plain pass's median (s) and the read-only-hook case's ratio to it,
+    from `hooklens bench --json`'s rows."""
+    def row(case, shape):
+        return next(r for r in rows if r["case"] == case and r["shape"] == shape)
+    return [{"forward_s": row("plain", f"{b}x{p}")["median_ms"] / 1e3,
+             "read_all_hooks_ratio": row("read_all", f"{b}x{p}")["ratio"]} for b, p in shapes]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2)
@@ -97,8 +106,9 @@ def main():
                 out = Path(tmp) / "bench.json"
                 subprocess.run([str(ROOT / "target/release/hooklens"), "--model", str(path), "--threads",
                                 str(args.threads), "bench", "--shapes", ",".join(f"{b}x{p}" for b, p in shapes),
-                                "--reps", str(args.reps), "--json", str(out)], check=True, capture_output=True)
-                ours[name] = json.loads(out.read_text())["results"]
+                                "--cases", "plain,read_all", "--reps", str(args.reps), "--json", str(out)],
+                               check=True, capture_output=True)
+                ours[name] = bench_results(json.loads(out.read_text())["rows"], shapes)
         for name, _, hf, tl, vocab, shapes in models:
             for (b, p), o in zip(shapes, ours[name]):
                 t = tokens(b, p, vocab)

@@ -210,6 +210,11 @@ pub enum LogitPositions {
     #[default]
     All,
     /// The last position of each sequence: logits // [b, 1, vocab]
+    ///
+    /// When no hook, cache request or intervention is registered in the last block, at the
+    /// final norm or at the unembedding, the last block computes keys and values at every
+    /// position but its queries, attention, output projection, MLP and the final norm only
+    /// at each sequence's last (real) position: nothing else can observe them.
     Last,
 }
 

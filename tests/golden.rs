@@ -122,17 +122,15 @@ fn check_last_logits(name: &str) {
     };
     let tl = reference.tensor("logits"); // [batch, pos, vocab]
     let (batch, seq, vocab) = (tl.shape[0], tl.shape[1], tl.shape[2]);
-    let want: Vec<f32> = (0..batch)
-        .flat_map(|b| tl.data[(b * seq + seq - 1) * vocab..][..vocab].to_vec())
-        .collect();
+    let want = Tensor {
+        data: (0..batch)
+            .flat_map(|b| tl.data[(b * seq + seq - 1) * vocab..][..vocab].to_vec())
+            .collect(),
+        shape: vec![batch, 1, vocab],
+    };
     let last = logits_of(model.forward(&reference.tokens, &opts).unwrap());
-    assert_eq!(last.shape, [batch, 1, vocab]);
-    let d = last
-        .data
-        .iter()
-        .zip(&want)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f32::max);
+    assert_eq!(last.shape, want.shape);
+    let d = max_abs_diff(&last, &want);
     assert!(
         d <= TOL,
         "{name}: last-position logits differ from TL by {d}"

@@ -51,10 +51,11 @@ impl<B: Backend> Engine<B> {
         slots: &mut SlotTable<'_, '_>,
         kv_out: Option<&mut KvCache<B>>,
     ) -> Result<PassOutput> {
-        let last_block = last_block_positions(cfg, (seq, layers.1), spans, logits, slots);
+        let layout = RowLayout::full(batch, seq);
+        let last_block = last_block_positions(cfg, (&layout, layers.1), spans, logits, slots);
         let plan = PassPlan {
             input,
-            layout: RowLayout::full(batch, seq),
+            layout,
             layers,
             kv_prefix: None,
             kv_in_place: false,

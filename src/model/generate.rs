@@ -330,26 +330,20 @@ impl<'e, 'h, 'a, B: Backend> Decoder<'e, 'h, 'a, B> {
         key_axis_to(&mut self.interventions, self.cfg, seq_len);
         let (ivs, seqs) = (&self.interventions, &self.intervention_seqs);
         let mut slots = SlotTable::build(self.cfg, self.hooks.as_deref_mut(), &[], ivs, seqs)?;
-        // A pass over more than one new position (the prompt) needs the last block only at
-        // the last one, unless something watches it.
-        let last_block = match rows.len() {
-            0 | 1 => None,
-            _ => last_block_positions(
-                self.cfg,
-                (seq_len, self.cfg.n_layers),
-                None,
-                LogitRows::LastOfEachSeq,
-                &slots,
-            ),
-        };
+        let layout = RowLayout::from_positions(seq_len, vec![rows]);
+        // The prompt's pass needs the last block only at the last position, unless something
+        // watches it (a pass over one new token computes that position only anyway).
+        let last = LogitRows::LastOfEachSeq;
+        let last_block =
+            last_block_positions(self.cfg, (&layout, self.cfg.n_layers), None, last, &slots);
         let plan = PassPlan {
             input: PassInput::Tokens(&batch),
-            layout: RowLayout::from_positions(seq_len, vec![rows]),
+            layout,
             layers: (0, self.cfg.n_layers),
             kv_prefix: None,
             kv_in_place: true,
             final_positions: last_block.as_deref(),
-            logits: LogitRows::LastOfEachSeq,
+            logits: last,
             joiners: &[],
             after_block: None,
             spans: None,

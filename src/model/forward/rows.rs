@@ -95,20 +95,21 @@ pub(super) fn restrict<B: Backend>(
     before
 }
 
-/// The positions the last block of a pass over every position needs when only each
-/// sequence's last logits are asked for and nothing watches the last block, the final norm
-/// or the unembedding: each sequence's last real position (its last position without
-/// padding). Keys and values still cover every position; queries, attention, the output
-/// projection, the MLP and the final norm run only there. `None`: compute everything.
+/// The positions the last block of a pass over `layout` needs when only each sequence's last
+/// logits are asked for and nothing watches the last block, the final norm or the
+/// unembedding: each sequence's last real position (its last position without padding).
+/// Keys and values still cover every computed row; queries, attention, the output
+/// projection, the MLP and the final norm run only there. `None`: compute every row (also
+/// when that would keep as many positions as each sequence computes).
 pub(crate) fn last_block_positions(
     cfg: &ModelConfig,
-    (seq_len, stop): (usize, usize),
+    (layout, stop): (&RowLayout, usize),
     spans: Option<&[RealSpan]>,
     logits: LogitRows,
     slots: &SlotTable<'_, '_>,
 ) -> Option<Vec<usize>> {
     let last_layer = cfg.n_layers.checked_sub(1)?;
-    if logits != LogitRows::LastOfEachSeq || stop != cfg.n_layers || seq_len < 2 {
+    if logits != LogitRows::LastOfEachSeq || stop != cfg.n_layers {
         return None;
     }
     if !slots.quiet_from_layer(last_layer) {
@@ -119,9 +120,9 @@ pub(crate) fn last_block_positions(
             .iter()
             .map(|s| s.end().checked_sub(1))
             .collect::<Option<_>>()?,
-        None => vec![seq_len - 1],
+        None => vec![layout.seq_len.checked_sub(1)?],
     };
     ends.sort_unstable();
     ends.dedup();
-    (ends.len() < seq_len).then_some(ends)
+    (ends.len() < layout.positions_per_seq()).then_some(ends)
 }

@@ -14,11 +14,11 @@
 use std::time::Instant;
 
 use super::execute::sweep_on;
+use super::flops::full_pass_flops;
 use super::metric::Metric;
 use crate::error::{HookLensError, Result};
 use crate::hooks::intervention::Intervention;
 use crate::model::arena::ArenaLens;
-use crate::model::config::ModelConfig;
 use crate::model::engine::with_engine;
 use crate::model::input::{Input, ReturnType, RunOptions, TokenBatch};
 use crate::model::Model;
@@ -93,27 +93,6 @@ pub struct SweepOutcome {
     pub values: Vec<f64>,
     /// Work done.
     pub stats: SweepStats,
-}
-
-/// FLOPs of one pass over `rows` rows of `seq_len`-token sequences for `layers` blocks, with
-/// `logit_rows` rows unembedded.
-pub(super) fn pass_flops(
-    cfg: &ModelConfig,
-    rows: usize,
-    layers: usize,
-    logit_rows: usize,
-    seq_len: usize,
-) -> f64 {
-    let (d, q, kv) = (
-        cfg.d_model,
-        cfg.n_heads * cfg.d_head,
-        cfg.n_kv_heads * cfg.d_head,
-    );
-    let mlp_mats = if cfg.gated_mlp() { 3 } else { 2 };
-    let per_row = 2 * d * (q + 2 * kv) + 2 * q * d + 2 * mlp_mats * d * cfg.d_mlp;
-    // Attention: scores and mixing over seq_len / 2 keys per query on average (causal).
-    let attn = 2 * q * seq_len;
-    (layers * rows * (per_row + attn)) as f64 + (2 * logit_rows * d * cfg.d_vocab) as f64
 }
 
 fn check_inputs(
@@ -280,7 +259,7 @@ pub fn run_naive_per_base(
             progress(i + 1, variants.len());
         }
     }
-    let per_pass = pass_flops(cfg, seq_len, cfg.n_layers, seq_len, seq_len);
+    let per_pass = full_pass_flops(cfg, 1, seq_len);
     stats.passes = bases.len() + variants.len();
     stats.flops = per_pass * stats.passes as f64;
     stats.peak_arena_bytes = ArenaLens::for_pass(cfg, seq_len, 1, seq_len).bytes();

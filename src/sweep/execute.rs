@@ -4,7 +4,8 @@
 
 use std::time::Instant;
 
-use super::engine::{pass_flops, Base, SweepOptions, SweepOutcome, SweepStats, Variant};
+use super::engine::{Base, SweepOptions, SweepOutcome, SweepStats, Variant};
+use super::flops::{full_pass_flops, seq_flops, unembed_flops, SeqWork};
 use super::metric::Metric;
 use super::plan::{chunk_shape, chunks, place_variants, work_of, ChunkShape, Planned};
 use crate::backend::Backend;
@@ -95,7 +96,7 @@ fn run_bases<B: Backend>(
         Some(&mut kv),
     )?;
     stats.passes += 1;
-    stats.flops += pass_flops(cfg, batch * seq_len, n, batch * seq_len, seq_len);
+    stats.flops += full_pass_flops(cfg, batch, seq_len);
     let arena = ArenaLens::for_pass(cfg, batch * seq_len, batch, seq_len).bytes();
     stats.peak_arena_bytes = stats.peak_arena_bytes.max(arena);
     let (logits, _) = pass
@@ -188,10 +189,15 @@ pub(crate) fn sweep_on<B: Backend>(
         }
         stats.passes += 1;
         for p in chunk {
-            let layers = n + 1 - p.stage.clamp(1, n + 1);
-            stats.flops += pass_flops(cfg, seq_len - p.start, layers, 0, seq_len);
+            let work = SeqWork {
+                first_block: p.stage.clamp(1, n + 1) - 1,
+                start: p.start,
+                seq_len,
+                final_positions: Some(&metric_positions),
+            };
+            stats.flops += seq_flops(cfg, work);
         }
-        stats.flops += pass_flops(cfg, 0, 0, layout.rows(), seq_len);
+        stats.flops += unembed_flops(cfg, layout.rows());
         let arena = ArenaLens::for_pass(cfg, shape.rows, chunk.len(), seq_len).bytes();
         stats.peak_arena_bytes = stats.peak_arena_bytes.max(arena);
         work_done += chunk_work(n);

@@ -1,16 +1,18 @@
 //! A whole model from a GGUF file: configuration from the `llama.*` metadata, weights
 //! dequantised to f32 (q/k un-permuted back to HF's layout), tokenizer from
-//! `tokenizer.ggml.*`.
+//! `tokenizer.ggml.*`. On the CPU, the matrices also keep the file's Q8_0 / Q4_0 / Q4_1 rows
+//! for small-batch products (`load_gguf_quant`).
 
 use std::borrow::Cow;
 use std::path::Path;
 use std::time::Instant;
 
 use super::config::{Architecture, MlpKind, ModelConfig, NormKind, PositionKind};
-use super::engine::load_onto;
+use super::engine::{load_onto, Loaded};
 use super::gguf::tokenizer::tokenizer_from_gguf;
 use super::gguf::GgufFile;
 use super::load_clock::{LoadClock, LoadTimes};
+use super::load_gguf_quant::attach_quantized;
 use super::load_llama::{load_llama, LlamaNames, LlamaTensor};
 use super::process::LoadOptions;
 use super::weight_cache::{CacheRequest, WeightCache};
@@ -170,7 +172,11 @@ pub fn load_gguf_model_with_options(
         });
         (loaded, join_loader(tokenizer))
     });
-    let model = Model::from_loaded(config, loaded?, tokenizer?, path.to_path_buf());
+    let mut loaded = loaded?;
+    if let (Loaded::Cpu(engine), false) = (&mut loaded, options.any()) {
+        attach_quantized(&mut engine.weights, &file, &config, tied);
+    }
+    let model = Model::from_loaded(config, loaded, tokenizer?, path.to_path_buf());
     Ok(model.with_load_times(LoadTimes {
         total: started.elapsed(),
         open,

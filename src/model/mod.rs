@@ -15,6 +15,7 @@ pub mod kv_cache;
 pub mod layout;
 pub mod load_clock;
 pub mod load_gguf;
+mod load_gguf_quant;
 pub mod load_gpt2;
 pub mod load_llama;
 pub mod loss;

@@ -8,17 +8,18 @@ use super::threads::{num_threads, reserve_workers};
 /// Below this many multiply-adds a product runs on the calling thread.
 const PARALLEL_MIN_WORK: usize = 1 << 18;
 
-/// A raw output pointer that threads writing disjoint columns may share.
+/// A raw output pointer that threads writing disjoint columns may share (here and in
+/// `qgemv`).
 #[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-// SAFETY: every thread given an OutPtr writes only its own column range of the output, and the
-// scope that spawns the threads holds the unique borrow of the buffer until they all finish.
+pub(crate) struct OutPtr(pub(crate) *mut f32);
+// SAFETY: every user hands an OutPtr only to threads that each write their own column range of
+// the output, and holds the unique borrow of the buffer until they all finish.
 unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
 impl OutPtr {
     /// The pointer; a method (not a field read) so closures capture the whole `Send` wrapper.
-    fn get(self) -> *mut f32 {
+    pub(crate) fn get(self) -> *mut f32 {
         self.0
     }
 }

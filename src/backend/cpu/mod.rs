@@ -19,6 +19,7 @@ pub mod mapped;
 pub mod matmul;
 pub mod norm;
 mod pool;
+pub mod qgemv;
 pub mod rotary;
 pub mod simd;
 pub mod threads;

@@ -16,7 +16,9 @@ mod value;
 
 use std::collections::HashMap;
 use std::fs::File;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use memmap2::Mmap;
 
@@ -67,7 +69,7 @@ impl GgufTensorInfo {
 /// An open, validated GGUF file. Tensor data stays in the memory map until asked for.
 pub struct GgufFile {
     path: PathBuf,
-    mmap: Mmap,
+    mmap: Arc<Mmap>,
     version: u32,
     metadata: Vec<(String, GgufValue)>,
     metadata_index: HashMap<String, usize>,
@@ -199,7 +201,7 @@ impl GgufFile {
 
         Ok(GgufFile {
             path,
-            mmap,
+            mmap: Arc::new(mmap),
             version,
             metadata,
             metadata_index,
@@ -397,6 +399,20 @@ impl GgufFile {
         // In bounds: `check_tensor_extents` validated every tensor at open.
         let start = self.data_start + info.offset;
         Ok(&self.mmap[start..start + info.n_bytes])
+    }
+
+    /// The file's mapping, shared: it stays alive as long as the handle (quantised matrices
+    /// read their blocks from it after the file is closed).
+    pub fn shared_map(&self) -> Arc<Mmap> {
+        Arc::clone(&self.mmap)
+    }
+
+    /// The byte range of tensor `name` in [`GgufFile::shared_map`].
+    pub fn tensor_range(&self, name: &str) -> Result<Range<usize>> {
+        let info = self.require_tensor(name)?;
+        // In bounds: `check_tensor_extents` validated every tensor at open.
+        let start = self.data_start + info.offset;
+        Ok(start..start + info.n_bytes)
     }
 
     /// Tensor `name` dequantised to `f32`, in row-major order (the order of [`shape`]).

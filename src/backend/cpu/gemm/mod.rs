@@ -36,6 +36,7 @@ pub use kernel::{set_force_portable, Kernel, KERNEL_ENV};
 pub use packed::PackedMatrix;
 pub use parallel::Split;
 
+use super::qgemv;
 use super::threads::{num_threads, reserve_workers};
 use block::{compute, OutPtr, Problem};
 
@@ -109,7 +110,8 @@ pub fn gemm(x: &[f32], m: usize, w: &PackedMatrix, bias: Option<&[f32]>, out: &m
 }
 
 /// [`gemm`] followed by `then` (an activation or a residual add, fused into the stores).
-/// Panics as [`gemm`] does, and if a gate holds fewer than `m * n` values.
+/// A batch of at most [`qgemv::MAX_ROWS`] rows reads `w`'s quantised rows where it has them
+/// (see [`PackedMatrix::attach_quantized`]). Panics as [`gemm`] does, and if a gate holds fewer than `m * n` values.
 pub fn gemm_then(
     x: &[f32],
     m: usize,
@@ -118,6 +120,12 @@ pub fn gemm_then(
     then: Epilogue<'_>,
     out: &mut [f32],
 ) {
+    if let Some(q) = w.quantized() {
+        if (1..=qgemv::MAX_ROWS).contains(&m) && qgemv::enabled() {
+            qgemv::quant_gemm(x, m, q, bias, then, out, Kernel::best());
+            return;
+        }
+    }
     gemm_then_with(x, m, w, bias, then, out, &GemmOptions::default());
 }
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use super::NR;
 use crate::backend::cpu::mapped::MappedFile;
+use crate::backend::cpu::qgemv::QuantRows;
 
 /// One `NR`-wide row of a panel, aligned to a cache line so that no vector load of packed
 /// weights ever straddles two lines.
@@ -22,6 +23,9 @@ pub struct PackedMatrix {
     n: usize,
     /// `[n.div_ceil(NR), k, NR]`
     data: PanelStore,
+    /// The quantised rows the values were dequantised from, where the model file had them
+    /// (small batches read these instead of the panels; see [`crate::backend::cpu::qgemv`]).
+    quant: Option<QuantRows>,
 }
 
 /// Where a packed matrix's panel rows live.
@@ -126,6 +130,7 @@ impl PackedMatrix {
             k,
             n,
             data: PanelStore::Owned(data),
+            quant: None,
         }
     }
 
@@ -141,7 +146,12 @@ impl PackedMatrix {
             return None;
         }
         let data = PanelStore::Mapped(MappedPanels { map, offset, rows });
-        Some(Self { k, n, data })
+        Some(Self {
+            k,
+            n,
+            data,
+            quant: None,
+        })
     }
 
     /// The packed storage as bytes, in the layout [`PackedMatrix::from_mapped`] reads.
@@ -205,6 +215,31 @@ impl PackedMatrix {
         out
     }
 
+    /// Attaches the quantised rows these values were dequantised from. They must decode to
+    /// exactly the packed values (the loader's dequantisation of the same bytes): a product of
+    /// at most [`crate::backend::cpu::qgemv::MAX_ROWS`] rows then reads them instead.
+    ///
+    /// Panics if their shape is not this matrix's `(k, n)`.
+    pub fn attach_quantized(&mut self, rows: QuantRows) {
+        assert_eq!(
+            rows.shape(),
+            (self.k, self.n),
+            "PackedMatrix::attach_quantized: quantised rows of another shape"
+        );
+        self.quant = Some(rows);
+    }
+
+    /// Removes and returns the attached quantised rows: every product then reads the packed
+    /// values (tests and benchmarks compare the two).
+    pub fn detach_quantized(&mut self) -> Option<QuantRows> {
+        self.quant.take()
+    }
+
+    /// The attached quantised rows, if any.
+    pub fn quantized(&self) -> Option<&QuantRows> {
+        self.quant.as_ref()
+    }
+
     /// Number of `NR`-wide panels.
     pub(super) fn panels(&self) -> usize {
         self.n.div_ceil(NR)
@@ -226,6 +261,7 @@ impl std::fmt::Debug for PackedMatrix {
             .field("k", &self.k)
             .field("n", &self.n)
             .field("panels", &self.panels())
+            .field("quant", &self.quant)
             .finish()
     }
 }

@@ -33,44 +33,105 @@ fn lane_sum_f64(row: &[f32], f: impl Fn(f32) -> f64) -> f64 {
     lanes.iter().sum::<f64>() + chunks.remainder().iter().map(|&v| f(v)).sum::<f64>()
 }
 
+/// How many threads a pass over `rows` rows of `d` values takes, and the rows of each part.
+fn row_split(rows: usize, d: usize) -> (super::threads::Workers, usize) {
+    let workers = reserve_workers(threads_for(rows * d, MIN_PER_THREAD));
+    let per_part = rows.div_ceil(workers.threads()).max(1);
+    (workers, per_part)
+}
+
+/// One part per thread of a norm's input, output and scales: `((x, out), scale)`.
+type NormPart<'a> = ((&'a [f32], &'a mut [f32]), &'a mut [f32]);
+
+/// The threads for a norm over `x` and its parts. x, out: `[rows, d]`   scale: `[rows]`
+fn norm_parts<'a>(
+    x: &'a [f32],
+    out: &'a mut [f32],
+    scale: &'a mut [f32],
+    d: usize,
+) -> (super::threads::Workers, Vec<NormPart<'a>>) {
+    let (workers, per_part) = row_split(scale.len(), d);
+    let parts = x
+        .chunks(per_part * d)
+        .zip(out.chunks_mut(per_part * d))
+        .zip(scale.chunks_mut(per_part))
+        .collect();
+    (workers, parts)
+}
+
 /// First step: writes the row to normalise into `out` (centred for LayerNorm, copied for
-/// RMSNorm) and `scale = sqrt(mean(out²) + eps)` per row.
+/// RMSNorm) and `scale = sqrt(mean(out²) + eps)` per row. Rows are split across the pool.
 /// x, out: `[rows, d]`   scale: `[rows]`
 pub fn norm_scale(x: &[f32], out: &mut [f32], scale: &mut [f32], d: usize, eps: f32, center: bool) {
-    for ((xr, or), s) in x
-        .chunks_exact(d)
-        .zip(out.chunks_exact_mut(d))
-        .zip(scale.iter_mut())
-    {
-        let mean;
-        (mean, *s) = mean_and_scale(xr, eps, center);
-        for (o, &v) in or.iter_mut().zip(xr) {
-            *o = v - mean;
-        }
-    }
+    let (workers, parts) = norm_parts(x, out, scale, d);
+    workers.run_parts(parts, |((x, out), scale)| {
+        norm_scale_rows(x, out, scale, (d, eps, center))
+    });
 }
 
-/// Second step: `out /= scale` per row. out: `[rows, d]`   scale: `[rows]`
-pub fn divide_by_scale(out: &mut [f32], scale: &[f32], d: usize) {
-    for (or, &s) in out.chunks_exact_mut(d).zip(scale) {
-        for o in or.iter_mut() {
-            *o /= s;
-        }
-    }
-}
-
-/// Third step: `out = out * w (+ b)` per row. out: `[rows, d]`   w, b: `[d]`
-pub fn affine(out: &mut [f32], w: &[f32], b: Option<&[f32]>, d: usize) {
-    for or in out.chunks_exact_mut(d) {
-        match b {
-            Some(b) => {
-                for ((o, &wv), &bv) in or.iter_mut().zip(w).zip(b) {
-                    *o = *o * wv + bv;
-                }
+multiversion! {
+    /// [`norm_scale`] on a share of the rows; shape: (d, eps, center).
+    fn norm_scale_rows(x: &[f32], out: &mut [f32], scale: &mut [f32], shape: (usize, f32, bool)) {
+        let (d, eps, center) = shape;
+        for ((xr, or), s) in x
+            .chunks_exact(d)
+            .zip(out.chunks_exact_mut(d))
+            .zip(scale.iter_mut())
+        {
+            let mean;
+            (mean, *s) = mean_and_scale(xr, eps, center);
+            for (o, &v) in or.iter_mut().zip(xr) {
+                *o = v - mean;
             }
-            None => {
-                for (o, &wv) in or.iter_mut().zip(w) {
-                    *o *= wv;
+        }
+    }
+}
+
+/// Second step: `out /= scale` per row, rows split across the pool.
+/// out: `[rows, d]`   scale: `[rows]`
+pub fn divide_by_scale(out: &mut [f32], scale: &[f32], d: usize) {
+    let (workers, per_part) = row_split(scale.len(), d);
+    let parts: Vec<_> = out
+        .chunks_mut(per_part * d)
+        .zip(scale.chunks(per_part))
+        .collect();
+    workers.run_parts(parts, |(out, scale)| divide_rows(out, scale, d));
+}
+
+multiversion! {
+    /// [`divide_by_scale`] on a share of the rows.
+    fn divide_rows(out: &mut [f32], scale: &[f32], d: usize) {
+        for (or, &s) in out.chunks_exact_mut(d).zip(scale) {
+            for o in or.iter_mut() {
+                *o /= s;
+            }
+        }
+    }
+}
+
+/// Third step: `out = out * w (+ b)` per row, rows split across the pool.
+/// out: `[rows, d]`   w, b: `[d]`
+pub fn affine(out: &mut [f32], w: &[f32], b: Option<&[f32]>, d: usize) {
+    let (workers, per_part) = row_split(out.len() / d.max(1), d);
+    let parts: Vec<_> = out.chunks_mut(per_part * d.max(1)).collect();
+    workers.run_parts(parts, |out| affine_rows(out, (w, b), d));
+}
+
+multiversion! {
+    /// [`affine`] on a share of the rows.
+    fn affine_rows(out: &mut [f32], weights: (&[f32], Option<&[f32]>), d: usize) {
+        let (w, b) = weights;
+        for or in out.chunks_exact_mut(d) {
+            match b {
+                Some(b) => {
+                    for ((o, &wv), &bv) in or.iter_mut().zip(w).zip(b) {
+                        *o = *o * wv + bv;
+                    }
+                }
+                None => {
+                    for (o, &wv) in or.iter_mut().zip(w) {
+                        *o *= wv;
+                    }
                 }
             }
         }
@@ -90,14 +151,7 @@ pub fn norm_fused(
     eps: f32,
     center: bool,
 ) {
-    let rows = scale.len();
-    let workers = reserve_workers(threads_for(rows * d, MIN_PER_THREAD));
-    let per_part = rows.div_ceil(workers.threads()).max(1);
-    let parts: Vec<_> = x
-        .chunks(per_part * d)
-        .zip(out.chunks_mut(per_part * d))
-        .zip(scale.chunks_mut(per_part))
-        .collect();
+    let (workers, parts) = norm_parts(x, out, scale, d);
     workers.run_parts(parts, |((x, out), scale)| {
         norm_fused_rows(x, out, scale, (w, b), (d, eps, center))
     });

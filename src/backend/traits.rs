@@ -117,6 +117,13 @@ pub trait Backend: Send + Sync + Sized + 'static {
     fn len(&self, buf: &Self::Buf) -> usize;
     /// Makes `buf` `len` zeros, reusing its allocation where it can.
     fn resize_zeroed(&self, buf: &mut Self::Buf, len: usize);
+    /// Makes `buf` `len >= its length` values for more rows of the same layout: the new
+    /// values are zero; the old ones are kept or zeroed, as the backend finds cheaper (its
+    /// callers overwrite every row before they read it, and rows no kernel writes are zero
+    /// either way). The CPU keeps them (no pass over the old rows); the default zeroes all.
+    fn grow_zeroed(&self, buf: &mut Self::Buf, len: usize) {
+        self.resize_zeroed(buf, len);
+    }
     /// Makes `buf` hold `len` values, keeping its first `min(len, old length)` and zeroing
     /// the rest, in its own allocation: `len` is at most the length `buf` was made with (a
     /// buffer of `zeros(n)` shrunk to 0 grows back to `n` with no copy). Generation's key and

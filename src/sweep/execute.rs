@@ -7,6 +7,7 @@ use std::time::Instant;
 use super::engine::{Base, SweepOptions, SweepOutcome, SweepStats, Variant};
 use super::flops::{full_pass_flops, seq_flops, unembed_flops, SeqWork};
 use super::metric::Metric;
+use super::par::map_in_ranges;
 use super::plan::{chunk_shape, chunks, place_variants, work_of, ChunkShape, Planned};
 use crate::backend::Backend;
 use crate::error::{HookLensError, Result};
@@ -178,14 +179,18 @@ pub(crate) fn sweep_on<B: Backend>(
             &metric_positions,
             after_block,
         )?;
-        for (s, p) in chunk.iter().enumerate() {
+        let chunk_values = map_in_ranges(chunk.len(), |s| {
+            let p = &chunk[s];
             let base_logits = &runs.logits[p.base];
             let logits_at = |t| match layout.row_of(s, t) {
                 Some(r) => &logits[at(r)],
                 None => &base_logits[at(t)],
             };
             let metric = &metrics[p.base];
-            values[p.index] = metric.evaluate(logits_at, &bases[p.base].tokens, Some(&clean));
+            metric.evaluate(logits_at, &bases[p.base].tokens, Some(&clean))
+        });
+        for (p, value) in chunk.iter().zip(chunk_values) {
+            values[p.index] = value;
         }
         stats.passes += 1;
         for p in chunk {

@@ -10,6 +10,7 @@ mod flops;
 pub mod intervene;
 pub mod metric;
 pub mod noise;
+mod par;
 mod plan;
 pub mod sweeps;
 

@@ -43,6 +43,14 @@ impl Backend for CpuBackend {
         zeroed(buf, len);
     }
 
+    fn grow_zeroed(&self, buf: &mut Vec<f32>, len: usize) {
+        if len >= buf.len() {
+            buf.resize(len, 0.0); // zeroes only the new values
+        } else {
+            zeroed(buf, len);
+        }
+    }
+
     fn set_len_keeping(&self, buf: &mut Vec<f32>, len: usize) {
         buf.resize(len, 0.0); // within the capacity: no reallocation
     }

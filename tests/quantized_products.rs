@@ -17,18 +17,19 @@ fn default_model() -> Model {
 fn packed_only(model: &Model) -> Model {
     let mut weights = model.weights().unwrap().clone();
     for layer in &mut weights.layers {
-        for m in [
+        let gate = layer.w_gate.as_mut().unwrap();
+        let all = [
             &mut layer.w_q,
             &mut layer.w_k,
             &mut layer.w_v,
             &mut layer.w_o,
-        ] {
+            &mut layer.w_in,
+            gate,
+            &mut layer.w_out,
+        ];
+        for m in all {
             m.detach_quantized();
         }
-        for m in [&mut layer.w_in, &mut layer.w_out] {
-            m.detach_quantized();
-        }
-        layer.w_gate.as_mut().unwrap().detach_quantized();
     }
     weights.unembed.detach_quantized();
     Model::from_parts(model.config().clone(), weights, None, "packed".into()).unwrap()

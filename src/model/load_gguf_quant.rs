@@ -5,37 +5,15 @@
 //! alive; like the packed-weight cache's mapping, the file must not be truncated while the
 //! model is in use.
 
-use std::ops::Range;
 use std::sync::Arc;
 
 use super::config::ModelConfig;
-use super::gguf::{GgmlType, GgufFile};
+use super::gguf::GgufFile;
 use super::load_gguf::gguf_llama_names;
 use super::load_llama::LlamaTensor;
 use super::weights::Weights;
 use crate::backend::cpu::gemm::PackedMatrix;
 use crate::backend::cpu::qgemv::{QuantKind, QuantRows};
-
-/// A matrix of a Llama model's weights.
-#[derive(Clone, Copy, Debug)]
-enum Which {
-    Q(usize),
-    K(usize),
-    V(usize),
-    O(usize),
-    Up(usize),
-    Gate(usize),
-    Down(usize),
-    Unembed,
-}
-
-/// One tensor to attach: its matrix, type, stored bytes and row order.
-struct Planned {
-    which: Which,
-    kind: QuantKind,
-    bytes: Range<usize>,
-    row_of: Option<Vec<u32>>,
-}
 
 /// Attaches the stored rows of every linear weight and of the unembedding whose type the
 /// quantised products decode (Q8_0, Q4_0, Q4_1) and whose shape matches its matrix; other
@@ -47,88 +25,46 @@ pub(crate) fn attach_quantized(
     cfg: &ModelConfig,
     tied: bool,
 ) {
-    let plan: Vec<Planned> = every_matrix(cfg, tied)
-        .filter_map(|(which, t)| plan_one(weights, file, cfg, which, t))
-        .collect();
-    if plan.is_empty() {
+    use LlamaTensor as T;
+    // llama.cpp's converter stored q/k rows in its rotary order; the loader un-permuted them.
+    let q_order = || Some(stored_row_order(cfg.n_heads, cfg.d_head));
+    let k_order = || Some(stored_row_order(cfg.n_kv_heads, cfg.d_head));
+    for (l, w) in weights.layers.iter_mut().enumerate() {
+        attach(&mut w.w_q, file, T::Q(l), q_order());
+        attach(&mut w.w_k, file, T::K(l), k_order());
+        attach(&mut w.w_v, file, T::V(l), None);
+        attach(&mut w.w_o, file, T::O(l), None);
+        attach(&mut w.w_in, file, T::Up(l), None);
+        if let Some(gate) = w.w_gate.as_mut() {
+            attach(gate, file, T::Gate(l), None);
+        }
+        attach(&mut w.w_out, file, T::Down(l), None);
+    }
+    let unembed = if tied { T::Embed } else { T::LmHead };
+    attach(&mut weights.unembed, file, unembed, None);
+}
+
+/// Attaches tensor `t`'s rows (in the file's mapping) to `m` when they can serve it: a
+/// decodable type and the matrix's shape (GGUF dims are innermost first, so `[k, n]` is `n`
+/// rows of `k` weights). `row_of`: the stored row of each output column.
+fn attach(m: &mut PackedMatrix, file: &GgufFile, t: LlamaTensor, row_of: Option<Vec<u32>>) {
+    let name = gguf_llama_names(t);
+    let Some(info) = file.tensor_info(&name) else {
+        return;
+    };
+    let Some(kind) = QuantKind::from_ggml_type(info.ggml_type) else {
+        return;
+    };
+    if info.dims != [m.k(), m.n()] {
         return;
     }
+    let Ok(range) = file.tensor_range(&name) else {
+        return;
+    };
     let map: Arc<dyn AsRef<[u8]> + Send + Sync> = file.shared_map();
-    for p in plan {
-        let m = matrix_mut(weights, p.which).expect("planned matrices exist");
-        let shape = (p.kind, m.k(), m.n());
-        if let Some(rows) = QuantRows::new(Arc::clone(&map), p.bytes.start, shape, p.row_of) {
-            m.attach_quantized(rows);
-        }
+    if let Some(rows) = QuantRows::new(map, range.start, (kind, m.k(), m.n()), row_of) {
+        m.attach_quantized(rows);
     }
-}
-
-/// Every matrix with the tensor it was read from.
-fn every_matrix(cfg: &ModelConfig, tied: bool) -> impl Iterator<Item = (Which, LlamaTensor)> {
-    use LlamaTensor as T;
-    let layers = (0..cfg.n_layers).flat_map(|l| {
-        [
-            (Which::Q(l), T::Q(l)),
-            (Which::K(l), T::K(l)),
-            (Which::V(l), T::V(l)),
-            (Which::O(l), T::O(l)),
-            (Which::Up(l), T::Up(l)),
-            (Which::Gate(l), T::Gate(l)),
-            (Which::Down(l), T::Down(l)),
-        ]
-    });
-    let unembed = if tied { T::Embed } else { T::LmHead };
-    layers.chain(std::iter::once((Which::Unembed, unembed)))
-}
-
-/// The matrix `which` names, if the model has it.
-fn matrix_mut(w: &mut Weights, which: Which) -> Option<&mut PackedMatrix> {
-    Some(match which {
-        Which::Q(l) => &mut w.layers.get_mut(l)?.w_q,
-        Which::K(l) => &mut w.layers.get_mut(l)?.w_k,
-        Which::V(l) => &mut w.layers.get_mut(l)?.w_v,
-        Which::O(l) => &mut w.layers.get_mut(l)?.w_o,
-        Which::Up(l) => &mut w.layers.get_mut(l)?.w_in,
-        Which::Gate(l) => w.layers.get_mut(l)?.w_gate.as_mut()?,
-        Which::Down(l) => &mut w.layers.get_mut(l)?.w_out,
-        Which::Unembed => &mut w.unembed,
-    })
-}
-
-/// Tensor `t` for matrix `which`, when its rows can serve it: a decodable type and the
-/// matrix's shape (GGUF dims are innermost first, so `[k, n]` is `n` rows of `k` weights).
-fn plan_one(
-    w: &mut Weights,
-    file: &GgufFile,
-    cfg: &ModelConfig,
-    which: Which,
-    t: LlamaTensor,
-) -> Option<Planned> {
-    let name = gguf_llama_names(t);
-    let info = file.tensor_info(&name)?;
-    let kind = match info.ggml_type {
-        GgmlType::Q8_0 => QuantKind::Q8_0,
-        GgmlType::Q4_0 => QuantKind::Q4_0,
-        GgmlType::Q4_1 => QuantKind::Q4_1,
-        _ => return None,
-    };
-    let m = matrix_mut(w, which)?;
-    if info.dims != [m.k(), m.n()] {
-        return None;
-    }
-    let bytes = file.tensor_range(&name).ok()?;
-    // llama.cpp's converter stored q/k rows in its rotary order; the loader un-permuted them.
-    let row_of = match which {
-        Which::Q(_) => Some(stored_row_order(cfg.n_heads, cfg.d_head)),
-        Which::K(_) => Some(stored_row_order(cfg.n_kv_heads, cfg.d_head)),
-        _ => None,
-    };
-    Some(Planned {
-        which,
-        kind,
-        bytes,
-        row_of,
-    })
 }
 
 /// For each output row of an un-permuted q/k projection, the stored row it came from: the

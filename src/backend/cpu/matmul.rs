@@ -24,10 +24,11 @@ impl OutPtr {
     }
 }
 
-/// Splits `0..n` into at most `parts` contiguous ranges, each a multiple of 16 wide except the
-/// last, and runs `f(j0, j1)` for each on the worker pool.
-fn for_column_ranges(n: usize, work: usize, f: impl Fn(usize, usize) + Sync) {
-    let wanted = if work < PARALLEL_MIN_WORK {
+/// Splits `0..n` into one contiguous range per thread (or one, unless `parallel`), each a
+/// multiple of 16 wide except the last, and runs `f(j0, j1)` for each on the worker pool
+/// (here and in `qgemv`).
+pub(crate) fn for_column_ranges(n: usize, parallel: bool, f: impl Fn(usize, usize) + Sync) {
+    let wanted = if !parallel {
         1
     } else {
         num_threads().min(n.div_ceil(16))
@@ -60,7 +61,7 @@ pub fn matmul(
         assert!(b.len() >= n);
     }
     let ptr = OutPtr(out.as_mut_ptr());
-    for_column_ranges(n, m * k * n, |j0, j1| {
+    for_column_ranges(n, m * k * n >= PARALLEL_MIN_WORK, |j0, j1| {
         let width = j1 - j0;
         // Four rows of x share each streamed row of w.
         for i0 in (0..m).step_by(4) {
@@ -124,7 +125,7 @@ pub fn matmul_transposed(
         assert!(b.len() >= n);
     }
     let ptr = OutPtr(out.as_mut_ptr());
-    for_column_ranges(n, m * k * n, |j0, j1| {
+    for_column_ranges(n, m * k * n >= PARALLEL_MIN_WORK, |j0, j1| {
         for j in j0..j1 {
             let w_row = &w[j * k..(j + 1) * k];
             let b = bias.map_or(0.0, |b| b[j]);

@@ -8,7 +8,7 @@
 //! (the same f32 operations in the same order), so the product differs from the packed GEMM
 //! only in the order of its sums.
 //!
-//! `HOOKLENS_QUANT_GEMV=off` (or [`set_enabled`]) keeps every product on the packed GEMM.
+//! `HOOKLENS_QUANT_GEMV=off` keeps every product on the packed GEMM.
 //! Files: `rows.rs` (the rows and their block types), `portable.rs`, `avx2.rs`, `avx512.rs`
 //! (one row's dot products per instruction set), `run.rs` (threads and epilogues).
 
@@ -69,7 +69,7 @@ mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::OnceLock;
 
 pub use rows::{QuantKind, QuantRows};
 pub use run::quant_gemm;
@@ -82,35 +82,16 @@ pub const MAX_ROWS: usize = 4;
 /// default).
 pub const QUANT_ENV: &str = "HOOKLENS_QUANT_GEMV";
 
-/// 0: not read yet, 1: on, 2: off.
-static STATE: AtomicU8 = AtomicU8::new(0);
-
-/// Whether products with quantised rows use them ([`QUANT_ENV`] unless [`set_enabled`] was
-/// called). An unknown value is reported once on stderr and taken as `on`.
+/// Whether products with quantised rows use them ([`QUANT_ENV`], read once). An unknown
+/// value is reported once on stderr and taken as `on`.
 pub fn enabled() -> bool {
-    match STATE.load(Ordering::Relaxed) {
-        0 => {
-            let on = match std::env::var(QUANT_ENV).as_deref() {
-                Ok("off") | Ok("0") => false,
-                Ok("on") | Ok("1") | Ok("") | Err(_) => true,
-                Ok(other) => {
-                    eprintln!("hooklens: {QUANT_ENV}={other}: expected on or off; using on");
-                    true
-                }
-            };
-            let _ = STATE.compare_exchange(
-                0,
-                if on { 1 } else { 2 },
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            );
-            STATE.load(Ordering::Relaxed) == 1
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| match std::env::var(QUANT_ENV).as_deref() {
+        Ok("off") | Ok("0") => false,
+        Ok("on") | Ok("1") | Ok("") | Err(_) => true,
+        Ok(other) => {
+            eprintln!("hooklens: {QUANT_ENV}={other}: expected on or off; using on");
+            true
         }
-        s => s == 1,
-    }
-}
-
-/// Turns quantised products on or off for the whole process (benchmarks compare both).
-pub fn set_enabled(on: bool) {
-    STATE.store(if on { 1 } else { 2 }, Ordering::Relaxed);
+    })
 }

@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use crate::model::gguf::GgmlType;
+
 /// A block format of ggml that the quantised products decode: 32 weights per block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum QuantKind {
@@ -24,6 +26,25 @@ pub(super) const KIND_Q4_1: u8 = 2;
 pub const BLOCK: usize = 32;
 
 impl QuantKind {
+    /// The same type as the GGUF reader names it (whose `dequantize` is the loader's).
+    pub fn ggml_type(self) -> GgmlType {
+        match self {
+            QuantKind::Q8_0 => GgmlType::Q8_0,
+            QuantKind::Q4_0 => GgmlType::Q4_0,
+            QuantKind::Q4_1 => GgmlType::Q4_1,
+        }
+    }
+
+    /// The kind of a GGUF tensor type, if the quantised products decode it.
+    pub fn from_ggml_type(ty: GgmlType) -> Option<QuantKind> {
+        match ty {
+            GgmlType::Q8_0 => Some(QuantKind::Q8_0),
+            GgmlType::Q4_0 => Some(QuantKind::Q4_0),
+            GgmlType::Q4_1 => Some(QuantKind::Q4_1),
+            _ => None,
+        }
+    }
+
     /// Bytes of one block.
     pub fn block_bytes(self) -> usize {
         match self {
@@ -93,20 +114,16 @@ impl QuantRows {
     }
 
     /// Bytes of one row.
-    pub fn row_bytes(&self) -> usize {
+    fn row_bytes(&self) -> usize {
         self.k / BLOCK * self.kind.block_bytes()
     }
 
     /// The stored row behind output column `j` (`j < n`). `[k / 32 blocks]`
     pub fn row(&self, j: usize) -> &[u8] {
         let r = self.row_of.as_ref().map_or(j, |o| o[j] as usize);
-        let at = self.start + r * self.row_bytes();
-        &(*self.bytes).as_ref()[at..at + self.row_bytes()]
-    }
-
-    /// Bytes the rows occupy.
-    pub fn stored_bytes(&self) -> usize {
-        self.n * self.row_bytes()
+        let len = self.row_bytes();
+        let at = self.start + r * len;
+        &(*self.bytes).as_ref()[at..at + len]
     }
 }
 

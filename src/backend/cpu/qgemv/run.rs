@@ -3,8 +3,7 @@
 
 use super::super::activation::{gelu_new, silu};
 use super::super::gemm::{Epilogue, Kernel};
-use super::super::matmul::OutPtr;
-use super::super::threads::{num_threads, reserve_workers};
+use super::super::matmul::{for_column_ranges, OutPtr};
 use super::rows::QuantRows;
 use super::{portable, MAX_ROWS};
 
@@ -72,22 +71,13 @@ pub fn quant_gemm(
     } else {
         Kernel::Portable
     });
-    let wanted = if k * n < PARALLEL_MIN_WEIGHTS {
-        1
-    } else {
-        num_threads().min(n.div_ceil(16))
-    };
-    let workers = reserve_workers(wanted);
-    let width = n.div_ceil(workers.threads()).div_ceil(16) * 16;
-    let ranges: Vec<(usize, usize)> = (0..n)
-        .step_by(width)
-        .map(|j0| (j0, (j0 + width).min(n)))
-        .collect();
     let ptr = OutPtr(out.as_mut_ptr());
-    workers.run_parts(ranges, |(j0, j1)| {
+    for_column_ranges(n, k * n >= PARALLEL_MIN_WEIGHTS, |j0, j1| {
         let mut dots = [0.0f32; MAX_ROWS];
+        // The portable path's dequantised row. [k]
+        let mut scratch = vec![0.0f32; if isa == Isa::Portable { k } else { 0 }];
         for j in j0..j1 {
-            row_dots(isa, q, j, x, m, &mut dots);
+            row_dots(isa, q, j, (x, m), &mut scratch, &mut dots);
             let b = bias.map_or(0.0, |b| b[j]);
             for (r, &dot) in dots.iter().enumerate().take(m) {
                 let at = r * n + j;
@@ -100,8 +90,16 @@ pub fn quant_gemm(
     });
 }
 
-/// The dot products of stored row `j` with the `m` rows of `x`.
-fn row_dots(isa: Isa, q: &QuantRows, j: usize, x: &[f32], m: usize, out: &mut [f32; MAX_ROWS]) {
+/// The dot products of stored row `j` with the `m` rows of `x` (`scratch`: `[k]` on the
+/// portable path).
+fn row_dots(
+    isa: Isa,
+    q: &QuantRows,
+    j: usize,
+    (x, m): (&[f32], usize),
+    scratch: &mut [f32],
+    out: &mut [f32; MAX_ROWS],
+) {
     let (kind, k) = (q.kind(), q.shape().0);
     let row = q.row(j);
     match isa {
@@ -112,7 +110,7 @@ fn row_dots(isa: Isa, q: &QuantRows, j: usize, x: &[f32], m: usize, out: &mut [f
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above, for AVX2, FMA and F16C.
         Isa::Avx2 => unsafe { super::avx2::row_dots(kind, row, x, k, m, out) },
-        Isa::Portable => portable::row_dots(kind, row, x, k, m, out),
+        Isa::Portable => portable::row_dots(kind, row, (x, k), m, scratch, out),
     }
 }
 

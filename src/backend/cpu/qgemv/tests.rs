@@ -1,5 +1,5 @@
-//! The quantised products against the loader's dequantisation (`model::gguf::dequantize`, an
-//! independent implementation) and an f64 reference product, at sizes that are not multiples
+//! The quantised products against the loader's dequantisation (`model::gguf::dequantize`,
+//! which the SIMD decoders reimplement and the portable path calls) and an f64 reference product, at sizes that are not multiples
 //! of the thread split, on every kernel path the CPU has.
 
 use std::sync::Arc;
@@ -8,7 +8,7 @@ use super::super::gemm::{self, Epilogue, GemmOptions, Kernel, PackedMatrix};
 use super::super::threads::set_num_threads;
 use super::rows::BLOCK;
 use super::*;
-use crate::model::gguf::{dequantize, GgmlType};
+use crate::model::gguf::dequantize;
 
 /// A deterministic generator of values in [-1, 1) and of bytes.
 struct Lcg(u64);
@@ -47,18 +47,10 @@ fn random_rows(kind: QuantKind, k: usize, n: usize, seed: u64) -> Vec<u8> {
     bytes
 }
 
-fn ggml(kind: QuantKind) -> GgmlType {
-    match kind {
-        QuantKind::Q8_0 => GgmlType::Q8_0,
-        QuantKind::Q4_0 => GgmlType::Q4_0,
-        QuantKind::Q4_1 => GgmlType::Q4_1,
-    }
-}
-
 /// The loader's f32 values of the stored rows. `[n, k]`
 fn dequantized(kind: QuantKind, bytes: &[u8], k: usize, n: usize) -> Vec<f32> {
     let mut out = vec![0.0; k * n];
-    dequantize(ggml(kind), bytes, k * n, &mut out).unwrap();
+    dequantize(kind.ggml_type(), bytes, k * n, &mut out).unwrap();
     out
 }
 

@@ -10,7 +10,8 @@
 //! 2-vCPU VM the two-thread peak has swung 1.2-1.9x within minutes), so the ratio within a
 //! round is the figure to compare; the median, minimum and maximum of the rounds' ratios are
 //! printed, with the rates. `mc kc nc` replace the kernel's blocking (for tuning);
-//! `HOOKLENS_KERNEL` chooses the kernel path as everywhere.
+//! `HOOKLENS_KERNEL` chooses the kernel path as everywhere; `HOOKLENS_SPLIT=rows|columns`
+//! forces how the threads divide the output (default: the product's own choice).
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -24,7 +25,7 @@ use util::values;
 #[path = "common/peak.rs"]
 mod peak;
 
-use hooklens::backend::cpu::gemm::{gemm_with, Blocking, GemmOptions, Kernel, PackedMatrix};
+use hooklens::backend::cpu::gemm::{gemm_with, Blocking, GemmOptions, Kernel, PackedMatrix, Split};
 
 /// Steps of the peak loop per thread and round.
 const PEAK_ITERS: usize = 1 << 22;
@@ -50,6 +51,7 @@ fn main() {
         kernel,
         threads,
         blocking: Some(blocking),
+        split: split_from_env(),
         ..GemmOptions::default()
     };
     let gemm_flops = 2.0 * (m * k * n) as f64;
@@ -84,6 +86,15 @@ fn main() {
         rows[0].0 * 100.0,
         rows[rounds - 1].0 * 100.0,
     );
+}
+
+/// `HOOKLENS_SPLIT`: `rows`, `columns`, else the automatic split.
+fn split_from_env() -> Split {
+    match std::env::var("HOOKLENS_SPLIT").as_deref() {
+        Ok("rows") => Split::Rows,
+        Ok("columns") => Split::Columns,
+        _ => Split::Auto,
+    }
 }
 
 /// The peak loop for `kernel`'s instruction set and its FLOPs per step.

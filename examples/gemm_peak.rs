@@ -11,7 +11,7 @@
 //! round is the figure to compare; the median, minimum and maximum of the rounds' ratios are
 //! printed, with the rates. `mc kc nc` replace the kernel's blocking (for tuning);
 //! `HOOKLENS_KERNEL` chooses the kernel path as everywhere; `HOOKLENS_SPLIT=rows|columns`
-//! forces how the threads divide the output (default: the product's own choice).
+//! forces how the threads divide the output (`auto` or unset: the product's own choice).
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -88,12 +88,14 @@ fn main() {
     );
 }
 
-/// `HOOKLENS_SPLIT`: `rows`, `columns`, else the automatic split.
+/// `HOOKLENS_SPLIT`: `rows`, `columns`, or unset (or `auto`) for the automatic split; any
+/// other value stops the run, so that a misspelt one never measures the automatic split.
 fn split_from_env() -> Split {
     match std::env::var("HOOKLENS_SPLIT").as_deref() {
         Ok("rows") => Split::Rows,
         Ok("columns") => Split::Columns,
-        _ => Split::Auto,
+        Ok("auto") | Err(_) => Split::Auto,
+        Ok(other) => panic!("HOOKLENS_SPLIT={other:?}: use rows, columns or auto"),
     }
 }
 

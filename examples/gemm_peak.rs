@@ -12,6 +12,9 @@
 //! printed, with the rates. `mc kc nc` replace the kernel's blocking (for tuning);
 //! `HOOKLENS_KERNEL` chooses the kernel path as everywhere; `HOOKLENS_SPLIT=rows|columns`
 //! forces how the threads divide the output (`auto` or unset: the product's own choice).
+//! `HOOKLENS_COLD_W=1` cycles the calls through copies of the packed weights that together
+//! exceed 256 MiB, so each call reads its `W` from memory, as a forward pass over a model's
+//! layers does (default: one `W`, hot in the caches after the first call).
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -40,7 +43,16 @@ fn main() {
     let rounds = args.get(4).copied().unwrap_or(15);
     let kernel = Kernel::best();
     let (peak_fn, flops_per_iter) = peak_loop(kernel);
-    let w = PackedMatrix::from_k_by_n(&values(k * n, 1), k, n);
+    let w_values = values(k * n, 1);
+    let copies = if cold_weights_from_env() {
+        (256usize << 20).div_ceil(k * n * 4).max(2)
+    } else {
+        1
+    };
+    let ws: Vec<PackedMatrix> = (0..copies)
+        .map(|_| PackedMatrix::from_k_by_n(&w_values, k, n))
+        .collect();
+    let mut next_w = 0;
     let x = values(m * k, 2);
     let mut out = vec![0.0f32; m * n];
     let mut blocking = Blocking::for_kernel(kernel);
@@ -56,8 +68,10 @@ fn main() {
     };
     let gemm_flops = 2.0 * (m * k * n) as f64;
     let mut gemm = || {
+        let w = &ws[next_w];
+        next_w = (next_w + 1) % copies;
         let t = Instant::now();
-        gemm_with(&x, m, &w, None, &mut out, &opts);
+        gemm_with(&x, m, w, None, &mut out, &opts);
         t.elapsed().as_secs_f64()
     };
     let warm = Instant::now();
@@ -76,9 +90,10 @@ fn main() {
     rows.sort_by(|a, b| a.0.total_cmp(&b.0));
     let (ratio, rate, peak) = rows[rounds / 2];
     println!(
-        "{m}x{k}x{n} t{threads} {} mc{} kc{} nc{}: {:.1} % of peak (median of {rounds} rounds; range \
+        "{m}x{k}x{n} t{threads} {}{} mc{} kc{} nc{}: {:.1} % of peak (median of {rounds} rounds; range \
          {:.1}-{:.1} %), that round {rate:.1} of {peak:.1} GFLOP/s",
         kernel.name(),
+        if copies > 1 { " cold-W" } else { "" },
         blocking.mc,
         blocking.kc,
         blocking.nc,
@@ -86,6 +101,11 @@ fn main() {
         rows[0].0 * 100.0,
         rows[rounds - 1].0 * 100.0,
     );
+}
+
+/// `HOOKLENS_COLD_W`: set and not `0` to stream the weights from memory (see the header).
+fn cold_weights_from_env() -> bool {
+    std::env::var("HOOKLENS_COLD_W").is_ok_and(|v| !v.is_empty() && v != "0")
 }
 
 /// `HOOKLENS_SPLIT`: `rows`, `columns`, or unset (or `auto`) for the automatic split; any

@@ -130,6 +130,7 @@ def bench(name, model_path, tl_args, dataset, threads, tmp, nested):
         "variants": ours.shape[0] * ours.shape[1],
         "hooklens_s": doc["stats"]["seconds"],
         "passes": doc["stats"]["passes"],
+        "gflop": doc["stats"].get("gflop", float("nan")),
         "tl_padded_s": t_pad,
         "diff_padded": float((ours - v_pad).abs().max()),
     }
@@ -147,14 +148,15 @@ def table(lines, threads):
            f"Machine: {cpu}, {os.cpu_count()} logical CPUs; {threads} threads for every contender. "
            "Produced by `python scripts/bench/dataset_sweeps.py` (reference venv) after "
            "`cargo build --release`; hooklens' time is its engine's (model load excluded).", "",
-           "| model | prompts | tokens | variants | hooklens s (passes) | TL padded s | vs TL padded | "
-           "TL nested s | vs TL nested | max abs diff (padded / nested) |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+           "| model | prompts | tokens | variants | hooklens s (passes) | hooklens GFLOP (GFLOP/s) | "
+           "TL padded s | vs TL padded | TL nested s | vs TL nested | max abs diff (padded / nested) |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in lines:
         nested = r.get("tl_nested_s")
         out.append(
             f"| {r['model']} | {r['prompts']} | {r['lengths']} | {r['variants']} | "
-            f"{r['hooklens_s']:.3f} ({r['passes']}) | {r['tl_padded_s']:.2f} | "
+            f"{r['hooklens_s']:.3f} ({r['passes']}) | "
+            f"{r['gflop']:.1f} ({r['gflop'] / r['hooklens_s']:.1f}) | {r['tl_padded_s']:.2f} | "
             f"{r['tl_padded_s'] / r['hooklens_s']:.1f}x | "
             + (f"{nested:.2f} | {nested / r['hooklens_s']:.1f}x | " if nested else "- | - | ")
             + f"{r['diff_padded']:.1e} / {r.get('diff_nested', float('nan')):.1e} |")

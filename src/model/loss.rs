@@ -1,6 +1,7 @@
 //! Next-token cross-entropy, as TL's `return_type="loss"`.
 
 use super::input::TokenBatch;
+use crate::backend::cpu::activation::log_sum_exp;
 use crate::error::{HookLensError, Result};
 use crate::tensor::Tensor;
 
@@ -25,13 +26,7 @@ pub fn next_token_loss(logits: &Tensor, tokens: &TokenBatch) -> Result<Tensor> {
                 continue;
             }
             let row = &logits.data[(b * seq + i) * vocab..][..vocab];
-            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-            let lse = row
-                .iter()
-                .map(|&v| (v as f64 - max).exp())
-                .sum::<f64>()
-                .ln()
-                + max;
+            let lse = log_sum_exp(row);
             let target = tokens.ids()[b * seq + i + 1] as usize;
             out.push((lse - row[target] as f64) as f32);
         }

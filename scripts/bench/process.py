@@ -11,6 +11,8 @@ Rows (each timed in interleaved rounds, medians over rounds, ratios per round):
 - the README's main command (SmolLM2 270-head ablation of " Paris") end to end;
 - the load alone (`hooklens -v hooks`), with its split, from the packed-weight cache and
   with the cache off (HOOKLENS_WEIGHT_CACHE=off).
+Other forward shapes as whole processes (batches through `run --tokens-file`):
+scripts/bench/process_shapes.py.
 
 Before round 1 each model is loaded once, so the packed-weight cache is in place as it is for
 every load after a model's first (the first load writes it).
@@ -42,7 +44,7 @@ HOME = Path(os.environ.get("HOOKLENS_HOME") or Path.home() / ".cache/hooklens")
 BIN = ROOT / "target/release/hooklens"
 README_ARGS = ["ablate", "--prompt", "The Eiffel Tower is in the city of", "--target", " Paris"]
 
-# A TL process: load the model the way forward.py does, run one forward of the given ids.
+# A TL process: load the model the way forward.py does, run one forward of the given rows of ids.
 TL_PROCESS = """
 import sys, torch
 sys.path.insert(0, {golden!r})
@@ -59,8 +61,28 @@ else:
     cfg = llama_tl_cfg(hf.config); cfg.use_attn_result = False
     tl = load_tl(cfg, convert_llama_weights(hf, cfg))
 del hf
-tl(torch.tensor([{ids}]))
+tl(torch.tensor({rows}))
 """
+
+
+def load_models():
+    """(name, path, is_gpt2, n_ctx, vocab, hf, tl) for the GPT-2-shaped checkpoint (made if
+    absent) and SmolLM2, each loaded with HF and converted to TL as forward.py does."""
+    from transformers import AutoModelForCausalLM, GPT2LMHeadModel
+    gpt2_dir = HOME / "bench/gpt2-small-random"
+    subprocess.run([sys.executable, str(ROOT / "scripts/bench/make_gpt2_small_random.py"), str(gpt2_dir)],
+                   check=True)
+    smol = HOME / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    hf_gpt2 = GPT2LMHeadModel.from_pretrained(gpt2_dir, dtype=torch.float32).eval()
+    cfg = gpt2_tl_cfg(hf_gpt2.config)
+    cfg.use_attn_result = False
+    tl_gpt2 = load_tl(cfg, convert_gpt2_weights(hf_gpt2, cfg)).eval()
+    hf_smol = AutoModelForCausalLM.from_pretrained(smol.parent, gguf_file=smol.name, dtype=torch.float32).eval()
+    cfg_smol = llama_tl_cfg(hf_smol.config)
+    cfg_smol.use_attn_result = False
+    tl_smol = load_tl(cfg_smol, convert_llama_weights(hf_smol, cfg_smol)).eval()
+    return [("GPT-2 small shape", gpt2_dir, True, cfg.n_ctx, cfg.d_vocab, hf_gpt2, tl_gpt2),
+            ("SmolLM2-135M", smol, False, cfg_smol.n_ctx, cfg_smol.d_vocab, hf_smol, tl_smol)]
 
 
 def wall(cmd, env=None):
@@ -84,19 +106,7 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.set_grad_enabled(False)
-    from transformers import AutoModelForCausalLM, GPT2LMHeadModel
-    gpt2_dir = HOME / "bench/gpt2-small-random"
-    subprocess.run([sys.executable, str(ROOT / "scripts/bench/make_gpt2_small_random.py"), str(gpt2_dir)], check=True)
-    smol = HOME / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    hf = GPT2LMHeadModel.from_pretrained(gpt2_dir, dtype=torch.float32).eval()
-    cfg = gpt2_tl_cfg(hf.config)
-    cfg.use_attn_result = False
-    tl_gpt2 = load_tl(cfg, convert_gpt2_weights(hf, cfg)).eval()
-    hf = AutoModelForCausalLM.from_pretrained(smol.parent, gguf_file=smol.name, dtype=torch.float32).eval()
-    cfg = llama_tl_cfg(hf.config)
-    cfg.use_attn_result = False
-    tl_smol = load_tl(cfg, convert_llama_weights(hf, cfg)).eval()
-    del hf
+    (_, gpt2_dir, *_, tl_gpt2), (_, smol, *_, tl_smol) = load_models()
     models = [("GPT-2 small shape", gpt2_dir, tl_gpt2, 50257, True, 144),
               ("SmolLM2-135M", smol, tl_smol, 49152, False, 270)]
     base = [str(BIN), "--threads", str(args.threads)]
@@ -120,7 +130,7 @@ def main():
             split_off = [l for l in res_off.stderr.splitlines() if l.startswith("load ")]
             t_tl_fwd = min(timed(lambda: tl(torch.tensor([ids]))) for _ in range(3))
             code = TL_PROCESS.format(golden=str(ROOT / "scripts/golden"), threads=args.threads, gpt2=gpt2,
-                                     path=str(path), parent=str(path.parent), name=path.name, ids=ids_s)
+                                     path=str(path), parent=str(path.parent), name=path.name, rows=f"[[{ids_s}]]")
             t_tl_proc, _ = wall([sys.executable, "-c", code])
             sweep_ids = ",".join(map(str, ids_for(16, vocab)))
             target = ids_for(16, vocab)[-1]

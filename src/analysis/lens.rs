@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use super::stack::{CacheAnalysis, PosSlice};
-use super::{softmax, top_k};
+use super::{token_prob, top_k};
 use crate::error::{HookLensError, Result};
 use crate::hooks::cache::NamesFilter;
 use crate::model::input::{Input, RunOptions, TokenBatch};
@@ -81,7 +81,7 @@ pub fn logit_lens(
                 pos: p,
                 top_token: top.token_id,
                 top_prob: top.prob,
-                target_prob: target.map(|t| softmax(row)[t as usize]),
+                target_prob: target.map(|t| token_prob(row, t as usize)),
             }
         })
         .collect())

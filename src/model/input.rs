@@ -24,13 +24,18 @@ pub struct TokenBatch {
 /// Parses the CLI's `--tokens 1, 2,3` form into ids: comma-separated non-negative integers,
 /// blanks ignored. Fails with [`HookLensError::Input`] naming the first bad item.
 pub fn parse_token_list(list: &str) -> Result<Vec<u32>> {
+    parse_token_ids(list, "--tokens")
+}
+
+/// [`parse_token_list`] with `source` (a flag, or a file and line) opening the error.
+pub fn parse_token_ids(list: &str, source: &str) -> Result<Vec<u32>> {
     list.split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(|s| {
             s.parse::<u32>().map_err(|_| {
                 HookLensError::input(format!(
-                    "--tokens: `{s}` is not a token id (expected comma-separated non-negative integers)"
+                    "{source}: `{s}` is not a token id (expected comma-separated non-negative integers)"
                 ))
             })
         })

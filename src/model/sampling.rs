@@ -88,12 +88,15 @@ impl Sampler {
     fn candidates(&self, logits: &[f32]) -> Vec<(u32, f64)> {
         let t = self.opts.temperature as f64;
         let mut order: Vec<u32> = (0..logits.len() as u32).collect();
-        order.sort_by(|&a, &b| {
-            logits[b as usize]
-                .total_cmp(&logits[a as usize])
-                .then(a.cmp(&b))
-        });
-        order.truncate(self.opts.top_k.unwrap_or(order.len()).max(1));
+        let first =
+            |a: &u32, b: &u32| (logits[*b as usize].total_cmp(&logits[*a as usize])).then(a.cmp(b));
+        // With top-k, select the k first in linear time and sort only those.
+        let keep = self.opts.top_k.unwrap_or(order.len()).max(1);
+        if keep < order.len() {
+            order.select_nth_unstable_by(keep - 1, first);
+            order.truncate(keep);
+        }
+        order.sort_unstable_by(first);
         let max = logits[order[0] as usize] as f64;
         let mut kept: Vec<(u32, f64)> = (order.iter())
             .map(|&id| (id, ((logits[id as usize] as f64 - max) / t).exp()))
@@ -165,6 +168,26 @@ mod tests {
             .count();
         let freq = ones as f64 / 20_000.0;
         assert!((freq - 0.8).abs() < 0.02, "{freq}");
+    }
+
+    #[test]
+    fn top_k_candidates_are_the_first_k_of_the_sorted_row_ties_by_id() {
+        // Coarse logits so many tie; k below, at and above the row's length.
+        let logits: Vec<f32> = (0..1013u32)
+            .map(|i| ((i * 7919) % 41) as f32 * 0.5)
+            .collect();
+        let mut sorted: Vec<u32> = (0..logits.len() as u32).collect();
+        sorted.sort_by(|&a, &b| {
+            logits[b as usize]
+                .total_cmp(&logits[a as usize])
+                .then(a.cmp(&b))
+        });
+        for k in [1, 2, 40, 1013, 2000] {
+            let ids: Vec<u32> = (sampler(0.9, Some(k), None).candidates(&logits).iter())
+                .map(|&(id, _)| id)
+                .collect();
+            assert_eq!(ids, sorted[..k.min(sorted.len())], "k {k}");
+        }
     }
 
     #[test]

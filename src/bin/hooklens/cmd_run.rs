@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::Args;
+use clap::{ArgGroup, Args};
 use hooklens::analysis::top_k;
 use hooklens::{
     ActivationCache, HookLensError, LogitPositions, Model, Result, ReturnType, RunOptions, Tensor,
@@ -18,6 +18,7 @@ use hooklens::output::write_json;
 
 /// Options of `run`.
 #[derive(Args, Debug)]
+#[command(group = ArgGroup::new("batch_file").args(["prompts", "tokens_file"]))]
 pub struct RunArgs {
     #[command(flatten)]
     pub input: InputArgs,
@@ -46,9 +47,15 @@ pub struct RunArgs {
     /// `ActivationCache::load_safetensors` reads it back).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["prompt", "tokens"])]
     pub prompts: Option<PathBuf>,
-    /// Where shorter prompts get their pads with --prompts (TL's padding_side; pads are
-    /// masked, so each prompt's values are those it has alone).
-    #[arg(long, value_enum, default_value = "right", requires = "prompts")]
+    /// Run every non-blank line of this file as one sequence of token ids (comma-separated,
+    /// as --tokens; used exactly as given, no BOS added), all in one padded batch, as
+    /// --prompts does with text: each row's top next tokens at its last real token, and
+    /// with --cache the padded activations with `tokens` and `attention_mask`.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["prompt", "tokens", "prompts", "no_bos"])]
+    pub tokens_file: Option<PathBuf>,
+    /// Where shorter rows get their pads with --prompts or --tokens-file (TL's padding_side;
+    /// pads are masked, so each row's values are those it has alone).
+    #[arg(long, value_enum, default_value = "right", requires = "batch_file")]
     pub padding_side: crate::cmd_run_prompts::SideArg,
 }
 
@@ -56,6 +63,9 @@ pub struct RunArgs {
 pub fn run(model: &Model, args: &RunArgs) -> Result<()> {
     if let Some(path) = &args.prompts {
         return crate::cmd_run_prompts::run(model, args, path);
+    }
+    if let Some(path) = &args.tokens_file {
+        return crate::cmd_run_prompts::run_token_file(model, args, path);
     }
     let tokens = args.input.token_batch(model)?;
     tokens.validate(model.config())?;

@@ -81,7 +81,7 @@ pub fn logit_lens(
                 pos: p,
                 top_token: top.token_id,
                 top_prob: top.prob,
-                target_prob: target.map(|t| token_prob(row, t as usize)),
+                target_prob: target.and_then(|t| token_prob(row, t as usize)),
             }
         })
         .collect())

@@ -41,10 +41,11 @@ pub fn softmax(logits: &[f32]) -> Vec<f32> {
 }
 
 /// The softmax probability of token `id` in a logit row: `exp(logit - ln sum exp)`, the
-/// normaliser from [`log_sum_exp`] (f64-accurate, vectorised). NaN when the row has a NaN or
-/// `+inf` logit or only `-inf` ones, as [`softmax`].
-pub fn token_prob(logits: &[f32], id: usize) -> f32 {
-    (logits[id] as f64 - log_sum_exp(logits)).exp() as f32
+/// normaliser from [`log_sum_exp`] (f64-accurate, vectorised); `None` when `id` is outside
+/// the row. NaN when the row has a NaN or `+inf` logit or only `-inf` ones, as [`softmax`].
+pub fn token_prob(logits: &[f32], id: usize) -> Option<f32> {
+    let logit = *logits.get(id)?;
+    Some((logit as f64 - log_sum_exp(logits)).exp() as f32)
 }
 
 /// The `k` most likely tokens of a logit row, most likely first (ties by lower id). The `k`
@@ -139,7 +140,7 @@ mod tests {
                     );
                     let rel = ((g.prob - w.prob) / w.prob).abs();
                     assert!(rel < 2e-6, "len {len} k {k}: prob {} vs {}", g.prob, w.prob);
-                    let alone = token_prob(&row, g.token_id as usize);
+                    let alone = token_prob(&row, g.token_id as usize).unwrap();
                     assert!(((alone - w.prob) / w.prob).abs() < 2e-6);
                 }
             }
@@ -150,6 +151,7 @@ mod tests {
     fn top_k_of_special_rows_matches_the_softmax() {
         assert!(top_k(&[], 3).is_empty());
         assert!(top_k(&[1.0, 2.0], 0).is_empty());
+        assert_eq!(token_prob(&[1.0, 2.0], 2), None, "an id outside the row");
         for row in [
             vec![1.0, f32::NAN, 0.5],
             vec![1.0, f32::INFINITY, 0.5],

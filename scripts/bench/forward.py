@@ -45,6 +45,11 @@ def kernel_path():
     return f"{forced} (forced with HOOKLENS_KERNEL)" if forced else f"{best} (the CPU's best)"
 
 
+def cpu_model():
+    """The CPU's model name as /proc/cpuinfo gives it (the first core's)."""
+    return open("/proc/cpuinfo").read().split("model name")[1].split(":")[1].splitlines()[0].strip()
+
+
 def median(reps, f):
     f()
     ts = []
@@ -120,7 +125,7 @@ def main():
     lines = [
         "# Forward-pass benchmarks: hooklens vs HF transformers vs TransformerLens",
         "",
-        f"Machine: {open('/proc/cpuinfo').read().split('model name')[1].split(':')[1].splitlines()[0].strip()}; "
+        f"Machine: {cpu_model()}; "
         f"{args.threads} threads for every contender (torch {torch.__version__}); hooklens kernel path "
         f"{kernel_path()}. {args.rounds} rounds; in each,",
         f"every contender's median of {args.reps} runs. Times are medians over rounds; ratios are the median of the",

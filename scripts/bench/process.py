@@ -34,7 +34,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "golden"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from forward import kernel_path  # noqa: E402
+from forward import cpu_model, kernel_path  # noqa: E402
 from make_fixtures import gpt2_tl_cfg, llama_tl_cfg, load_tl  # noqa: E402
 from transformer_lens.pretrained.weight_conversions import (  # noqa: E402
     convert_gpt2_weights, convert_llama_weights)
@@ -162,7 +162,7 @@ def timed(f):
 
 def write(args, rows):
     mid = statistics.median
-    cpu = open("/proc/cpuinfo").read().split("model name")[1].split(":")[1].splitlines()[0].strip()
+    cpu = cpu_model()
     lines = [
         "# Whole-process benchmarks: hooklens as a user runs it, against TransformerLens",
         "",

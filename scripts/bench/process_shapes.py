@@ -29,7 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "golden"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from forward import kernel_path, median, tokens  # noqa: E402
+from forward import cpu_model, kernel_path, median, tokens  # noqa: E402
 from process import BIN, ROOT, TL_PROCESS, load_models, wall  # noqa: E402
 
 SHAPES = [(1, 16), (1, 2048), (8, 128), (144, 16)]
@@ -86,7 +86,7 @@ def ratio_cell(values):
 
 def write(args, models, wanted, rows):
     mid = statistics.median
-    cpu = open("/proc/cpuinfo").read().split("model name")[1].split(":")[1].splitlines()[0].strip()
+    cpu = cpu_model()
     lines = [
         "## Forward shapes as whole processes",
         "",

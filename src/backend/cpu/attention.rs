@@ -216,12 +216,14 @@ pub fn attention_values(
     let width = dims.n_heads * dims.d_head;
     let work = layout.rows() * width * layout.seq_len;
     let workers = reserve_workers(if work < 1 << 18 { 1 } else { num_threads() });
-    // Parts: (sequence, first row in it, z of its rows), a few per thread per sequence.
+    // Parts: (sequence, first row in it, z of its rows), a few per thread per sequence,
+    // starting at multiples of four rows: the rows go through the four-row kernel in the
+    // same groups however many threads there are, so z has the same bits.
     let mut parts = Vec::new();
     let mut rest = &mut z[..layout.rows() * width];
     for (s, rows) in layout.seqs.iter().enumerate() {
         let n = rows.positions.len();
-        let step = n.div_ceil(2 * workers.threads()).max(1);
+        let step = n.div_ceil(2 * workers.threads()).next_multiple_of(4);
         for i0 in (0..n).step_by(step) {
             let count = step.min(n - i0);
             let (mine, tail) = std::mem::take(&mut rest).split_at_mut(count * width);

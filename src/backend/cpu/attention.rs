@@ -482,24 +482,10 @@ fn attention_rows(
     let mut vectors: Vec<(usize, usize, usize)> = Vec::new();
     #[cfg(target_arch = "x86_64")]
     let (avx512, avx2) = (level() == Level::Avx512, level() == Level::Avx2);
-    // Blocks of query vectors for the AVX-512 kernel: queries and outputs
-    // // [QUERY_BLOCK, d_head] and their scores // [QUERY_BLOCK, padded keys]
-    #[cfg(target_arch = "x86_64")]
-    let (mut q_block, mut z_block, mut block_scores) = {
-        use super::attention_avx512;
-        let n = if avx512 {
-            attention_avx512::QUERY_BLOCK
-        } else {
-            0
-        };
-        (
-            vec![0.0f32; n * d_head],
-            vec![0.0f32; n * d_head],
-            vec![0.0f32; n * padded_keys(seq_len)],
-        )
-    };
     #[cfg(target_arch = "x86_64")]
     let mut scratch = Avx2Scratch::new(if avx2 { d_head } else { 0 });
+    #[cfg(target_arch = "x86_64")]
+    let mut scratch512 = Avx512Scratch::new(if avx512 { d_head } else { 0 }, seq_len);
     let mut i0 = 0;
     while i0 < rows.len() {
         let s = rows[i0].0;
@@ -529,58 +515,87 @@ fn attention_rows(
                 continue;
             }
             transpose_keys(k_seq, kv, dims, keys, &mut kt);
-            #[allow(unused_mut)]
-            let mut done = 0;
             #[cfg(target_arch = "x86_64")]
             if avx512 {
-                use super::attention_avx512::{attend_block, QUERY_BLOCK};
-                for block in vectors.chunks_exact(QUERY_BLOCK) {
-                    let last = gather_block(block, q, (first, n_heads, d_head), &mut q_block);
-                    let kt = (&kt[..], padded_keys(keys));
-                    // SAFETY: level() is Avx512 only where the CPU reports avx512f; the
-                    // blocks are [QUERY_BLOCK, d_head], kt is [d_head, padded_keys(keys)] with
-                    // every t < keys, block_scores holds QUERY_BLOCK * padded_keys(seq_len)
-                    // values, and v_seq holds keys rows.
-                    unsafe {
-                        attend_block(
-                            &q_block,
-                            &last,
-                            kt,
-                            scale,
-                            &mut block_scores,
-                            values,
-                            &mut z_block,
-                        )
-                    };
-                    scatter_block(block, &z_block, (n_heads, d_head), z);
-                }
-                done = vectors.len() / QUERY_BLOCK * QUERY_BLOCK;
+                let kt = (&kt[..], padded_keys(keys));
+                avx512_vectors(&vectors, (q, first), kt, values, dims, &mut scratch512, z);
+                continue;
             }
-            for &(i, h, t) in &vectors[done..] {
+            for &(i, h, t) in &vectors {
                 let q_row = &q[((first + i) * n_heads + h) * d_head..][..d_head];
                 let z_row = &mut z[(i * n_heads + h) * d_head..][..d_head];
-                let used = &mut scores[..=t];
-                #[cfg(target_arch = "x86_64")]
-                if avx512 {
-                    // SAFETY: level() is Avx512 only where the CPU reports avx512f; kt is
-                    // [d_head, padded_keys(keys)] and the other shapes are as it states.
-                    unsafe {
-                        super::attention_avx512::attend_one(
-                            q_row,
-                            &kt,
-                            padded_keys(keys),
-                            scale,
-                            used,
-                            values,
-                            z_row,
-                        )
-                    };
-                    continue;
-                }
-                attend_one(q_row, &kt, keys, scale, used, values, z_row);
+                attend_one(q_row, &kt, keys, scale, &mut scores[..=t], values, z_row);
             }
         }
         i0 = i1;
+    }
+}
+
+/// Buffers of the AVX-512 kernel: a block of query vectors, their outputs and their scores.
+#[cfg(target_arch = "x86_64")]
+struct Avx512Scratch {
+    /// `[QUERY_BLOCK, d_head]`
+    q: Vec<f32>,
+    /// `[QUERY_BLOCK, d_head]`
+    z: Vec<f32>,
+    /// `[QUERY_BLOCK, padded keys]`
+    scores: Vec<f32>,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Avx512Scratch {
+    /// Buffers for heads of `d_head` values and up to `seq_len` keys (`d_head` 0: none, for
+    /// other kernels).
+    fn new(d_head: usize, seq_len: usize) -> Self {
+        use super::attention_avx512::QUERY_BLOCK;
+        let n = if d_head == 0 { 0 } else { QUERY_BLOCK };
+        Avx512Scratch {
+            q: vec![0.0; n * d_head],
+            z: vec![0.0; n * d_head],
+            scores: vec![0.0; n * padded_keys(seq_len)],
+        }
+    }
+}
+
+/// The query vectors of one kv head of one sequence through the AVX-512 kernel,
+/// `QUERY_BLOCK` at a time; a last block short of `QUERY_BLOCK` vectors repeats its last
+/// vector and drops the copies' outputs. Every vector thus takes the same arithmetic
+/// wherever a thread's share of the rows begins, so z does not depend on the thread count.
+/// vectors: (packed row, head, position)   q: (`[rows, n_heads, d_head]`, first row)
+/// kt: (`[d_head, padded]` transposed keys, padded)   z: `[rows, n_heads, d_head]`
+#[cfg(target_arch = "x86_64")]
+fn avx512_vectors(
+    vectors: &[(usize, usize, usize)],
+    (q, first): (&[f32], usize),
+    kt: (&[f32], usize),
+    values: (&[f32], usize, usize),
+    dims: HeadDims,
+    scratch: &mut Avx512Scratch,
+    z: &mut [f32],
+) {
+    use super::attention_avx512::{attend_block, QUERY_BLOCK};
+    let (n_heads, d_head) = (dims.n_heads, dims.d_head);
+    let scale = 1.0 / (d_head as f32).sqrt();
+    for chunk in vectors.chunks(QUERY_BLOCK) {
+        let block: [(usize, usize, usize); QUERY_BLOCK] =
+            std::array::from_fn(|r| chunk[r.min(chunk.len() - 1)]);
+        let last = gather_block(&block, q, (first, n_heads, d_head), &mut scratch.q);
+        // SAFETY: level() is Avx512 only where the CPU reports avx512f; the blocks are
+        // [QUERY_BLOCK, d_head], kt is [d_head, padded] with every t below the keys it
+        // holds and padded <= padded_keys(seq_len), so scratch.scores holds
+        // QUERY_BLOCK * padded values; the values hold max t + 1 rows.
+        unsafe {
+            attend_block(
+                &scratch.q,
+                &last,
+                kt,
+                scale,
+                &mut scratch.scores,
+                values,
+                &mut scratch.z,
+            )
+        };
+        scatter_block(chunk, &scratch.z, (n_heads, d_head), z);
     }
 }
 

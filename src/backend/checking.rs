@@ -59,6 +59,7 @@ fn check_mask(mask: Option<&Vec<RealSpan>>, rows: &RowLayout, what: &str) {
 
 impl Backend for CheckingBackend {
     const EMBEDS_FROM_UNEMBED: bool = true;
+    const HOST_BUFFERS: bool = true;
     type Buf = Vec<f32>;
     type Matrix = PackedMatrix;
     type Rows = RowLayout;
@@ -110,6 +111,10 @@ impl Backend for CheckingBackend {
 
     fn with_host_mut<R>(&self, buf: &mut Vec<f32>, f: impl FnOnce(&mut [f32]) -> R) -> R {
         self.cpu.with_host_mut(buf, f)
+    }
+
+    fn host_slice_mut<'b>(&self, buf: &'b mut Vec<f32>) -> Option<&'b mut [f32]> {
+        self.cpu.host_slice_mut(buf)
     }
 
     fn append(&self, buf: &mut Vec<f32>, host: &[f32]) {

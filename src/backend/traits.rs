@@ -89,6 +89,8 @@ pub trait Backend: Send + Sync + Sized + 'static {
     /// Whether tied embeddings are read from the prepared unembedding
     /// ([`Backend::embed_from_unembed`]) instead of a second copy of the table.
     const EMBEDS_FROM_UNEMBED: bool;
+    /// Whether buffers live in host memory, so [`Backend::host_slice_mut`] returns them.
+    const HOST_BUFFERS: bool = false;
     /// An activation buffer (`Vec<f32>` on the CPU; a device allocation on a GPU).
     type Buf: Clone + Debug + Send + Sync;
     /// A weight matrix prepared for [`Backend::linear`].
@@ -144,6 +146,12 @@ pub trait Backend: Send + Sync + Sized + 'static {
     /// Runs `f` on a host view of `buf` (the buffer itself on the CPU; a staging copy written
     /// back afterwards on a GPU). The only way host code touches an activation.
     fn with_host_mut<R>(&self, buf: &mut Self::Buf, f: impl FnOnce(&mut [f32]) -> R) -> R;
+    /// The buffer itself as a host slice, where buffers live in host memory (`None` on a
+    /// GPU). Hooks then read and write the engine's buffer directly, and a slot can defer
+    /// computing a value until a hook asks for it.
+    fn host_slice_mut<'b>(&self, _buf: &'b mut Self::Buf) -> Option<&'b mut [f32]> {
+        None
+    }
     /// Appends host rows to `buf` (sequences joining a pass).
     fn append(&self, buf: &mut Self::Buf, host: &[f32]);
     /// A new buffer of `rows` of `src`, each `width` wide, in the given order.

@@ -14,7 +14,8 @@ use crate::{HookKind, HookPoint, Hooks, Input, Model, NamesFilter, RunOptions, T
 pub enum Case {
     /// A plain forward pass.
     Plain,
-    /// A do-nothing Rust closure registered at every default hook slot.
+    /// A do-nothing Rust closure registered at every default hook slot (it never reads its
+    /// values, so those a fused kernel skips are never computed).
     EmptySlots,
     /// A read-only Rust closure at every default slot (sums the activation).
     ReadAll,
@@ -107,9 +108,10 @@ pub(crate) fn run_pass_case(model: &Model, case: Case, tokens: &TokenBatch) -> R
     let z = HookPoint::layer(HookKind::Z, layer);
     match case {
         Case::Plain => black_box(model.forward(tokens, &opts).map(drop)),
-        Case::EmptySlots => every_slot(model, tokens, |_| {}),
-        Case::ReadAll => every_slot(model, tokens, |data| {
-            black_box(data.iter().sum::<f32>());
+        Case::EmptySlots => every_slot(model, tokens, |_| Ok(())),
+        Case::ReadAll => every_slot(model, tokens, |act| {
+            black_box(act.data().iter().sum::<f32>());
+            Ok(())
         }),
         Case::CacheAll => {
             let (out, cache) = model.run_with_cache(tokens, &NamesFilter::All, &opts)?;
@@ -135,14 +137,16 @@ pub(crate) fn run_pass_case(model: &Model, case: Case, tokens: &TokenBatch) -> R
     }
 }
 
-/// A pass with `read` called on every default slot's values.
-fn every_slot(model: &Model, tokens: &TokenBatch, read: impl Fn(&[f32])) -> Result<()> {
+/// A pass with `hook` registered at every default slot. A hook that never asks for its
+/// values (`empty_slots`) leaves them uncomputed where a fused kernel skips them.
+fn every_slot(
+    model: &Model,
+    tokens: &TokenBatch,
+    hook: impl Fn(&mut crate::ActivationMut<'_>) -> Result<()>,
+) -> Result<()> {
     let mut hooks = Hooks::new();
     for point in model.hook_points(false) {
-        hooks.add(point, |act, _| {
-            read(act.data());
-            Ok(())
-        });
+        hooks.add(point, |act, _| hook(act));
     }
     black_box(model.run_with_hooks(tokens, &mut hooks, &RunOptions::default()))?;
     Ok(())

@@ -7,6 +7,7 @@ pub mod intervention;
 pub mod point;
 pub mod registry;
 pub mod select;
+mod values;
 
 pub use cache::{ActivationCache, NamesFilter};
 pub use cache_file::{CacheSource, SavedCache, CACHE_FORMAT};

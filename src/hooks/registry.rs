@@ -6,6 +6,7 @@
 use super::intervention::ResolvedIntervention;
 use super::point::{slot_count, HookKind, HookPoint};
 use super::select::HookSelector;
+use super::values::{Deferred, HostValues, Ready};
 use crate::backend::{Backend, CpuBackend};
 use crate::copies::{for_purpose, Purpose};
 use crate::error::{HookLensError, Result};
@@ -14,8 +15,14 @@ use crate::model::config::ModelConfig;
 use crate::tensor::{sub_range, Tensor};
 
 /// A mutable view of an activation in the engine's own buffer.
+///
+/// On the CPU the values are computed when a hook first reads or writes them
+/// ([`ActivationMut::data`], [`ActivationMut::data_mut`], ...): a slot whose hooks touch
+/// only the shape, the name or the context keeps the fused kernels that never materialise
+/// the value, so a hook that acts in one layer and returns early in the others costs the
+/// others nothing but the call.
 pub struct ActivationMut<'a> {
-    data: &'a mut [f32],
+    values: &'a mut (dyn HostValues + 'a),
     shape: &'a [usize],
     name: &'a str,
 }
@@ -23,12 +30,12 @@ pub struct ActivationMut<'a> {
 impl<'a> ActivationMut<'a> {
     /// The values, row-major in [`ActivationMut::shape`].
     pub fn data(&self) -> &[f32] {
-        self.data
+        self.values.values()
     }
 
     /// The values, writable: edits change the rest of the pass.
     pub fn data_mut(&mut self) -> &mut [f32] {
-        self.data
+        self.values.values_mut()
     }
 
     /// The TL shape, batch first.
@@ -40,19 +47,20 @@ impl<'a> ActivationMut<'a> {
     /// head's `d_head` values).
     pub fn slice_mut(&mut self, index: &[usize]) -> Result<&mut [f32]> {
         let (start, len) = sub_range(self.shape, index)?;
-        Ok(&mut self.data[start..start + len])
+        Ok(&mut self.data_mut()[start..start + len])
     }
 
     /// Replaces the whole activation; the shape must be the activation's own.
     pub fn set(&mut self, values: &[f32], shape: &[usize]) -> Result<()> {
-        if shape != self.shape || values.len() != self.data.len() {
+        let len: usize = self.shape.iter().product();
+        if shape != self.shape || values.len() != len {
             return Err(HookLensError::HookShape {
                 name: self.name.to_string(),
                 expected: self.shape.to_vec(),
                 found: shape.to_vec(),
             });
         }
-        self.data.copy_from_slice(values);
+        self.data_mut().copy_from_slice(values);
         Ok(())
     }
 
@@ -249,6 +257,46 @@ impl<'h, 'a> SlotTable<'h, 'a> {
         self.fire_slow(backend, point, data, layout, shape)
     }
 
+    /// Fires `point` on a value the pass computes only if the slot needs it: `produce` runs
+    /// the kernels that materialise it and returns the buffer. When only host closures are
+    /// registered and buffers are host memory, `produce` runs when a closure first reads or
+    /// writes the values, and not at all if none does; a cache request, a built-in
+    /// intervention or a device backend runs it before firing. Returns true when the value
+    /// was computed: the pass then continues from the buffer; false: nothing needed it, and
+    /// the pass may take its fused kernels.
+    pub(crate) fn fire_deferred<'b, B: Backend>(
+        &mut self,
+        backend: &B,
+        (point, shape): (HookPoint, Option<Vec<usize>>),
+        layout: &RowLayout,
+        produce: impl FnOnce() -> &'b mut B::Buf,
+    ) -> Result<bool> {
+        let slot = &self.slots[point.slot(self.n_layers)];
+        if slot.is_empty() {
+            return Ok(false);
+        }
+        let hooks_only = slot.interventions.is_empty() && !slot.cache;
+        let Some(hooks) = self
+            .hooks
+            .as_deref_mut()
+            .filter(|_| B::HOST_BUFFERS && hooks_only)
+        else {
+            self.fire_slow(backend, point, produce(), layout, shape)?;
+            return Ok(true);
+        };
+        let shape = shape.unwrap_or_else(|| observed_shape(point, self.cfg, layout));
+        let ctx = HookContext {
+            name: &slot.name,
+            point,
+            shape: &shape,
+            attention_mask: self.attention_mask.as_deref(),
+            first_position: first_position(slot, layout)?,
+        };
+        let mut values = Deferred::new(|| backend.host_slice_mut(produce()).unwrap_or_default());
+        run_hooks(hooks, &slot.hooks, &mut values, &ctx)?;
+        Ok(values.was_computed())
+    }
+
     /// A watched slot: host closures on a host view of the buffer (the buffer itself on the
     /// CPU), then the built-in interventions as backend kernels, then the cache copy.
     #[cold]
@@ -261,18 +309,7 @@ impl<'h, 'a> SlotTable<'h, 'a> {
         shape: Option<Vec<usize>>,
     ) -> Result<()> {
         let slot = &self.slots[point.slot(self.n_layers)];
-        let observed = slot.cache || !slot.hooks.is_empty();
-        let first_position = match layout.common_suffix_start() {
-            Some(start) => start,
-            None if !observed => 0,
-            None => {
-                return Err(HookLensError::input(format!(
-                    "hooks and caches need every sequence to compute the same positions; \
-                     `{}` is in a pass that computes different positions per sequence",
-                    slot.name
-                )))
-            }
-        };
+        let first_position = first_position(slot, layout)?;
         let shape = shape.unwrap_or_else(|| observed_shape(point, self.cfg, layout));
         if let (Some(hooks), false) = (self.hooks.as_deref_mut(), slot.hooks.is_empty()) {
             let ctx = HookContext {
@@ -283,7 +320,9 @@ impl<'h, 'a> SlotTable<'h, 'a> {
                 first_position,
             };
             for_purpose(Purpose::HookViews, || {
-                backend.with_host_mut(data, |host| run_hooks(hooks, &slot.hooks, host, &ctx))
+                backend.with_host_mut(data, |host| {
+                    run_hooks(hooks, &slot.hooks, &mut Ready(host), &ctx)
+                })
             })?;
         }
         for_purpose(Purpose::Interventions, || {
@@ -296,6 +335,21 @@ impl<'h, 'a> SlotTable<'h, 'a> {
             self.cached.push((point, Tensor { data, shape }));
         }
         Ok(())
+    }
+}
+
+/// The absolute position of the first computed position, which every sequence of `layout`
+/// must share when hooks or the cache observe `slot`.
+fn first_position(slot: &Slot, layout: &RowLayout) -> Result<usize> {
+    let observed = slot.cache || !slot.hooks.is_empty();
+    match layout.common_suffix_start() {
+        Some(start) => Ok(start),
+        None if !observed => Ok(0),
+        None => Err(HookLensError::input(format!(
+            "hooks and caches need every sequence to compute the same positions; \
+             `{}` is in a pass that computes different positions per sequence",
+            slot.name
+        ))),
     }
 }
 
@@ -314,12 +368,12 @@ fn observed_shape(point: HookPoint, cfg: &ModelConfig, layout: &RowLayout) -> Ve
 fn run_hooks(
     hooks: &mut Hooks<'_>,
     indices: &[usize],
-    data: &mut [f32],
+    values: &mut dyn HostValues,
     ctx: &HookContext<'_>,
 ) -> Result<()> {
     for &i in indices {
         let mut act = ActivationMut {
-            data: &mut *data,
+            values: &mut *values,
             shape: ctx.shape,
             name: ctx.name,
         };

@@ -21,6 +21,7 @@ pub struct CpuBackend;
 
 impl Backend for CpuBackend {
     const EMBEDS_FROM_UNEMBED: bool = true;
+    const HOST_BUFFERS: bool = true;
     type Buf = Vec<f32>;
     type Matrix = PackedMatrix;
     type Rows = RowLayout;
@@ -81,6 +82,10 @@ impl Backend for CpuBackend {
     #[inline]
     fn with_host_mut<R>(&self, buf: &mut Vec<f32>, f: impl FnOnce(&mut [f32]) -> R) -> R {
         f(buf)
+    }
+
+    fn host_slice_mut<'b>(&self, buf: &'b mut Vec<f32>) -> Option<&'b mut [f32]> {
+        Some(buf)
     }
 
     fn append(&self, buf: &mut Vec<f32>, host: &[f32]) {

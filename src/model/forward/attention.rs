@@ -204,8 +204,9 @@ fn attend_in_place<B: Backend>(
     )
 }
 
-/// The attention kernels on queries and every position's keys and values: fused, or
-/// scores, pattern and values with their slots when `watch`.
+/// The attention kernels on queries and every position's keys and values: scores, pattern
+/// and values with their slots when `watch` and a slot needs the scores or the pattern,
+/// else the fused kernel.
 /// q: [rows, n_heads, d_head]   k, v: [batch, seq, n_kv_heads, d_head]
 /// z: [rows, n_heads, d_head]   scores: [batch, n_heads, rows per seq, seq]
 fn attention_kernels<B: Backend>(
@@ -228,16 +229,34 @@ fn attention_kernels<B: Backend>(
         b.attention_fused(q, k, v, z, &rows.dev, mask, dims);
         return Ok(());
     }
-    b.attention_scores(q, k, scores, &rows.dev, mask, dims);
-    ctx.fire(at(HookKind::AttnScores), scores, &rows.layout)?;
-    b.softmax_rows(scores, rows.layout.seq_len);
-    ctx.fire(at(HookKind::Pattern), scores, &rows.layout)?;
+    let seq_len = rows.layout.seq_len;
+    let scores_out = &mut *scores;
+    let produce_scores = move || {
+        b.attention_scores(q, k, scores_out, &rows.dev, mask, dims);
+        scores_out
+    };
+    if ctx.fire_deferred(at(HookKind::AttnScores), &rows.layout, produce_scores)? {
+        b.softmax_rows(scores, seq_len);
+        ctx.fire(at(HookKind::Pattern), scores, &rows.layout)?;
+    } else {
+        let pattern_out = &mut *scores;
+        let produce_pattern = move || {
+            b.attention_scores(q, k, pattern_out, &rows.dev, mask, dims);
+            b.softmax_rows(pattern_out, seq_len);
+            pattern_out
+        };
+        if !ctx.fire_deferred(at(HookKind::Pattern), &rows.layout, produce_pattern)? {
+            // No slot needed the scores or the pattern: the fused kernel gives z.
+            b.attention_fused(q, k, v, z, &rows.dev, mask, dims);
+            return Ok(());
+        }
+    }
     b.attention_values(scores, v, z, &rows.dev, dims);
     Ok(())
 }
 
 /// `resid += z @ W_O + b_O`: through the per-head result (`hook_result`, opt-in), through
-/// `hook_attn_out`, or straight into the residual when neither is watched.
+/// `hook_attn_out`, or straight into the residual when no slot needs either.
 fn output_projection<B: Backend>(
     ctx: &mut Ctx<'_, '_, '_, B>,
     st: &mut State<B>,
@@ -258,14 +277,19 @@ fn output_projection<B: Backend>(
         b.per_head_result(&a.z, &w.w_o, rows, dims, &mut a.result);
         ctx.fire(at(HookKind::Result), &mut a.result, layout)?;
         b.sum_heads(&a.result, b_o, cfg.n_heads, cfg.d_model, &mut a.attn_out);
-    } else if ctx.active(at(HookKind::AttnOut)) {
-        b.linear(&a.z, rows, &w.w_o, b_o, Epilogue::Store, &mut a.attn_out);
+        ctx.fire(at(HookKind::AttnOut), &mut a.attn_out, layout)?;
     } else {
-        // Unwatched attention output: the product is added straight into the residual.
-        b.linear(&a.z, rows, &w.w_o, b_o, Epilogue::AddInto, &mut a.resid);
-        return Ok(());
+        let (z, attn_out) = (&a.z, &mut a.attn_out);
+        let produce = move || {
+            b.linear(z, rows, &w.w_o, b_o, Epilogue::Store, attn_out);
+            attn_out
+        };
+        if !ctx.fire_deferred(at(HookKind::AttnOut), layout, produce)? {
+            // No slot needed the attention output: the product goes straight into the residual.
+            b.linear(&a.z, rows, &w.w_o, b_o, Epilogue::AddInto, &mut a.resid);
+            return Ok(());
+        }
     }
-    ctx.fire(at(HookKind::AttnOut), &mut a.attn_out, layout)?;
     b.add(&mut a.resid, &a.attn_out);
     Ok(())
 }

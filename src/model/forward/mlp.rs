@@ -39,10 +39,13 @@ pub(super) fn block<B: Backend>(
         &mut a.mlp_pre
     };
     ctx.fire(at(HookKind::MlpPost), post, layout)?;
-    let b_out = w.b_out.as_ref();
-    if ctx.active(at(HookKind::MlpOut)) {
-        b.linear(post, rows, &w.w_out, b_out, Epilogue::Store, &mut a.mlp_out);
-        ctx.fire(at(HookKind::MlpOut), &mut a.mlp_out, layout)?;
+    let (b_out, post) = (w.b_out.as_ref(), &*post);
+    let mlp_out = &mut a.mlp_out;
+    let produce = move || {
+        b.linear(post, rows, &w.w_out, b_out, Epilogue::Store, mlp_out);
+        mlp_out
+    };
+    if ctx.fire_deferred(at(HookKind::MlpOut), layout, produce)? {
         b.add(&mut a.resid, &a.mlp_out);
     } else {
         b.linear(post, rows, &w.w_out, b_out, Epilogue::AddInto, &mut a.resid);
@@ -50,8 +53,8 @@ pub(super) fn block<B: Backend>(
     Ok(())
 }
 
-/// The input product and its activation, fused into the product unless a hook watches the
-/// value in between. Returns true when the post-activation is in `mlp_linear` (gated MLPs),
+/// The input product and its activation, fused into the product unless a slot in between
+/// needs its value. Returns true when the post-activation is in `mlp_linear` (gated MLPs),
 /// false when it is in `mlp_pre`.
 fn activation<B: Backend>(
     ctx: &mut Ctx<'_, '_, '_, B>,
@@ -61,48 +64,39 @@ fn activation<B: Backend>(
     let at = |kind| HookPoint::layer(kind, layer);
     let w = &ctx.weights.layers[layer];
     let (b, a, layout, rows) = (ctx.b, &mut st.a, &st.rows.layout, st.rows.count());
-    let b_in = w.b_in.as_ref();
+    let (b_in, normed) = (w.b_in.as_ref(), &a.normed);
     let Some(w_gate) = &w.w_gate else {
-        if !ctx.active(at(HookKind::MlpPre)) {
-            let gelu = Epilogue::GeluNew;
-            b.linear(&a.normed, rows, &w.w_in, b_in, gelu, &mut a.mlp_pre);
-            return Ok(false);
+        let pre = &mut a.mlp_pre;
+        let produce = move || {
+            b.linear(normed, rows, &w.w_in, b_in, Epilogue::Store, pre);
+            pre
+        };
+        if ctx.fire_deferred(at(HookKind::MlpPre), layout, produce)? {
+            b.gelu_new(&mut a.mlp_pre);
+        } else {
+            b.linear(
+                normed,
+                rows,
+                &w.w_in,
+                b_in,
+                Epilogue::GeluNew,
+                &mut a.mlp_pre,
+            );
         }
-        b.linear(
-            &a.normed,
-            rows,
-            &w.w_in,
-            b_in,
-            Epilogue::Store,
-            &mut a.mlp_pre,
-        );
-        ctx.fire(at(HookKind::MlpPre), &mut a.mlp_pre, layout)?;
-        b.gelu_new(&mut a.mlp_pre);
         return Ok(false);
     };
-    b.linear(
-        &a.normed,
-        rows,
-        w_gate,
-        None,
-        Epilogue::Store,
-        &mut a.mlp_pre,
-    );
+    b.linear(normed, rows, w_gate, None, Epilogue::Store, &mut a.mlp_pre);
     ctx.fire(at(HookKind::MlpPre), &mut a.mlp_pre, layout)?;
-    if ctx.active(at(HookKind::MlpPreLinear)) {
-        b.linear(
-            &a.normed,
-            rows,
-            &w.w_in,
-            b_in,
-            Epilogue::Store,
-            &mut a.mlp_linear,
-        );
-        ctx.fire(at(HookKind::MlpPreLinear), &mut a.mlp_linear, layout)?;
+    let linear = &mut a.mlp_linear;
+    let produce = move || {
+        b.linear(normed, rows, &w.w_in, b_in, Epilogue::Store, linear);
+        linear
+    };
+    if ctx.fire_deferred(at(HookKind::MlpPreLinear), layout, produce)? {
         b.silu_mul(&a.mlp_pre, &mut a.mlp_linear);
     } else {
         let gated = Epilogue::SiluGateMul(&a.mlp_pre);
-        b.linear(&a.normed, rows, &w.w_in, b_in, gated, &mut a.mlp_linear);
+        b.linear(normed, rows, &w.w_in, b_in, gated, &mut a.mlp_linear);
     }
     Ok(true)
 }

@@ -125,6 +125,19 @@ impl<B: Backend> Ctx<'_, '_, '_, B> {
         self.slots.fire(self.b, point, data, layout)
     }
 
+    /// Fires a slot whose value `produce` computes only if the slot needs it (see
+    /// `SlotTable::fire_deferred`); true when it was computed.
+    #[inline]
+    pub fn fire_deferred<'b>(
+        &mut self,
+        point: HookPoint,
+        layout: &RowLayout,
+        produce: impl FnOnce() -> &'b mut B::Buf,
+    ) -> Result<bool> {
+        self.slots
+            .fire_deferred(self.b, (point, None), layout, produce)
+    }
+
     /// True when anything is registered at `point`.
     #[inline]
     pub fn active(&self, point: HookPoint) -> bool {

@@ -23,7 +23,9 @@ pub(crate) struct NormStep<'w, B: Backend> {
     pub heads: Option<usize>,
 }
 
-/// `out = norm(x)`, `scale` its divisor per row, firing the norm's slots.
+/// `out = norm(x)`, `scale` its divisor per row, firing the norm's slots. The fused kernel
+/// runs unless a slot needs its value: a cache, an intervention, or a hook that reads or
+/// writes it (the slots defer the unfused kernels until then).
 /// x, out: `[rows, d_model]`   scale: `[rows]`
 pub(crate) fn apply_norm<B: Backend>(
     ctx: &mut Ctx<'_, '_, '_, B>,
@@ -34,42 +36,78 @@ pub(crate) fn apply_norm<B: Backend>(
 ) -> Result<()> {
     let (b, d) = (ctx.b, ctx.cfg.d_model);
     let layer_norm = ctx.cfg.norm == NormKind::LayerNorm;
-    let params = NormParams {
+    let params = &NormParams {
         w: step.w,
         b: step.b,
         d,
         eps: ctx.cfg.norm_eps,
         layer_norm,
     };
-    if !ctx.active(step.scale_hook) && !ctx.active(step.normalized_hook) {
-        // Nobody watches the intermediate values: one pass instead of three.
-        b.norm_fused(x, out, scale, &params);
-        return Ok(());
+    let scale_at = (step.scale_hook, hook_shape(layout, step.heads, 1));
+    let (o, sc) = (&mut *out, &mut *scale);
+    let produce_scale = move || {
+        b.norm_scale(x, o, sc, params);
+        sc
+    };
+    if ctx
+        .slots
+        .fire_deferred(b, scale_at, layout, produce_scale)?
+    {
+        return after_scale(ctx, &step, (out, scale), layout, params);
     }
-    b.norm_scale(x, out, scale, &params);
-    fire_norm_hook(ctx, step.scale_hook, scale, layout, (step.heads, 1))?;
+    // The scale stayed unread: the normalised value, computed only if its slot needs it.
+    let normalized_at = (step.normalized_hook, hook_shape(layout, step.heads, d));
+    let (o, sc) = (&mut *out, &mut *scale);
+    let produce_normalized = move || {
+        b.norm_scale(x, o, sc, params);
+        b.divide_by_scale(o, sc, d);
+        if layer_norm {
+            b.affine(o, step.w, step.b, d);
+        }
+        o
+    };
+    match ctx
+        .slots
+        .fire_deferred(b, normalized_at, layout, produce_normalized)?
+    {
+        // Nobody needed either value: one pass instead of three.
+        false => b.norm_fused(x, out, scale, params),
+        true if !layer_norm => b.affine(out, step.w, None, d),
+        true => {}
+    }
+    Ok(())
+}
+
+/// The norm's steps after `hook_scale` fired on a computed scale: `out` holds the centred
+/// (LayerNorm) or copied (RMSNorm) row; divides it, applies the weights, and fires
+/// `hook_normalized` where TL does (the two norms differ).
+fn after_scale<B: Backend>(
+    ctx: &mut Ctx<'_, '_, '_, B>,
+    step: &NormStep<'_, B>,
+    (out, scale): (&mut B::Buf, &mut B::Buf),
+    layout: &RowLayout,
+    params: &NormParams<'_, B>,
+) -> Result<()> {
+    let (b, d) = (ctx.b, params.d);
     b.divide_by_scale(out, scale, d);
-    if layer_norm {
+    let shape = hook_shape(layout, step.heads, d);
+    if params.layer_norm {
         // TL reports LayerNorm's hook_normalized after the affine...
         b.affine(out, step.w, step.b, d);
-        fire_norm_hook(ctx, step.normalized_hook, out, layout, (step.heads, d))?;
+        ctx.slots
+            .fire_shaped(b, step.normalized_hook, out, layout, shape)?;
     } else {
         // ...and RMSNorm's before the weight.
-        fire_norm_hook(ctx, step.normalized_hook, out, layout, (step.heads, d))?;
+        ctx.slots
+            .fire_shaped(b, step.normalized_hook, out, layout, shape)?;
         b.affine(out, step.w, None, d);
     }
     Ok(())
 }
 
-/// Fires a norm hook with its usual shape, or the per-head one (`width` = 1 or d_model).
-fn fire_norm_hook<B: Backend>(
-    ctx: &mut Ctx<'_, '_, '_, B>,
-    point: HookPoint,
-    data: &mut B::Buf,
-    layout: &RowLayout,
-    (heads, width): (Option<usize>, usize),
-) -> Result<()> {
+/// A norm hook's shape when each row holds `heads` per-head inputs (`width` = 1 for the
+/// scale, d_model for the normalised value); `None`: the point's usual shape.
+fn hook_shape(layout: &RowLayout, heads: Option<usize>, width: usize) -> Option<Vec<usize>> {
     let computed = layout.positions_per_seq();
-    let shape = heads.map(|h| vec![layout.batch(), computed, h, width]);
-    ctx.slots.fire_shaped(ctx.b, point, data, layout, shape)
+    heads.map(|h| vec![layout.batch(), computed, h, width])
 }

@@ -46,8 +46,17 @@ def kernel_path():
 
 
 def cpu_model():
-    """The CPU's model name as /proc/cpuinfo gives it (the first core's)."""
-    return open("/proc/cpuinfo").read().split("model name")[1].split(":")[1].splitlines()[0].strip()
+    """The first core's model name from /proc/cpuinfo with its family and model numbers (the
+    name alone does not tell CPU generations apart: "AMD EPYC" is Zen 1, 3 and 4 alike)."""
+    first_core = open("/proc/cpuinfo").read().split("\n\n")[0]
+    fields = {}
+    for line in first_core.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    name = fields.get("model name", "unknown")
+    if "cpu family" in fields and "model" in fields:
+        return f"{name} (family {fields['cpu family']}, model {fields['model']})"
+    return name
 
 
 def median(reps, f):

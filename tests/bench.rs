@@ -148,6 +148,17 @@ fn every_case_gives_a_row_in_order_with_ratios_and_copies() {
         if row.case == "plain" {
             assert_eq!(ratio, 1.0);
         }
+        // The FLOP count is given for the plain passes only; logits at the last position
+        // skip most of the last block and the unembedding.
+        let plain_only = row.case == "plain" || row.case == "plain_last";
+        assert_eq!(row.gflop.is_some(), plain_only, "{}", row.case);
+        if row.case == "plain_last" {
+            let full = report
+                .rows
+                .iter()
+                .find(|r| r.case == "plain" && r.shape == row.shape);
+            assert!(row.gflop.unwrap() < full.unwrap().gflop.unwrap());
+        }
         let copied = row.bytes_copied.unwrap();
         match row.case.as_str() {
             "cache_all" => assert!(copied > 0),

@@ -6,14 +6,20 @@ use std::os::raw::{c_char, c_int, c_void};
 use crate::error::{HookLensError, Result};
 use crate::ffi::CHook;
 use crate::hooks::intervention::{Intervention, Op};
+use crate::sweep::flops::{full_pass_flops, last_logits_pass_flops};
 use crate::sweep::{ablation_sweep, AblationMethod, AblationTarget, Metric, SweepOptions};
-use crate::{HookKind, HookPoint, Hooks, Input, Model, NamesFilter, RunOptions, TokenBatch};
+use crate::{
+    HookKind, HookPoint, Hooks, Input, LogitPositions, Model, NamesFilter, RunOptions, TokenBatch,
+};
 
 /// One kind of work the benchmark times.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Case {
     /// A plain forward pass.
     Plain,
+    /// A plain pass with logits only at each sequence's last position (what sweeps and
+    /// generation ask for: the last block runs its queries and MLP there alone).
+    PlainLast,
     /// A do-nothing Rust closure registered at every default hook slot (it never reads its
     /// values, so those a fused kernel skips are never computed).
     EmptySlots,
@@ -37,8 +43,9 @@ pub enum Case {
 
 impl Case {
     /// Every case, in the order they run.
-    pub const ALL: [Case; 10] = [
+    pub const ALL: [Case; 11] = [
         Case::Plain,
+        Case::PlainLast,
         Case::EmptySlots,
         Case::ReadAll,
         Case::CacheAll,
@@ -54,6 +61,7 @@ impl Case {
     pub fn name(self) -> &'static str {
         match self {
             Case::Plain => "plain",
+            Case::PlainLast => "plain_last",
             Case::EmptySlots => "empty_slots",
             Case::ReadAll => "read_all",
             Case::CacheAll => "cache_all",
@@ -94,6 +102,19 @@ impl Case {
     pub fn is_sweep(self) -> bool {
         matches!(self, Case::SweepEngine | Case::SweepNaive)
     }
+
+    /// The floating-point work of one run of a plain case at (batch, tokens), by the
+    /// sweep engine's count (matrix products and attention; `None` for the other cases,
+    /// whose hooks add work that count does not see).
+    pub fn gflop(self, model: &Model, (batch, seq_len): (usize, usize)) -> Option<f64> {
+        let cfg = model.config();
+        let flop = match self {
+            Case::Plain => full_pass_flops(cfg, batch, seq_len),
+            Case::PlainLast => last_logits_pass_flops(cfg, batch, seq_len),
+            _ => return None,
+        };
+        Some(flop / 1e9)
+    }
 }
 
 /// The head the zero-head cases ablate: head 0 of the middle layer.
@@ -108,6 +129,13 @@ pub(crate) fn run_pass_case(model: &Model, case: Case, tokens: &TokenBatch) -> R
     let z = HookPoint::layer(HookKind::Z, layer);
     match case {
         Case::Plain => black_box(model.forward(tokens, &opts).map(drop)),
+        Case::PlainLast => {
+            let last = RunOptions {
+                logits_at: LogitPositions::Last,
+                ..RunOptions::default()
+            };
+            black_box(model.forward(tokens, &last).map(drop))
+        }
         Case::EmptySlots => every_slot(model, tokens, |_| Ok(())),
         Case::ReadAll => every_slot(model, tokens, |act| {
             black_box(act.data().iter().sum::<f32>());

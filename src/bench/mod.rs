@@ -76,6 +76,9 @@ pub struct BenchRow {
     /// and the sweeps, the median over the plain row's median (a sweep: over a plain pass of
     /// its prompt); `None` without a plain row.
     pub ratio: Option<f64>,
+    /// The floating-point work of one run in GFLOP (matrix products and attention, the sweep
+    /// engine's count), for `plain` and `plain_last`; `None` for the other cases.
+    pub gflop: Option<f64>,
     /// Bytes one run copied (the last timed run); `None` when another process ran it.
     pub bytes_copied: Option<u64>,
     /// The same bytes by purpose.

@@ -77,7 +77,7 @@ pub fn run_bench(
             let rounds = plain_rounds
                 .as_deref()
                 .filter(|_| *case != Case::PythonZeroHead);
-            let row = to_row(model, *case, shape.clone(), m, (rounds, &rows));
+            let row = to_row(model, *case, group.shape, m, (rounds, &rows));
             progress(Progress::Done {
                 index: rows.len(),
                 rows: jobs.len(),
@@ -195,9 +195,11 @@ fn job_estimate(model: &Model, plan: &BenchPlan, case: Case, pass_s: f64) -> f64
     let heads = (model.config().n_layers * model.config().n_heads) as f64;
     let runs = (plan.reps + 1) as f64;
     match case {
-        Case::Plain | Case::BuiltinZeroHead | Case::ClosureZeroHead | Case::CCallbackZeroHead => {
-            runs * pass_s
-        }
+        Case::Plain
+        | Case::PlainLast
+        | Case::BuiltinZeroHead
+        | Case::ClosureZeroHead
+        | Case::CCallbackZeroHead => runs * pass_s,
         Case::EmptySlots | Case::ReadAll => runs * pass_s * 1.3,
         Case::CacheAll => runs * pass_s * 1.6,
         Case::PythonZeroHead => runs * pass_s * 1.1 + 2.0,
@@ -320,7 +322,7 @@ fn peak_above(start_bytes: Option<usize>) -> Option<u64> {
 fn to_row(
     model: &Model,
     case: Case,
-    shape: String,
+    dims: (usize, usize),
     measured: Measured,
     (plain_rounds, earlier): (Option<&[f64]>, &[BenchRow]),
 ) -> BenchRow {
@@ -333,6 +335,7 @@ fn to_row(
             r.sort_by(f64::total_cmp);
             median(&r)
         });
+    let shape = format!("{}x{}", dims.0, dims.1);
     let mut times = measured.times_s;
     times.sort_by(f64::total_cmp);
     let median_ms = median(&times) * 1e3;
@@ -351,6 +354,7 @@ fn to_row(
             Case::Plain => Some(1.0),
             _ => per_round.or(plain.map(|p| median_ms / p.median_ms)),
         },
+        gflop: case.gflop(model, dims),
         bytes_copied: measured.copies.map(|c| c.total()),
         copies: measured.copies,
         peak_bytes: measured.peak_bytes,

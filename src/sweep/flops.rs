@@ -67,12 +67,12 @@ pub(super) fn seq_flops(cfg: &ModelConfig, work: SeqWork<'_>) -> f64 {
 }
 
 /// FLOPs of unembedding `rows` rows.
-pub(super) fn unembed_flops(cfg: &ModelConfig, rows: usize) -> f64 {
+pub(crate) fn unembed_flops(cfg: &ModelConfig, rows: usize) -> f64 {
     2.0 * rows as f64 * cfg.d_model as f64 * cfg.d_vocab as f64
 }
 
 /// FLOPs of a whole forward of `batch` sequences of `seq_len` tokens with logits everywhere.
-pub(super) fn full_pass_flops(cfg: &ModelConfig, batch: usize, seq_len: usize) -> f64 {
+pub(crate) fn full_pass_flops(cfg: &ModelConfig, batch: usize, seq_len: usize) -> f64 {
     let one = SeqWork {
         first_block: 0,
         start: 0,
@@ -80,6 +80,19 @@ pub(super) fn full_pass_flops(cfg: &ModelConfig, batch: usize, seq_len: usize) -
         final_positions: None,
     };
     batch as f64 * seq_flops(cfg, one) + unembed_flops(cfg, batch * seq_len)
+}
+
+/// FLOPs of a forward of `batch` sequences of `seq_len` tokens with logits only at each
+/// sequence's last position (`LogitPositions::Last` with nothing watched in the last block).
+pub(crate) fn last_logits_pass_flops(cfg: &ModelConfig, batch: usize, seq_len: usize) -> f64 {
+    let last = [seq_len.saturating_sub(1)];
+    let one = SeqWork {
+        first_block: 0,
+        start: 0,
+        seq_len,
+        final_positions: Some(&last),
+    };
+    batch as f64 * seq_flops(cfg, one) + unembed_flops(cfg, batch)
 }
 
 #[cfg(test)]
@@ -108,6 +121,20 @@ mod tests {
         // logits 3 * 2 * 4 * 10 = 240.
         assert_eq!(full_pass_flops(&tiny(), 1, 3), 2688.0);
         assert_eq!(full_pass_flops(&tiny(), 2, 3), 2.0 * 2688.0);
+    }
+
+    #[test]
+    fn a_last_logits_pass_restricts_the_last_block_and_the_unembedding() {
+        // Blocks 0, 1: 816 each. Block 2: keys and values 3 * 32 = 96, the rest at position
+        // 2 only: 32 + 32 + 144 + 16 * 3 = 256. Logits: one row, 2 * 4 * 10 = 80.
+        assert_eq!(
+            last_logits_pass_flops(&tiny(), 1, 3),
+            2.0 * 816.0 + 352.0 + 80.0
+        );
+        assert_eq!(
+            last_logits_pass_flops(&tiny(), 4, 3),
+            4.0 * (2.0 * 816.0 + 352.0 + 80.0)
+        );
     }
 
     #[test]

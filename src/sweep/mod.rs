@@ -6,7 +6,7 @@ pub mod dataset_sweep;
 pub mod document;
 pub mod engine;
 pub(crate) mod execute;
-mod flops;
+pub(crate) mod flops;
 pub mod intervene;
 pub mod metric;
 pub mod noise;

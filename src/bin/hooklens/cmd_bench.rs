@@ -14,7 +14,8 @@ pub struct BenchArgs {
     /// Shapes of the pass cases, as BATCHxTOKENS (comma-separated).
     #[arg(long, default_value = "1x16,2x64")]
     pub shapes: String,
-    /// Cases (comma-separated, or `all`): plain, empty_slots, read_all, cache_all,
+    /// Cases (comma-separated, or `all`): plain, plain_last (logits at each sequence's last
+    /// position only), empty_slots, read_all, cache_all,
     /// builtin_zero_head, closure_zero_head, c_callback_zero_head, python_zero_head,
     /// sweep_engine, sweep_naive.
     #[arg(long, default_value = "all")]
@@ -122,13 +123,14 @@ fn print_report(report: &BenchReport) {
         s.c_callback_ns / s.rust_closure_ns
     );
     outln!(
-        "{:<21} {:>7} {:>11} {:>11} {:>11} {:>8} {:>13} {:>11}",
+        "{:<21} {:>7} {:>11} {:>11} {:>11} {:>8} {:>9} {:>13} {:>11}",
         "case",
         "shape",
         "median ms",
         "min ms",
         "max ms",
         "ratio",
+        "GFLOP/s",
         "copied bytes",
         "peak MiB"
     );
@@ -143,13 +145,17 @@ fn print_report(report: &BenchReport) {
 fn table_line(row: &BenchRow) -> String {
     let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
     format!(
-        "{:<21} {:>7} {:>11.2} {:>11.2} {:>11.2} {:>8} {:>13} {:>11}",
+        "{:<21} {:>7} {:>11.2} {:>11.2} {:>11.2} {:>8} {:>9} {:>13} {:>11}",
         row.case,
         row.shape,
         row.median_ms,
         row.min_ms,
         row.max_ms,
         or_dash(row.ratio.map(|r| format!("{r:.3}x"))),
+        or_dash(
+            row.gflop
+                .map(|g| format!("{:.1}", g / (row.median_ms / 1e3)))
+        ),
         or_dash(row.bytes_copied.map(|b| b.to_string())),
         or_dash(
             row.peak_bytes

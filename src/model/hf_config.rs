@@ -66,14 +66,22 @@ fn opt_usize(json: &Value, key: &str) -> Option<usize> {
 }
 
 fn f32_field(json: &Value, key: &str, default: f32) -> Result<f32> {
+    Ok(opt_f32(json, key)?.unwrap_or(default))
+}
+
+/// A number field, `None` when absent or null.
+fn opt_f32(json: &Value, key: &str) -> Result<Option<f32>> {
     match json.get(key) {
-        None | Some(Value::Null) => Ok(default),
+        None | Some(Value::Null) => Ok(None),
         Some(v) => v
             .as_f64()
-            .map(|x| x as f32)
+            .map(|x| Some(x as f32))
             .ok_or_else(|| HookLensError::config(format!("`{key}` is not a number"))),
     }
 }
+
+/// The rotary base HF uses when a config gives none.
+const DEFAULT_ROPE_THETA: f32 = 10000.0;
 
 fn token_id(json: &Value, key: &str) -> Option<u32> {
     // Some configs give a list of ids; the first one is the canonical token.
@@ -94,6 +102,7 @@ fn gpt2(json: &Value) -> Result<HfConfig> {
             "GPT-2 activation_function `{act}` (only gelu_new)"
         )));
     }
+    refuse_gpt2_attention_scaling(json)?;
     let d_model = usize_field(json, &["n_embd"])?;
     let n_heads = usize_field(json, &["n_head"])?;
     if n_heads == 0 || d_model % n_heads != 0 {
@@ -127,6 +136,78 @@ fn gpt2(json: &Value) -> Result<HfConfig> {
     })
 }
 
+/// The rotary base of a Llama-family config, from `rope_theta` (transformers 4.x) or
+/// `rope_parameters.rope_theta` (transformers 5.x writes the rotary settings there and no
+/// `rope_theta`). Scaled rotary embeddings of either spelling are refused, as are two
+/// different bases.
+fn rope_theta(json: &Value) -> Result<f32> {
+    if !matches!(json.get("rope_scaling"), None | Some(Value::Null)) {
+        return Err(HookLensError::unsupported(
+            "rope_scaling (only plain rotary embeddings are implemented)",
+        ));
+    }
+    let top = opt_f32(json, "rope_theta")?;
+    let params = match json.get("rope_parameters") {
+        None | Some(Value::Null) => return Ok(top.unwrap_or(DEFAULT_ROPE_THETA)),
+        Some(params @ Value::Object(_)) => params,
+        Some(_) => return Err(HookLensError::config("`rope_parameters` is not an object")),
+    };
+    let kind = params
+        .get("rope_type")
+        .or_else(|| params.get("type"))
+        .map(|v| v.as_str().unwrap_or("?"))
+        .unwrap_or("default");
+    if kind != "default" {
+        return Err(HookLensError::unsupported(format!(
+            "rope_parameters.rope_type `{kind}` (only plain rotary embeddings, `default`, are \
+             implemented)"
+        )));
+    }
+    let partial = params.get("partial_rotary_factor").and_then(Value::as_f64);
+    if partial.is_some_and(|f| f != 1.0) {
+        return Err(HookLensError::unsupported(
+            "rope_parameters.partial_rotary_factor other than 1 (rotary on part of a head)",
+        ));
+    }
+    match (top, opt_f32(params, "rope_theta")?) {
+        (Some(top), Some(inner)) if top != inner => Err(HookLensError::config(format!(
+            "`rope_theta` ({top}) and `rope_parameters.rope_theta` ({inner}) disagree"
+        ))),
+        (_, Some(theta)) | (Some(theta), None) => Ok(theta),
+        (None, None) => Ok(DEFAULT_ROPE_THETA),
+    }
+}
+
+/// Refuses GPT-2's attention-scaling variants (the engine scales scores by `1/sqrt(d_head)`
+/// only, as GPT-2 does by default).
+fn refuse_gpt2_attention_scaling(json: &Value) -> Result<()> {
+    let flag = |key: &str| json.get(key).and_then(Value::as_bool);
+    if flag("scale_attn_weights") == Some(false) {
+        return Err(HookLensError::unsupported(
+            "`scale_attn_weights: false` (unscaled attention scores)",
+        ));
+    }
+    if flag("scale_attn_by_inverse_layer_idx") == Some(true) {
+        return Err(HookLensError::unsupported(
+            "`scale_attn_by_inverse_layer_idx: true` (scores scaled per layer)",
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses the Llama options whose biases the Llama path does not add (the loader also
+/// refuses such tensors, for configs that do not say).
+fn refuse_llama_biases(json: &Value) -> Result<()> {
+    for key in ["attention_bias", "mlp_bias"] {
+        if json.get(key).and_then(Value::as_bool) == Some(true) {
+            return Err(HookLensError::unsupported(format!(
+                "`{key}: true` (Llama attention-output and MLP biases are not implemented)"
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn llama(json: &Value) -> Result<HfConfig> {
     let act = json
         .get("hidden_act")
@@ -137,11 +218,7 @@ fn llama(json: &Value) -> Result<HfConfig> {
             "Llama hidden_act `{act}` (only silu)"
         )));
     }
-    if !matches!(json.get("rope_scaling"), None | Some(Value::Null)) {
-        return Err(HookLensError::unsupported(
-            "rope_scaling (only plain rotary embeddings are implemented)",
-        ));
-    }
+    refuse_llama_biases(json)?;
     let d_model = usize_field(json, &["hidden_size"])?;
     let n_heads = usize_field(json, &["num_attention_heads"])?;
     if n_heads == 0 {
@@ -163,7 +240,7 @@ fn llama(json: &Value) -> Result<HfConfig> {
         norm: NormKind::RmsNorm,
         norm_eps: f32_field(json, "rms_norm_eps", 1e-6)?,
         positions: PositionKind::Rotary {
-            theta: f32_field(json, "rope_theta", 10000.0)?,
+            theta: rope_theta(json)?,
         },
         mlp: MlpKind::GatedSilu,
         bos_token_id: token_id(json, "bos_token_id"),

@@ -58,6 +58,8 @@ pub fn gguf_llama_names(t: LlamaTensor) -> String {
         QBias(l) => layer(l, "attn_q.bias"),
         KBias(l) => layer(l, "attn_k.bias"),
         VBias(l) => layer(l, "attn_v.bias"),
+        OBias(l) => layer(l, "attn_output.bias"),
+        MlpBias(l, p) => layer(l, &format!("{}.bias", p.gguf_name())),
         FfnNorm(l) => layer(l, "ffn_norm.weight"),
         Gate(l) => layer(l, "ffn_gate.weight"),
         Up(l) => layer(l, "ffn_up.weight"),

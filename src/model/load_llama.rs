@@ -7,7 +7,7 @@ use super::config::ModelConfig;
 use super::load_clock::LoadClock;
 use super::weights::{LayerWeights, TensorSource, Weights};
 use crate::backend::{Backend, HostMatrix, HostOrder};
-use crate::error::Result;
+use crate::error::{HookLensError, Result};
 
 /// One Llama tensor, independent of the file format's naming.
 #[derive(Clone, Copy, Debug)]
@@ -34,6 +34,10 @@ pub enum LlamaTensor {
     KBias(usize),
     /// Value bias.
     VBias(usize),
+    /// Attention output bias (Llama's `attention_bias`): not implemented, refused when present.
+    OBias(usize),
+    /// MLP biases (Llama's `mlp_bias`): not implemented, refused when present.
+    MlpBias(usize, MlpProjection),
     /// MLP RMSNorm weight.
     FfnNorm(usize),
     /// Gate projection.
@@ -42,6 +46,40 @@ pub enum LlamaTensor {
     Up(usize),
     /// Down projection (`W_out`).
     Down(usize),
+}
+
+/// One of the gated MLP's three projections.
+#[derive(Clone, Copy, Debug)]
+pub enum MlpProjection {
+    /// `gate_proj`.
+    Gate,
+    /// `up_proj`.
+    Up,
+    /// `down_proj`.
+    Down,
+}
+
+impl MlpProjection {
+    /// The three, in the order their biases are checked.
+    const ALL: [MlpProjection; 3] = [MlpProjection::Gate, MlpProjection::Up, MlpProjection::Down];
+
+    /// The HF module name.
+    fn hf_name(self) -> &'static str {
+        match self {
+            MlpProjection::Gate => "gate_proj",
+            MlpProjection::Up => "up_proj",
+            MlpProjection::Down => "down_proj",
+        }
+    }
+
+    /// The GGUF tensor-name stem.
+    pub(super) fn gguf_name(self) -> &'static str {
+        match self {
+            MlpProjection::Gate => "ffn_gate",
+            MlpProjection::Up => "ffn_up",
+            MlpProjection::Down => "ffn_down",
+        }
+    }
 }
 
 /// Maps a [`LlamaTensor`] to a file's tensor name.
@@ -63,6 +101,8 @@ pub fn hf_llama_names(t: LlamaTensor) -> String {
         QBias(l) => layer(l, "self_attn.q_proj.bias"),
         KBias(l) => layer(l, "self_attn.k_proj.bias"),
         VBias(l) => layer(l, "self_attn.v_proj.bias"),
+        OBias(l) => layer(l, "self_attn.o_proj.bias"),
+        MlpBias(l, p) => layer(l, &format!("mlp.{}.bias", p.hf_name())),
         FfnNorm(l) => layer(l, "post_attention_layernorm.weight"),
         Gate(l) => layer(l, "mlp.gate_proj.weight"),
         Up(l) => layer(l, "mlp.up_proj.weight"),
@@ -122,6 +162,27 @@ pub fn load_llama<B: Backend>(
     })
 }
 
+/// Refuses a layer with biases the Llama path does not add (the attention output's and the
+/// MLP's): loading it would silently drop them.
+fn refuse_unsupported_biases(
+    src: &(dyn TensorSource + Sync),
+    names: LlamaNames,
+    l: usize,
+) -> Result<()> {
+    let mlp = MlpProjection::ALL.map(|p| LlamaTensor::MlpBias(l, p));
+    for tensor in std::iter::once(LlamaTensor::OBias(l)).chain(mlp) {
+        let name = names(tensor);
+        if src.contains(&name) {
+            return Err(HookLensError::unsupported(format!(
+                "tensor `{name}` in {}: Llama attention-output and MLP biases \
+                 (`attention_bias` / `mlp_bias`) are not implemented",
+                src.path().display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Reads, dequantises and packs the weights of layer `l`.
 fn load_layer<B: Backend>(
     src: &(dyn TensorSource + Sync),
@@ -134,6 +195,7 @@ fn load_layer<B: Backend>(
     let d = cfg.d_model;
     let q_out = cfg.n_heads * cfg.d_head;
     let kv_out = cfg.n_kv_heads * cfg.d_head;
+    refuse_unsupported_biases(src, names, l)?;
     let read =
         |t: LlamaTensor, shape: &[usize]| clock.dequantize(|| src.read_shaped(&names(t), shape));
     let optional = |t: LlamaTensor, shape: &[usize]| {
